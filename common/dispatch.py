@@ -1,0 +1,323 @@
+"""Capture side of the pipeline: reads a source and hands frames to the
+segment workers that ask for them.
+
+Workers connect DEALER sockets to capture's ROUTER and announce how many
+frames they may hold (`HELLO`, credits); each finished frame returns one credit
+(`DONE <key>`). Capture keeps every frame a worker holds until it is done, so a
+worker that dies (its restarted self says HELLO again) or goes silent loses
+nothing: its frames go to the front of the queue. Duplicates that this can
+create are removed by the re-order buffer downstream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from repcoach.common import transport
+from repcoach.common.config import FlowPolicy
+from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket, decode_plain
+from repcoach.common.stage_context import StageContext
+
+log = logging.getLogger(__name__)
+
+EOS_KEY = -2
+STOP = b"STOP"
+HELLO = b"HELLO"
+DONE = b"DONE"
+WAKEUP_ENDPOINT = "inproc://capture-feed"
+
+
+@dataclass
+class CapturedFrame:
+    seq: int
+    pixels: np.ndarray
+    t_mono_ns: int
+    t_wall: float
+    pts: float
+
+
+class FrameFeed:
+    """Reads the source on its own thread so decoding overlaps dispatch.
+
+    LOSSLESS keeps up to `capacity` frames and makes the reader wait when full.
+    LATEST keeps only the newest frame: an unsent older one is dropped and
+    counted, so a live camera is never read late.
+    """
+
+    def __init__(self, source, policy: FlowPolicy, capacity: int = 4):
+        self.source = source
+        self.lossless = policy is FlowPolicy.LOSSLESS
+        self.capacity = capacity if self.lossless else 1
+        self.frames_read = 0
+        self.dropped = 0
+        self.ended = False
+        self.error: str | None = None
+        self._items: deque[CapturedFrame] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        if hasattr(source, "should_stop"):
+            source.should_stop = lambda: self._stopping
+        self._wakeup = transport.open_socket(transport.PUSH, WAKEUP_ENDPOINT, bind=False, hwm=64)
+        self._thread = threading.Thread(target=self._run, name="frame-feed", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+
+    def take(self) -> CapturedFrame | None:
+        with self._cond:
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def discard_waiting(self) -> int:
+        with self._cond:
+            count = len(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+            return count
+
+    def exhausted(self) -> bool:
+        with self._cond:
+            return self.ended and not self._items
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        seq = 0
+        try:
+            while not self._stopping:
+                pixels = self.source.read()
+                if pixels is None:
+                    break
+                now_ns = time.monotonic_ns()
+                pts = seq / self.source.fps if not self.source.live else now_ns / 1e9 - started
+                item = CapturedFrame(seq, pixels, now_ns, time.time(), pts)
+                with self._cond:
+                    while self.lossless and len(self._items) >= self.capacity:
+                        if self._stopping:
+                            return
+                        self._cond.wait(0.1)
+                    if len(self._items) >= self.capacity:
+                        self._items.popleft()
+                        self.dropped += 1
+                    self._items.append(item)
+                    self.frames_read = seq + 1
+                self._notify()
+                seq += 1
+        except Exception as exc:  # a broken decoder must still end the stream cleanly
+            log.exception("source failed")
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._cond:
+                self.ended = True
+            self._notify()
+            self._wakeup.close(0)
+
+    def _notify(self) -> None:
+        # A full wake-up queue means the dispatcher is already due to look.
+        with contextlib.suppress(transport.Again):
+            transport.send(self._wakeup, [b""], nonblocking=True)
+
+
+@dataclass
+class WorkerSlot:
+    credits: int = 0
+    outstanding: dict[int, FramePacket | EndOfStream] = field(default_factory=dict)
+    last_seen: float = 0.0
+
+
+class Dispatcher:
+    """Hands frames to segment workers that have credit, in capture order."""
+
+    def __init__(self, ctx: StageContext, source, stop_grace_s: float = 15.0):
+        self.ctx = ctx
+        self.source = source
+        self.config = ctx.config
+        self.workers: dict[bytes, WorkerSlot] = {}
+        self.requeue: deque[FramePacket | EndOfStream] = deque()
+        self.prev_dispatched = -1
+        self.eos: EndOfStream | None = None
+        self.eos_done = False
+        self.stopping_since: float | None = None
+        self.stop_grace_s = stop_grace_s
+        self.discarded = 0
+
+    def run(self) -> None:
+        topo = self.config.endpoints()
+        self.router = transport.open_socket(
+            transport.ROUTER,
+            topo.bind("work"),
+            bind=True,
+            hwm=max(16, 4 * self.config.prefetch),
+            options=transport.router_options(),
+        )
+        self.wakeups = transport.open_socket(transport.PULL, WAKEUP_ENDPOINT, bind=True, hwm=64)
+        self.feed = FrameFeed(self.source, self.config.policy)
+        self.feed.start()
+        poller = transport.Poller(self.router, self.wakeups)
+        try:
+            while not self._finished():
+                ready = poller.ready(100)
+                if self.wakeups in ready:
+                    while self.wakeups.poll(0):
+                        self.wakeups.recv()
+                if self.router in ready:
+                    self._drain_worker_messages()
+                self._handle_stop_request()
+                self._requeue_silent_workers()
+                self._dispatch()
+                self.ctx.stats.queue_depth = sum(len(w.outstanding) for w in self.workers.values())
+                self.ctx.tick()
+            for identity in self.workers:
+                transport.route(self.router, identity, [STOP])
+        finally:
+            self.feed.stop()
+            transport.close_all(self.wakeups)
+            transport.close_linger(self.router, 2000)  # let STOP reach the workers
+            self.source.close()
+
+    # --- worker messages
+
+    def _drain_worker_messages(self) -> None:
+        while self.router.poll(0):
+            identity, kind, *rest = (
+                transport.raw_bytes(p) for p in transport.recv_parts(self.router)
+            )
+            slot = self.workers.setdefault(identity, WorkerSlot())
+            slot.last_seen = time.monotonic()
+            if kind == HELLO:
+                self._take_back(identity, slot, "restarted or reconnected")
+                try:
+                    slot.credits = int(decode_plain(rest[0])["credits"]) if rest else 1
+                except Exception:
+                    slot.credits = 1
+            elif kind == DONE and rest:
+                key = int(rest[0])
+                # Credit only for frames we still count as held: after a HELLO
+                # the worker's credits were reset and its old frames re-sent.
+                if slot.outstanding.pop(key, None) is not None:
+                    slot.credits += 1
+                if key == EOS_KEY:
+                    self.eos_done = True
+
+    def _take_back(self, identity: bytes, slot: WorkerSlot, why: str) -> None:
+        if slot.outstanding:
+            log.warning(
+                "worker %s %s holding %d frame(s); re-sending them",
+                identity.decode(errors="replace"),
+                why,
+                len(slot.outstanding),
+            )
+            self.requeue.extendleft(
+                slot.outstanding[k] for k in sorted(slot.outstanding, reverse=True)
+            )
+            self.ctx.stats.drop("resent", len(slot.outstanding))
+            slot.outstanding.clear()
+
+    def _requeue_silent_workers(self) -> None:
+        now = time.monotonic()
+        for identity, slot in list(self.workers.items()):
+            if slot.outstanding and now - slot.last_seen > self.config.work_timeout_s:
+                self._take_back(identity, slot, "went silent")
+                del self.workers[identity]
+
+    # --- dispatch
+
+    def _handle_stop_request(self) -> None:
+        if self.ctx.should_stop() and self.stopping_since is None:
+            log.info("stop requested: finishing frames in flight")
+            self.stopping_since = time.monotonic()
+            self.feed.stop()
+
+    def _next_item(self) -> FramePacket | EndOfStream | None:
+        if self.requeue:
+            return self.requeue.popleft()
+        if self.eos is not None:
+            return None
+        if self.stopping_since is None:
+            captured = self.feed.take()
+            if captured is not None:
+                return self._packet(captured)
+            if not self.feed.exhausted():
+                return None
+            reason = f"source failed: {self.feed.error}" if self.feed.error else "end of source"
+        else:
+            self.discarded += self.feed.discard_waiting()
+            reason = "stopped"
+        self.eos = EndOfStream(
+            source_id=self.source.source_id,
+            prev_seq=self.prev_dispatched,
+            frames_read=self.feed.frames_read,
+            dropped=self.feed.dropped + self.discarded,
+            reason=reason,
+        )
+        return self.eos
+
+    def _packet(self, captured: CapturedFrame) -> FramePacket:
+        h, w = captured.pixels.shape[:2]
+        meta = FrameMeta(
+            source_id=self.source.source_id,
+            seq=captured.seq,
+            prev_seq=self.prev_dispatched,
+            t_mono_ns=captured.t_mono_ns,
+            t_wall=captured.t_wall,
+            pts=captured.pts,
+            width=w,
+            height=h,
+            total=self.source.total,
+        )
+        self.prev_dispatched = captured.seq
+        self.ctx.stats.received()
+        self.ctx.stats.dropped["stale"] = self.feed.dropped
+        return FramePacket(meta=meta, pixels=captured.pixels)
+
+    def _dispatch(self) -> None:
+        while True:
+            identity = self._worker_with_credit()
+            if identity is None:
+                return
+            item = self._next_item()
+            if item is None:
+                return
+            slot = self.workers[identity]
+            key = EOS_KEY if isinstance(item, EndOfStream) else item.meta.seq
+            if not transport.route(self.router, identity, item.to_wire()):
+                self.requeue.appendleft(item)
+                self._take_back(identity, slot, "is unreachable")
+                del self.workers[identity]
+                continue
+            slot.credits -= 1
+            slot.outstanding[key] = item
+            if isinstance(item, FramePacket):
+                self.ctx.stats.emitted()
+
+    def _worker_with_credit(self) -> bytes | None:
+        candidates = [(len(s.outstanding), i) for i, s in self.workers.items() if s.credits > 0]
+        return min(candidates)[1] if candidates else None
+
+    def _finished(self) -> bool:
+        if (
+            self.eos_done
+            and not self.requeue
+            and not any(s.outstanding for s in self.workers.values())
+        ):
+            return True
+        if self.stopping_since is not None:
+            if time.monotonic() - self.stopping_since > self.stop_grace_s:
+                log.warning("frames still in flight after %.0f s; giving up", self.stop_grace_s)
+                return True
+            if self.ctx.stop_requests > 1:
+                return True
+        return False

@@ -1,0 +1,600 @@
+"""Every message that crosses a socket, defined once.
+
+Wire layout (schema version `SCHEMA_VERSION`): a ZeroMQ multipart message
+
+    part 0   msgpack map  {"v": SCHEMA_VERSION, "type": <kind>, ...fields}
+    part 1   raw pixels   only for a `FramePacket` whose header says "px": true;
+                          height*width*3 bytes, BGR24, row-major, sent zero-copy
+
+Kinds: "frame" (`FramePacket`, which carries the frame metadata and whatever
+the stages have attached so far: persons, joints, scores, events), "eos"
+(`EndOfStream`), "state" (`SessionState`, the last-value cache for sinks) and
+"report" (`StageReport`, a stage's counters for `pipeline status`).
+
+`decode()` validates everything it reads and raises `MessageError` with a short
+`kind` ("malformed", "truncated", "wrong-version", "unknown-type") so a stage
+can count and drop a bad message instead of crashing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+from repcoach.common.landmarks import NUM_LANDMARKS
+
+SCHEMA_VERSION = 1
+PIXEL_FORMAT = "bgr24"
+
+
+class MessageError(ValueError):
+    """A message that cannot be decoded; `kind` names the failure class."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+# --- field readers: every one raises MessageError instead of KeyError/TypeError
+
+
+def _field(d: dict, key: str, types: type | tuple[type, ...], where: str) -> Any:
+    if key not in d:
+        raise MessageError("malformed", f"{where} lacks field {key!r}")
+    value = d[key]
+    if types is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, types) or isinstance(value, bool) and types is not bool:
+        raise MessageError(
+            "malformed", f"{where}.{key} is {type(value).__name__}, expected {types}"
+        )
+    return value
+
+
+def _optional(d: dict, key: str, types: type | tuple[type, ...], where: str) -> Any:
+    return None if d.get(key) is None else _field(d, key, types, where)
+
+
+def _array(raw: Any, dtype: str, shape: tuple[int, ...], where: str) -> np.ndarray:
+    if not isinstance(raw, bytes):
+        raise MessageError("malformed", f"{where} is not bytes")
+    expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if len(raw) != expected:
+        raise MessageError("truncated", f"{where} has {len(raw)} bytes, expected {expected}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+# --- frame metadata
+
+
+@dataclass(frozen=True)
+class FrameMeta:
+    """One captured frame's identity and timing.
+
+    `seq` counts every frame read from the source (so a gap means a drop);
+    `prev_seq` is the seq of the frame dispatched just before this one (-1 for
+    the first), which lets the re-order buffer release frames without
+    guessing. `pts` is media time in seconds (file position, or seconds since
+    a live source opened) and is what tempo is measured in.
+    """
+
+    source_id: str
+    seq: int
+    prev_seq: int
+    t_mono_ns: int
+    t_wall: float
+    pts: float
+    width: int
+    height: int
+    pixel_format: str = PIXEL_FORMAT
+    total: int = 0  # frames in the source when known (files), else 0
+
+    def to_wire(self) -> dict:
+        return {
+            "src": self.source_id,
+            "seq": self.seq,
+            "prev": self.prev_seq,
+            "tm": self.t_mono_ns,
+            "tw": self.t_wall,
+            "pts": self.pts,
+            "w": self.width,
+            "h": self.height,
+            "fmt": self.pixel_format,
+            "total": self.total,
+        }
+
+    @classmethod
+    def from_wire(cls, d: Any) -> FrameMeta:
+        if not isinstance(d, dict):
+            raise MessageError("malformed", "frame meta is not a map")
+        meta = cls(
+            source_id=_field(d, "src", str, "meta"),
+            seq=_field(d, "seq", int, "meta"),
+            prev_seq=_field(d, "prev", int, "meta"),
+            t_mono_ns=_field(d, "tm", int, "meta"),
+            t_wall=_field(d, "tw", float, "meta"),
+            pts=_field(d, "pts", float, "meta"),
+            width=_field(d, "w", int, "meta"),
+            height=_field(d, "h", int, "meta"),
+            pixel_format=_field(d, "fmt", str, "meta"),
+            total=_field(d, "total", int, "meta"),
+        )
+        if meta.pixel_format != PIXEL_FORMAT:
+            raise MessageError("malformed", f"pixel format {meta.pixel_format!r} unsupported")
+        if not (0 < meta.width <= 16384 and 0 < meta.height <= 16384):
+            raise MessageError("malformed", f"frame size {meta.width}x{meta.height}")
+        return meta
+
+
+# --- persons, joints, scores, feedback
+
+
+@dataclass(frozen=True)
+class PersonInstance:
+    """A person found in a frame.
+
+    `box` is (x0, y0, x1, y1) in pixels. `mask` is a boolean array covering the
+    integer box `mask_box()` only (cropping keeps it small); on the wire it is
+    bit-packed. `track_id` is -1 until the tracker assigns one.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    mask: np.ndarray | None = None
+    track_id: int = -1
+
+    def __post_init__(self) -> None:
+        x0, y0, x1, y1 = self.box
+        if not (x1 > x0 and y1 > y0):
+            raise ValueError(f"box must have x1>x0 and y1>y0, got {self.box}")
+        if self.mask is not None:
+            mx0, my0, mx1, my1 = self.mask_box()
+            expected = (my1 - my0, mx1 - mx0)
+            if self.mask.shape != expected or self.mask.dtype != bool:
+                raise ValueError(
+                    f"mask must be bool {expected} (the box crop), "
+                    f"got {self.mask.dtype} {self.mask.shape}"
+                )
+
+    def mask_box(self) -> tuple[int, int, int, int]:
+        """The integer pixel rectangle the mask covers."""
+        x0, y0, x1, y1 = self.box
+        return (math.floor(x0), math.floor(y0), math.ceil(x1), math.ceil(y1))
+
+    def full_mask(self, width: int, height: int) -> np.ndarray:
+        """The mask pasted into a full-frame boolean image."""
+        out = np.zeros((height, width), dtype=bool)
+        if self.mask is None:
+            return out
+        mx0, my0, mx1, my1 = self.mask_box()
+        cx0, cy0 = max(mx0, 0), max(my0, 0)
+        cx1, cy1 = min(mx1, width), min(my1, height)
+        if cx1 > cx0 and cy1 > cy0:
+            out[cy0:cy1, cx0:cx1] = self.mask[cy0 - my0 : cy1 - my0, cx0 - mx0 : cx1 - mx0]
+        return out
+
+    def with_track(self, track_id: int) -> PersonInstance:
+        return PersonInstance(self.box, self.score, self.mask, track_id)
+
+    def to_wire(self) -> dict:
+        wire: dict[str, Any] = {"box": list(self.box), "score": self.score, "track": self.track_id}
+        if self.mask is not None:
+            wire["mask"] = np.packbits(self.mask, axis=None).tobytes()
+        return wire
+
+    @classmethod
+    def from_wire(cls, d: Any) -> PersonInstance:
+        if not isinstance(d, dict):
+            raise MessageError("malformed", "person is not a map")
+        box = _field(d, "box", list, "person")
+        if len(box) != 4 or not all(isinstance(v, (int, float)) for v in box):
+            raise MessageError("malformed", "person.box must be 4 numbers")
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if not (x1 > x0 and y1 > y0) or max(abs(x0), abs(y0), abs(x1), abs(y1)) > 1e5:
+            raise MessageError("malformed", f"person.box {box} is not a box")
+        mask = None
+        packed = _optional(d, "mask", bytes, "person")
+        if packed is not None:
+            w, h = math.ceil(x1) - math.floor(x0), math.ceil(y1) - math.floor(y0)
+            if len(packed) != (w * h + 7) // 8:
+                raise MessageError("truncated", f"person.mask has {len(packed)} bytes for {w}x{h}")
+            bits = np.unpackbits(np.frombuffer(packed, np.uint8), count=w * h)
+            mask = bits.reshape(h, w).astype(bool)
+        return cls(
+            box=(x0, y0, x1, y1),
+            score=_field(d, "score", float, "person"),
+            mask=mask,
+            track_id=_field(d, "track", int, "person"),
+        )
+
+
+@dataclass(frozen=True)
+class PersonJoints:
+    """Landmarks of one tracked person (index with `Landmark`).
+
+    `image_xy` (33, 2) pixels; `visibility` (33,) in [0, 1]; `world_xyz`
+    (33, 3) metres, origin between the hips, as BlazePose gives them.
+    """
+
+    track_id: int
+    image_xy: np.ndarray
+    visibility: np.ndarray
+    world_xyz: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name, shape in (
+            ("image_xy", (NUM_LANDMARKS, 2)),
+            ("visibility", (NUM_LANDMARKS,)),
+            ("world_xyz", (NUM_LANDMARKS, 3)),
+        ):
+            value = getattr(self, name)
+            if value.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
+
+    def to_wire(self) -> dict:
+        return {
+            "track": self.track_id,
+            "xy": self.image_xy.astype("<f4").tobytes(),
+            "vis": self.visibility.astype("<f4").tobytes(),
+            "world": self.world_xyz.astype("<f4").tobytes(),
+        }
+
+    @classmethod
+    def from_wire(cls, d: Any) -> PersonJoints:
+        if not isinstance(d, dict):
+            raise MessageError("malformed", "joints is not a map")
+        return cls(
+            track_id=_field(d, "track", int, "joints"),
+            image_xy=_array(d.get("xy"), "<f4", (NUM_LANDMARKS, 2), "joints.xy"),
+            visibility=_array(d.get("vis"), "<f4", (NUM_LANDMARKS,), "joints.vis"),
+            world_xyz=_array(d.get("world"), "<f4", (NUM_LANDMARKS, 3), "joints.world"),
+        )
+
+
+@dataclass(frozen=True)
+class PersonScore:
+    """Per-person coaching state after a frame: angles and rep progress."""
+
+    track_id: int
+    angles: dict[str, float] = field(default_factory=dict)
+    exercise: str | None = None
+    reps: int = 0
+    partial_reps: int = 0
+    phase: str = ""
+    form_score: float | None = None
+    last_cue: str | None = None
+
+    def to_wire(self) -> dict:
+        return {
+            "track": self.track_id,
+            "angles": self.angles,
+            "exercise": self.exercise,
+            "reps": self.reps,
+            "partial": self.partial_reps,
+            "phase": self.phase,
+            "form": self.form_score,
+            "cue": self.last_cue,
+        }
+
+    @classmethod
+    def from_wire(cls, d: Any) -> PersonScore:
+        if not isinstance(d, dict):
+            raise MessageError("malformed", "score is not a map")
+        angles = _field(d, "angles", dict, "score")
+        if not all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in angles.items()):
+            raise MessageError("malformed", "score.angles must map names to numbers")
+        return cls(
+            track_id=_field(d, "track", int, "score"),
+            angles={k: float(v) for k, v in angles.items()},
+            exercise=_optional(d, "exercise", str, "score"),
+            reps=_field(d, "reps", int, "score"),
+            partial_reps=_field(d, "partial", int, "score"),
+            phase=_field(d, "phase", str, "score"),
+            form_score=_optional(d, "form", float, "score"),
+            last_cue=_optional(d, "cue", str, "score"),
+        )
+
+
+@dataclass(frozen=True)
+class FeedbackEvent:
+    """Something worth telling a person or an app: a rep, a cue, a person
+    entering. `event_id` is unique per session so receivers can de-duplicate.
+    """
+
+    event_id: str
+    kind: str
+    track_id: int
+    seq: int
+    pts: float
+    text: str
+    severity: str = "info"  # info | warn | fault
+    data: dict = field(default_factory=dict)
+
+    def to_wire(self) -> dict:
+        return {
+            "id": self.event_id,
+            "kind": self.kind,
+            "track": self.track_id,
+            "seq": self.seq,
+            "pts": self.pts,
+            "text": self.text,
+            "sev": self.severity,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_wire(cls, d: Any) -> FeedbackEvent:
+        if not isinstance(d, dict):
+            raise MessageError("malformed", "event is not a map")
+        return cls(
+            event_id=_field(d, "id", str, "event"),
+            kind=_field(d, "kind", str, "event"),
+            track_id=_field(d, "track", int, "event"),
+            seq=_field(d, "seq", int, "event"),
+            pts=_field(d, "pts", float, "event"),
+            text=_field(d, "text", str, "event"),
+            severity=_field(d, "sev", str, "event"),
+            data=_field(d, "data", dict, "event"),
+        )
+
+
+# --- the messages themselves
+
+
+@dataclass(frozen=True)
+class FramePacket:
+    """A frame and everything the stages have attached to it so far.
+
+    A `tombstone` packet stands for a frame a stage dropped as stale: it keeps
+    the frame's place in the order (so the re-order buffer never waits for it)
+    and carries no pixels.
+    """
+
+    meta: FrameMeta
+    pixels: np.ndarray | None = None
+    persons: tuple[PersonInstance, ...] = ()
+    joints: tuple[PersonJoints, ...] = ()
+    scores: tuple[PersonScore, ...] = ()
+    events: tuple[FeedbackEvent, ...] = ()
+    tombstone: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pixels is not None:
+            expected = (self.meta.height, self.meta.width, 3)
+            if self.pixels.shape != expected or self.pixels.dtype != np.uint8:
+                raise ValueError(
+                    f"pixels must be uint8 {expected}, got {self.pixels.dtype} {self.pixels.shape}"
+                )
+
+    def header(self, with_pixels: bool = True) -> dict:
+        return {
+            "v": SCHEMA_VERSION,
+            "type": "frame",
+            "meta": self.meta.to_wire(),
+            "px": with_pixels and self.pixels is not None,
+            "persons": [p.to_wire() for p in self.persons],
+            "joints": [j.to_wire() for j in self.joints],
+            "scores": [s.to_wire() for s in self.scores],
+            "events": [e.to_wire() for e in self.events],
+            "tomb": self.tombstone,
+        }
+
+    def to_wire(self, with_pixels: bool = True) -> list:
+        head = msgpack.packb(self.header(with_pixels), use_bin_type=True)
+        if with_pixels and self.pixels is not None:
+            return [head, np.ascontiguousarray(self.pixels)]
+        return [head]
+
+    @classmethod
+    def from_header(cls, d: dict, pixel_part: Any | None) -> FramePacket:
+        meta = FrameMeta.from_wire(d.get("meta"))
+        pixels = None
+        if _field(d, "px", bool, "frame"):
+            if pixel_part is None:
+                raise MessageError("truncated", "frame header promises pixels, none sent")
+            buf = memoryview(pixel_part)
+            expected = meta.width * meta.height * 3
+            if buf.nbytes != expected:
+                raise MessageError(
+                    "truncated", f"pixel buffer has {buf.nbytes} bytes, expected {expected}"
+                )
+            pixels = np.frombuffer(buf, np.uint8).reshape(meta.height, meta.width, 3)
+        return cls(
+            meta=meta,
+            pixels=pixels,
+            persons=tuple(PersonInstance.from_wire(p) for p in _field(d, "persons", list, "frame")),
+            joints=tuple(PersonJoints.from_wire(j) for j in _field(d, "joints", list, "frame")),
+            scores=tuple(PersonScore.from_wire(s) for s in _field(d, "scores", list, "frame")),
+            events=tuple(FeedbackEvent.from_wire(e) for e in _field(d, "events", list, "frame")),
+            tombstone=_field(d, "tomb", bool, "frame"),
+        )
+
+    def replace(self, **changes: Any) -> FramePacket:
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """The source has ended (or was stopped). Travels in order after the last
+    frame (`prev_seq` is the last dispatched frame's seq).
+    """
+
+    source_id: str
+    prev_seq: int
+    frames_read: int
+    dropped: int
+    reason: str  # "end of file" | "stopped" | "source failed: ..."
+
+    def to_wire(self) -> list:
+        return [
+            msgpack.packb(
+                {
+                    "v": SCHEMA_VERSION,
+                    "type": "eos",
+                    "src": self.source_id,
+                    "prev": self.prev_seq,
+                    "read": self.frames_read,
+                    "dropped": self.dropped,
+                    "reason": self.reason,
+                },
+                use_bin_type=True,
+            )
+        ]
+
+    @classmethod
+    def from_header(cls, d: dict, _pixels: Any = None) -> EndOfStream:
+        return cls(
+            source_id=_field(d, "src", str, "eos"),
+            prev_seq=_field(d, "prev", int, "eos"),
+            frames_read=_field(d, "read", int, "eos"),
+            dropped=_field(d, "dropped", int, "eos"),
+            reason=_field(d, "reason", str, "eos"),
+        )
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """The publisher's last-value cache: what a sink needs to draw the
+    current picture without having seen the history.
+    """
+
+    source_id: str
+    frames: int  # frames that reached the publisher
+    dropped: int  # frames lost anywhere upstream (capture or a stage)
+    total: int  # frames in the source, 0 if live/unknown
+    last_seq: int
+    duration_s: float  # media time covered so far
+    started_wall: float
+    ended: bool
+    reason: str
+    people: tuple[PersonScore, ...] = ()
+
+    def to_wire(self) -> list:
+        return [
+            msgpack.packb(
+                {
+                    "v": SCHEMA_VERSION,
+                    "type": "state",
+                    "src": self.source_id,
+                    "frames": self.frames,
+                    "dropped": self.dropped,
+                    "total": self.total,
+                    "last_seq": self.last_seq,
+                    "duration": self.duration_s,
+                    "started": self.started_wall,
+                    "ended": self.ended,
+                    "reason": self.reason,
+                    "people": [p.to_wire() for p in self.people],
+                },
+                use_bin_type=True,
+            )
+        ]
+
+    @classmethod
+    def from_header(cls, d: dict, _pixels: Any = None) -> SessionState:
+        return cls(
+            source_id=_field(d, "src", str, "state"),
+            frames=_field(d, "frames", int, "state"),
+            dropped=_field(d, "dropped", int, "state"),
+            total=_field(d, "total", int, "state"),
+            last_seq=_field(d, "last_seq", int, "state"),
+            duration_s=_field(d, "duration", float, "state"),
+            started_wall=_field(d, "started", float, "state"),
+            ended=_field(d, "ended", bool, "state"),
+            reason=_field(d, "reason", str, "state"),
+            people=tuple(PersonScore.from_wire(p) for p in _field(d, "people", list, "state")),
+        )
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """A stage's counters, pushed to the supervisor about once a second."""
+
+    stage: str
+    pid: int
+    frames_in: int
+    frames_out: int
+    dropped: dict[str, int]
+    rejected: dict[str, int]
+    queue_depth: int
+    fps: float
+    latency_ms_p50: float
+    latency_ms_p95: float
+    rss_mb: float
+    peak_rss_mb: float
+
+    def to_wire(self) -> list:
+        body = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return [msgpack.packb({"v": SCHEMA_VERSION, "type": "report", **body}, use_bin_type=True)]
+
+    @classmethod
+    def from_header(cls, d: dict, _pixels: Any = None) -> StageReport:
+        kinds: dict[str, Any] = {
+            "stage": str,
+            "pid": int,
+            "frames_in": int,
+            "frames_out": int,
+            "dropped": dict,
+            "rejected": dict,
+            "queue_depth": int,
+            "fps": float,
+            "latency_ms_p50": float,
+            "latency_ms_p95": float,
+            "rss_mb": float,
+            "peak_rss_mb": float,
+        }
+        return cls(**{k: _field(d, k, t, "report") for k, t in kinds.items()})
+
+
+Message = FramePacket | EndOfStream | SessionState | StageReport
+
+_DECODERS = {
+    "frame": FramePacket.from_header,
+    "eos": EndOfStream.from_header,
+    "state": SessionState.from_header,
+    "report": StageReport.from_header,
+}
+
+
+def decode(parts: list) -> Message:
+    """Decode a multipart message (bytes or zmq frames), validating it."""
+    if not parts or len(parts) > 2:
+        raise MessageError("malformed", f"expected 1 or 2 parts, got {len(parts)}")
+    try:
+        head = msgpack.unpackb(bytes(parts[0]), raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise MessageError("malformed", f"header is not msgpack ({type(exc).__name__})") from None
+    if not isinstance(head, dict):
+        raise MessageError("malformed", "header is not a map")
+    version = head.get("v")
+    if version != SCHEMA_VERSION:
+        raise MessageError(
+            "wrong-version", f"schema {version!r}, this build speaks {SCHEMA_VERSION}"
+        )
+    decoder = _DECODERS.get(head.get("type"))  # type: ignore[arg-type]
+    if decoder is None:
+        raise MessageError("unknown-type", f"message type {head.get('type')!r}")
+    try:
+        return decoder(head, parts[1] if len(parts) > 1 else None)
+    except MessageError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise MessageError("malformed", str(exc)) from None
+
+
+def encode_plain(obj: Any) -> bytes:
+    """msgpack for small control messages (credits, status replies)."""
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def decode_plain(raw: bytes) -> Any:
+    try:
+        return msgpack.unpackb(raw, raw=False)
+    except Exception as exc:
+        raise MessageError("malformed", f"control message is not msgpack ({exc})") from None

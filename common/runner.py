@@ -1,0 +1,350 @@
+"""The socket loops that run a stage's logic. Stage logic never sees a socket.
+
+    capture (dispatch.py) --ROUTER/DEALER credits--> segment workers x N
+        --PUSH/PULL--> joints (re-orders by prev_seq) --PUSH/PULL--> score
+        --XPUB topics--> sinks (SUB), plus a snapshot ROUTER for late joiners
+
+Published topics: b"res" + 8-byte publication number (per-frame results, no
+pixels), b"vid" (the same with pixels, only sent while someone subscribes),
+b"st" (SessionState, twice a second and on request), b"eos".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Protocol
+
+from repcoach.common import transport
+from repcoach.common.config import FlowPolicy
+from repcoach.common.dispatch import DONE, EOS_KEY, HELLO, STOP
+from repcoach.common.messages import (
+    EndOfStream,
+    FramePacket,
+    PersonScore,
+    SessionState,
+    decode,
+    encode_plain,
+)
+from repcoach.common.reorder import Reorderer
+from repcoach.common.stage_context import StageContext
+from repcoach.stages.base import PacketStage, Segmenter
+
+log = logging.getLogger(__name__)
+
+TOPIC_RESULT = b"res"
+TOPIC_VIDEO = b"vid"
+TOPIC_STATE = b"st"
+TOPIC_EOS = b"eos"
+SNAPSHOT = b"SNAPSHOT"
+STATE_INTERVAL_S = 0.5
+IDLE_HELLO_S = 2.0
+# Closing with linger 0 would discard what is still queued for the next stage.
+OUTPUT_LINGER_MS = 5000
+
+
+def _age_s(packet: FramePacket) -> float:
+    return (time.monotonic_ns() - packet.meta.t_mono_ns) / 1e9
+
+
+def _is_stale(ctx: StageContext, packet: FramePacket) -> bool:
+    return ctx.config.policy is FlowPolicy.LATEST and _age_s(packet) > ctx.config.max_age_s
+
+
+# --- segment workers
+
+
+def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -> None:
+    topo = ctx.config.endpoints()
+    work = transport.open_socket(
+        transport.DEALER,
+        topo.connect("work"),
+        bind=False,
+        hwm=ctx.config.prefetch + 4,
+        identity=identity.encode(),
+    )
+    out = transport.open_socket(transport.PUSH, topo.connect("segmented"), bind=False, hwm=4)
+    hello = [HELLO, encode_plain({"credits": ctx.config.prefetch})]
+    transport.send(work, hello)
+    last_message = time.monotonic()
+    try:
+        while not ctx.should_stop():
+            ctx.tick()
+            if not work.poll(100):
+                # Idle: say hello again so a restarted capture learns about us.
+                if time.monotonic() - last_message > IDLE_HELLO_S:
+                    transport.send(work, hello)
+                    last_message = time.monotonic()
+                continue
+            last_message = time.monotonic()
+            parts = transport.recv_parts(work)
+            if transport.raw_bytes(parts[0]) == STOP:
+                log.info("capture says the stream is done")
+                return
+            message = transport.decode_parts(parts, ctx.rejects)
+            if isinstance(message, FramePacket):
+                ctx.stats.received()
+                started = time.perf_counter()
+                if _is_stale(ctx, message):
+                    ctx.stats.drop("stale")
+                    result = message.replace(pixels=None, tombstone=True)
+                else:
+                    result = message.replace(persons=tuple(segmenter.segment(message.pixels)))
+                if not transport.send_patiently(out, result.to_wire(), ctx.should_stop):
+                    return
+                ctx.stats.emitted(time.perf_counter() - started)
+                transport.send(work, [DONE, str(message.meta.seq).encode()])
+            elif isinstance(message, EndOfStream) and transport.send_patiently(
+                out, message.to_wire(), ctx.should_stop
+            ):
+                transport.send(work, [DONE, str(EOS_KEY).encode()])
+    finally:
+        transport.close_all(work)
+        transport.close_linger(out, OUTPUT_LINGER_MS)
+
+
+# --- ordered transform stage (joints)
+
+
+def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
+    """Re-orders what the workers send, then runs `logic` on each frame."""
+    topo = ctx.config.endpoints()
+    inbox = transport.open_socket(transport.PULL, topo.bind("segmented"), bind=True, hwm=8)
+    out = transport.open_socket(transport.PUSH, topo.connect("joined"), bind=False, hwm=4)
+    live = ctx.config.policy is FlowPolicy.LATEST
+    reorder = Reorderer(gap_timeout_s=2 * ctx.config.max_age_s if live else None)
+    try:
+        while not ctx.should_stop():
+            ctx.tick()
+            released = []
+            if inbox.poll(100):
+                message = transport.receive(inbox, ctx.rejects)
+                if message is not None:
+                    released = reorder.push(message)
+            released += reorder.expire()
+            ctx.stats.queue_depth = len(reorder)
+            ctx.stats.dropped["duplicate"] = reorder.duplicates
+            ctx.stats.dropped["lost"] = reorder.skipped
+            for item in released:
+                if isinstance(item, EndOfStream):
+                    logic.end(item)
+                    transport.send_patiently(out, item.to_wire(), ctx.should_stop)
+                    return
+                if item.tombstone:
+                    continue
+                ctx.stats.received()
+                if _is_stale(ctx, item):
+                    ctx.stats.drop("stale")
+                    continue
+                started = time.perf_counter()
+                result = logic.process(item)
+                if not transport.send_patiently(out, result.to_wire(), ctx.should_stop):
+                    return
+                ctx.stats.emitted(time.perf_counter() - started)
+    finally:
+        transport.close_all(inbox)
+        transport.close_linger(out, OUTPUT_LINGER_MS)
+
+
+# --- publisher (score)
+
+
+class ScoringLogic(PacketStage, Protocol):
+    def people(self) -> tuple[PersonScore, ...]: ...
+
+
+class SessionCounters:
+    """What the publisher knows about the session as a whole."""
+
+    def __init__(self) -> None:
+        self.source_id = ""
+        self.frames = 0
+        self.total = 0
+        self.last_seq = -1
+        self.first_pts: float | None = None
+        self.last_pts = 0.0
+        self.frame_interval = 0.0
+        self.started_wall = time.time()
+        self.ended = False
+        self.reason = ""
+        self.read_at_end: int | None = None
+        self.dropped_at_end = 0
+
+    def count(self, packet: FramePacket) -> None:
+        meta = packet.meta
+        self.source_id, self.total = meta.source_id, meta.total
+        if self.first_pts is None:
+            self.first_pts = meta.pts
+        elif meta.seq > self.last_seq:
+            self.frame_interval = (meta.pts - self.last_pts) / max(meta.seq - self.last_seq, 1)
+        self.frames += 1
+        self.last_seq, self.last_pts = meta.seq, meta.pts
+
+    def end(self, eos: EndOfStream) -> None:
+        self.source_id = self.source_id or eos.source_id
+        self.ended, self.reason = True, eos.reason
+        self.read_at_end = eos.frames_read
+
+    def state(self, people: tuple[PersonScore, ...]) -> SessionState:
+        read = self.read_at_end if self.read_at_end is not None else self.last_seq + 1
+        duration = 0.0
+        if self.first_pts is not None:
+            duration = self.last_pts - self.first_pts + self.frame_interval
+        return SessionState(
+            source_id=self.source_id,
+            frames=self.frames,
+            dropped=max(read - self.frames, 0),
+            total=self.total,
+            last_seq=self.last_seq,
+            duration_s=round(duration, 3),
+            started_wall=self.started_wall,
+            ended=self.ended,
+            reason=self.reason,
+            people=people,
+        )
+
+
+def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
+    """Scores each frame and publishes results, state and end-of-stream."""
+    topo = ctx.config.endpoints()
+    lossless = ctx.config.policy is FlowPolicy.LOSSLESS
+    inbox = transport.open_socket(transport.PULL, topo.bind("joined"), bind=True, hwm=8)
+    pub = transport.open_socket(
+        transport.XPUB,
+        topo.bind("results"),
+        bind=True,
+        hwm=2000,
+        options=transport.xpub_options(lossless),
+    )
+    snapshots = transport.open_socket(transport.ROUTER, topo.bind("snapshot"), bind=True, hwm=64)
+    session = SessionCounters()
+    subscribers: Counter[bytes] = Counter()
+    waiting_since = time.monotonic()
+    expect_sinks = ctx.config.expect_sinks
+    # Until the built-in sinks have subscribed, frames wait upstream (no loss).
+    poll_control = transport.Poller(pub, snapshots)
+    poll_all = transport.Poller(pub, snapshots, inbox)
+    published = 0
+    last_state = 0.0
+
+    def current_state() -> SessionState:
+        return session.state(logic.people())
+
+    def publish(parts: list) -> None:
+        # Lossless runs wait (up to a bound) for a full built-in sink; live runs
+        # let a slow subscriber miss messages (it sees the gap in the numbers).
+        timeout = 5.0 if lossless else 0.0
+        if not transport.send_patiently(pub, parts, ctx.should_stop, timeout_s=timeout):
+            ctx.stats.drop("slow-sink")
+
+    try:
+        while not ctx.should_stop():
+            ctx.tick()
+            ready_for_frames = subscribers[TOPIC_EOS] >= expect_sinks
+            if not ready_for_frames and time.monotonic() - waiting_since > 30:
+                log.warning("expected %d sink(s); starting without them", expect_sinks)
+                expect_sinks = 0
+            ready = (poll_all if ready_for_frames else poll_control).ready(100)
+            if pub in ready:
+                while pub.poll(0):
+                    event = transport.raw_bytes(transport.recv_parts(pub)[0])
+                    if event:
+                        subscribers[event[1:]] += 1 if event[0] == 1 else -1
+            if snapshots in ready:
+                while snapshots.poll(0):
+                    identity, _empty, *_ = transport.recv_parts(snapshots)
+                    reply = [b"", *current_state().to_wire()]
+                    transport.route(snapshots, transport.raw_bytes(identity), reply)
+            if inbox in ready:
+                message = transport.receive(inbox, ctx.rejects)
+                if isinstance(message, FramePacket):
+                    ctx.stats.received()
+                    started = time.perf_counter()
+                    result = logic.process(message)
+                    session.count(result)
+                    topic = TOPIC_RESULT + published.to_bytes(8, "big")
+                    publish([topic, *result.to_wire(with_pixels=False)])
+                    if subscribers[TOPIC_VIDEO] > 0 and result.pixels is not None:
+                        publish([TOPIC_VIDEO, *result.to_wire()])
+                    published += 1
+                    ctx.stats.emitted(time.perf_counter() - started)
+                elif isinstance(message, EndOfStream):
+                    logic.end(message)
+                    session.end(message)
+                    publish([TOPIC_STATE, *current_state().to_wire()])
+                    publish([TOPIC_EOS, *message.to_wire()])
+                    log.info("end of stream (%s): %d frames published", message.reason, published)
+                    return
+            if time.monotonic() - last_state > STATE_INTERVAL_S:
+                last_state = time.monotonic()
+                publish([TOPIC_STATE, *current_state().to_wire()])
+    finally:
+        transport.close_all(inbox, snapshots)
+        transport.close_linger(pub, OUTPUT_LINGER_MS)
+
+
+# --- sinks
+
+
+class Sink(Protocol):
+    """A consumer of published results (console, JSONL, summary, ...)."""
+
+    topics: tuple[bytes, ...]
+
+    def on_state(self, state: SessionState) -> None: ...
+
+    def on_result(self, packet: FramePacket) -> None: ...
+
+    def on_eos(self, eos: EndOfStream) -> None: ...
+
+    def tick(self) -> None: ...
+
+    def close(self, missed: int) -> None: ...
+
+
+def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
+    """Subscribe, take the current state at once, then follow the stream.
+    Returns how many published results this sink missed."""
+    topo = ctx.config.endpoints()
+    sub = transport.open_socket(transport.SUB, topo.connect("results"), bind=False, hwm=20000)
+    transport.subscribe(sub, (*sink.topics, TOPIC_STATE, TOPIC_EOS))
+    reply = transport.request(topo.connect("snapshot"), SNAPSHOT, timeout_s=3.0)
+    if reply:
+        state = decode(reply)
+        if isinstance(state, SessionState):
+            sink.on_state(state)
+    last_number: int | None = None
+    missed = 0
+    try:
+        while not ctx.should_stop():
+            ctx.tick()
+            sink.tick()
+            if not sub.poll(100):
+                continue
+            for _ in range(1000):  # drain what is queued, then refresh the view
+                parts = transport.recv_parts(sub)
+                topic = transport.raw_bytes(parts[0])
+                message = transport.decode_parts(parts[1:], ctx.rejects)
+                if isinstance(message, FramePacket):
+                    if topic.startswith(TOPIC_RESULT):
+                        number = int.from_bytes(topic[len(TOPIC_RESULT) :], "big")
+                        if last_number is not None and number > last_number + 1:
+                            missed += number - last_number - 1
+                        last_number = number
+                    ctx.stats.received()
+                    sink.on_result(message)
+                    ctx.stats.emitted()
+                elif isinstance(message, SessionState):
+                    sink.on_state(message)
+                elif isinstance(message, EndOfStream):
+                    sink.on_eos(message)
+                    if exit_on_eos:
+                        return missed
+                if not sub.poll(0):
+                    break
+    finally:
+        ctx.stats.dropped["missed"] = missed
+        sink.close(missed)
+        transport.close_all(sub)
+    return missed

@@ -1,0 +1,52 @@
+"""`name:key=value,key=value` option strings, as used by `--source synthetic:...`
+and `--segmenter passthrough:jitter_ms=5-40`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from repcoach.common.errors import UserError
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed option string: a name and its keyword options (all strings)."""
+
+    name: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str, what: str) -> Spec:
+        name, _, rest = text.partition(":")
+        options: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in rest.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UserError(f"{what} {text!r}: option {item!r} is not key=value")
+            options[key.strip()] = value.strip()
+        return cls(name.strip(), options)
+
+    def take(self, key: str, default: str, allowed: set[str] | None = None) -> str:
+        value = self.options.get(key, default)
+        if allowed is not None and value not in allowed:
+            raise UserError(f"{self.name}: {key}={value!r} is not one of {sorted(allowed)}")
+        return value
+
+    def take_number(self, key: str, default: float, lo: float, hi: float) -> float:
+        raw = self.options.get(key)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise UserError(f"{self.name}: {key}={raw!r} is not a number") from None
+        if not lo <= value <= hi:
+            raise UserError(f"{self.name}: {key}={raw} is outside [{lo:g}, {hi:g}]")
+        return value
+
+    def check_known(self, known: set[str]) -> None:
+        unknown = set(self.options) - known
+        if unknown:
+            raise UserError(
+                f"{self.name}: unknown option(s) {sorted(unknown)}; valid: {sorted(known)}"
+            )

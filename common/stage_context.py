@@ -1,0 +1,77 @@
+"""What every stage process shares: stop signals, counters and reporting."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+
+from repcoach.common import transport
+from repcoach.common.config import PipelineConfig
+from repcoach.common.stats import StageStats
+
+log = logging.getLogger(__name__)
+
+REPORT_INTERVAL_S = 1.0
+
+
+def setup_logging(stage: str) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s {stage} %(levelname)s %(message)s",
+    )
+
+
+class StageContext:
+    """A stage's view of the pipeline: config, stop requests, counters.
+
+    SIGTERM and SIGINT raise the stop count instead of killing the process,
+    so each loop can finish its current frame and shut down in order. A
+    supervised stage also stops when its supervisor disappears.
+    """
+
+    def __init__(self, name: str, config: PipelineConfig, supervised: bool = True):
+        self.name = name
+        self.config = config
+        self.stats = StageStats(name)
+        self.rejects = transport.RejectCounter(name)
+        self.stop_requests = 0
+        self._parent = os.getppid() if supervised else None
+        self._last_report = 0.0
+        self._reports = transport.open_socket(
+            transport.PUSH, config.endpoints().connect("reports"), bind=False, hwm=4
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        self.stop_requests += 1
+        log.info("%s received %s", self.name, signal.Signals(signum).name)
+
+    def should_stop(self) -> bool:
+        return self.stop_requests > 0
+
+    def tick(self) -> None:
+        """Call often: sends the periodic report and notices an orphaned stage."""
+        now = time.monotonic()
+        if now - self._last_report < REPORT_INTERVAL_S:
+            return
+        self._last_report = now
+        if self._parent is not None and os.getppid() != self._parent:
+            log.warning("%s: supervisor is gone, stopping", self.name)
+            self.stop_requests += 1
+        self.send_report()
+
+    def send_report(self) -> None:
+        report = self.stats.report(dict(self.rejects.counts))
+        # Nobody may be collecting reports (an attached sink without `up`).
+        with contextlib.suppress(transport.Again):
+            transport.send(self._reports, report.to_wire(), nonblocking=True)
+
+    def close(self) -> None:
+        self.send_report()
+        transport.close_all(self._reports)

@@ -1,0 +1,125 @@
+"""Entry point of one stage process: builds the stage's logic and runs its loop.
+
+Exit codes tell the supervisor what happened: 0 done, 2 a user error that a
+restart cannot fix (its one-line message is on stderr), anything else a crash
+worth restarting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from repcoach.common.atomic import write_json_atomic
+from repcoach.common.config import PipelineConfig
+from repcoach.common.errors import UserError
+from repcoach.common.stage_context import StageContext, setup_logging
+
+log = logging.getLogger(__name__)
+
+ROLES = ("capture", "segment", "joints", "score", "sink")
+EXIT_USER_ERROR = 2
+
+
+def default_weights_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def weights_dir(config: PipelineConfig) -> Path:
+    return Path(config.weights_dir) if config.weights_dir else default_weights_dir()
+
+
+def _run_capture(ctx: StageContext) -> None:
+    from repcoach.common.dispatch import Dispatcher
+    from repcoach.stages.capture import Paced, SyntheticFrames, open_source
+
+    source = open_source(ctx.config.source)
+    if ctx.config.truth_path and isinstance(source, SyntheticFrames):
+        write_json_atomic(ctx.config.truth_path, source.renderer.truth_document())
+    if ctx.config.realtime and not source.live:
+        source = Paced(source)
+    Dispatcher(ctx, source).run()
+
+
+def _run_segment(ctx: StageContext, index: int) -> None:
+    from repcoach.common.runner import run_segment_worker
+    from repcoach.stages.segmenters import make_segmenter
+
+    segmenter = make_segmenter(ctx.config.segmenter, weights_dir(ctx.config), seed=index)
+    run_segment_worker(segmenter, ctx, identity=f"segment-{index}")
+
+
+def _joints_logic(name: str):
+    if name == "none":
+        from repcoach.stages.base import PassThrough
+
+        return PassThrough()
+    from repcoach.stages.joints import JointsStage, make_joint_estimator
+    from repcoach.stages.tracking import Tracker
+
+    return JointsStage(make_joint_estimator(name), Tracker())
+
+
+def _run_joints(ctx: StageContext) -> None:
+    from repcoach.common.runner import run_ordered_stage
+
+    run_ordered_stage(_joints_logic(ctx.config.joints), ctx)
+
+
+def _run_score(ctx: StageContext) -> None:
+    from repcoach.common.runner import run_publisher
+    from repcoach.stages.score import AngleScorer
+
+    run_publisher(AngleScorer(ctx.config.exercise), ctx)
+
+
+def _run_sink(ctx: StageContext, sink_spec: str) -> None:
+    from repcoach.common.runner import run_sink
+    from repcoach.stages.sinks import make_sink
+
+    run_sink(make_sink(sink_spec), ctx)
+
+
+def run_stage(role: str, config: PipelineConfig, index: int = 0, sink: str = "") -> int:
+    """Run one stage to completion in this process; returns the exit code."""
+    name = {"segment": f"segment-{index}", "sink": f"sink-{sink.split(':')[0]}"}.get(role, role)
+    setup_logging(name)
+    supervised = os.environ.get("REPCOACH_SUPERVISED") == "1"
+    ctx = StageContext(name, config, supervised=supervised)
+    try:
+        if role == "capture":
+            _run_capture(ctx)
+        elif role == "segment":
+            _run_segment(ctx, index)
+        elif role == "joints":
+            _run_joints(ctx)
+        elif role == "score":
+            _run_score(ctx)
+        elif role == "sink":
+            _run_sink(ctx, sink)
+        else:
+            raise UserError(f"unknown stage {role!r}; valid: {', '.join(ROLES)}")
+        return 0
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
+    except Exception:
+        traceback.print_exc()
+        return 1
+    finally:
+        ctx.close()
+
+
+def main() -> None:
+    """`python -m repcoach.launch.stage ROLE CONFIG [INDEX] [SINK]` (used by the supervisor)."""
+    role, config_path = sys.argv[1], Path(sys.argv[2])
+    index = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    sink = sys.argv[4] if len(sys.argv) > 4 else ""
+    sys.exit(run_stage(role, PipelineConfig.load(config_path), index, sink))
+
+
+if __name__ == "__main__":
+    main()

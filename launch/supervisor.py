@@ -1,0 +1,284 @@
+"""Starts every stage as its own process, restarts the ones that crash, and
+shuts the pipeline down in order.
+
+Shutdown on Ctrl-C / SIGTERM: capture is asked to stop first, so the frames
+in flight and then end-of-stream flow through every stage and the sinks write
+their summaries. Stages that have not finished after a grace period are sent
+SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repcoach.common import transport
+from repcoach.common.atomic import write_json_atomic
+from repcoach.common.config import PipelineConfig
+from repcoach.common.errors import UserError
+from repcoach.common.messages import StageReport, decode_plain, encode_plain
+from repcoach.launch.stage import EXIT_USER_ERROR
+
+log = logging.getLogger(__name__)
+
+MAX_FAILURES = 5
+FAILURE_WINDOW_S = 60.0
+GRACE_S = 20.0
+TERM_S = 5.0
+
+
+@dataclass
+class Child:
+    """One supervised stage process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    failures: deque[float] = field(default_factory=deque)
+    restart_at: float | None = None
+    finished: bool = False
+    exit_code: int | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env, "REPCOACH_SUPERVISED": "1"}
+        env["REPCOACH_RESTARTS"] = str(self.restarts)
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stderr=log_file,
+                start_new_session=True,  # Ctrl-C reaches the supervisor only
+            )
+        self.restart_at = None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):  # exited just now
+                self.process.send_signal(sig)
+
+    def last_error(self) -> str:
+        """The most telling line of the stage's log (its error or last line)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        for line in reversed(lines[-200:]):
+            if line.startswith("error: ") or "Error" in line.split(":")[0]:
+                return line.removeprefix("error: ")
+        return lines[-1] if lines else ""
+
+
+class Supervisor:
+    def __init__(self, config: PipelineConfig, run_dir: Path, sinks: list[str]):
+        self.config = config
+        self.run_dir = run_dir
+        self.config_path = run_dir / "config.json"
+        self.logs = run_dir / "logs"
+        self.children = self._plan(sinks)
+        self.reports: dict[str, tuple[float, StageReport]] = {}
+        self.stop_requests = 0
+        self.stopping_since: float | None = None
+        self.failure: str | None = None
+
+    def _plan(self, sinks: list[str]) -> list[Child]:
+        base = [sys.executable, "-m", "repcoach.launch.stage"]
+        config = str(self.config_path)
+
+        def child(name: str, *args: str, env: dict[str, str] | None = None) -> Child:
+            return Child(name, [*base, *args], env or {}, self.logs / f"{name}.log")
+
+        children = [child("score", "score", config), child("joints", "joints", config)]
+        for i in range(self.config.workers):
+            gpu = self.config.gpu_for_worker(i)
+            env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
+            children.append(child(f"segment-{i}", "segment", config, str(i), env=env))
+        for spec in sinks:
+            children.append(child(f"sink-{spec.split(':')[0]}", "sink", config, "0", spec))
+        children.append(child("capture", "capture", config))
+        return children
+
+    # --- lifecycle
+
+    def run(self) -> int:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.config.save(self.config_path)
+        topo = self.config.endpoints()
+        self.report_sock = transport.open_socket(
+            transport.PULL, topo.bind("reports"), bind=True, hwm=1000
+        )
+        self.control_sock = transport.open_socket(
+            transport.ROUTER, topo.bind("control"), bind=True, hwm=100
+        )
+        write_json_atomic(
+            self.run_dir / "pipeline.json",
+            {
+                "pid": os.getpid(),
+                "source": self.config.source,
+                "started": time.time(),
+                "topology": self.config.topology,
+            },
+        )
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        poller = transport.Poller(self.report_sock, self.control_sock)
+        try:
+            for c in self.children:
+                c.start()
+            while not all(c.finished for c in self.children):
+                ready = poller.ready(200)
+                if self.report_sock in ready:
+                    self._take_reports()
+                if self.control_sock in ready:
+                    self._answer_control()
+                self._watch_children()
+                self._advance_shutdown()
+            return 1 if self.failure else 0
+        finally:
+            for c in self.children:
+                c.signal(signal.SIGKILL)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            transport.close_all(self.report_sock, self.control_sock)
+            (self.run_dir / "pipeline.json").unlink(missing_ok=True)
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        self.stop_requests += 1
+        if self.stopping_since is None:
+            self.begin_shutdown()
+
+    def begin_shutdown(self) -> None:
+        self.stopping_since = time.monotonic()
+        for c in self.children:
+            # A clean stop lets end-of-stream flow from capture; after a
+            # failure nothing will flow, so every stage (sinks write their
+            # summaries on SIGTERM) is told at once.
+            if c.name == "capture" or self.failure is not None:
+                c.signal(signal.SIGTERM)
+
+    def _advance_shutdown(self) -> None:
+        if self.stopping_since is None:
+            return
+        waited = time.monotonic() - self.stopping_since
+        if self.stop_requests > 1 or waited > GRACE_S:
+            for c in self.children:
+                c.signal(signal.SIGTERM)
+        if waited > GRACE_S + TERM_S:
+            for c in self.children:
+                c.signal(signal.SIGKILL)
+
+    def _watch_children(self) -> None:
+        now = time.monotonic()
+        for c in self.children:
+            if c.finished:
+                continue
+            if c.restart_at is not None:
+                if now >= c.restart_at and self.stopping_since is None:
+                    c.restarts += 1
+                    log.warning("restarting %s (restart %d)", c.name, c.restarts)
+                    c.start()
+                elif self.stopping_since is not None:
+                    c.finished = True
+                continue
+            if c.alive():
+                continue
+            c.exit_code = c.process.returncode
+            if c.exit_code == 0 or self.stopping_since is not None:
+                c.finished = True
+            elif c.exit_code == EXIT_USER_ERROR:
+                self._fail(f"{c.name}: {c.last_error()}")
+                c.finished = True
+            else:
+                self._schedule_restart(c, now)
+
+    def _schedule_restart(self, c: Child, now: float) -> None:
+        c.failures.append(now)
+        while c.failures and now - c.failures[0] > FAILURE_WINDOW_S:
+            c.failures.popleft()
+        if len(c.failures) >= MAX_FAILURES:
+            self._fail(
+                f"stage {c.name} keeps failing ({len(c.failures)} crashes in "
+                f"{FAILURE_WINDOW_S:.0f} s, last exit code {c.exit_code}): {c.last_error()} "
+                f"(log: {c.log_path})"
+            )
+            c.finished = True
+            return
+        delay = min(0.25 * 2 ** len(c.failures), 8.0)
+        log.warning("%s exited with code %s; restarting in %.1f s", c.name, c.exit_code, delay)
+        c.restart_at = now + delay
+
+    def _fail(self, message: str) -> None:
+        if self.failure is None:
+            self.failure = message
+            self.begin_shutdown()
+
+    # --- reports and status
+
+    def _take_reports(self) -> None:
+        rejects = transport.RejectCounter("supervisor")
+        while self.report_sock.poll(0):
+            report = transport.receive(self.report_sock, rejects)
+            if isinstance(report, StageReport):
+                self.reports[report.stage] = (time.monotonic(), report)
+
+    def status(self) -> dict:
+        now = time.monotonic()
+        rows = []
+        by_name = {c.name: c for c in self.children}
+        names = [c.name for c in self.children] + sorted(set(self.reports) - set(by_name))
+        for name in names:
+            child = by_name.get(name)
+            seen, report = self.reports.get(name, (None, None))
+            fresh = seen is not None and now - seen < 3.0
+            rows.append(
+                {
+                    "stage": name,
+                    "alive": child.alive() if child else fresh,
+                    "supervised": child is not None,
+                    "restarts": child.restarts if child else 0,
+                    "report": None if report is None else report.__dict__,
+                }
+            )
+        return {
+            "source": self.config.source,
+            "policy": self.config.policy.value,
+            "stopping": self.stopping_since is not None,
+            "stages": rows,
+        }
+
+    def _answer_control(self) -> None:
+        while self.control_sock.poll(0):
+            identity, _empty, body = (
+                transport.raw_bytes(p) for p in transport.recv_parts(self.control_sock)[:3]
+            )
+            if body == b"STATUS":
+                reply = encode_plain(self.status())
+            elif body == b"CONFIG":
+                reply = self.config.to_json().encode()
+            elif body == b"STOP":
+                if self.stopping_since is None:
+                    self.begin_shutdown()
+                reply = encode_plain({"stopping": True})
+            else:
+                reply = encode_plain({"error": f"unknown request {body[:20]!r}"})
+            transport.route(self.control_sock, identity, [b"", reply])
+
+
+def read_status(reply: list[bytes]) -> dict:
+    status = decode_plain(reply[0])
+    if not isinstance(status, dict) or "stages" not in status:
+        raise UserError("the pipeline answered status with something unexpected")
+    return status

@@ -1,0 +1,41 @@
+"""What each stage's logic looks like. None of it knows about sockets: the
+runner in `repcoach.common.runner` feeds it packets and ships its results."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+from repcoach.common.messages import EndOfStream, FramePacket, PersonInstance, PersonJoints
+
+
+class Segmenter(Protocol):
+    """Finds every person in a BGR frame (track ids left at -1)."""
+
+    def segment(self, frame: np.ndarray) -> list[PersonInstance]: ...
+
+
+class JointEstimator(Protocol):
+    """Locates the 33 landmarks of each tracked person in a BGR frame."""
+
+    def estimate(
+        self, frame: np.ndarray, persons: list[PersonInstance], pts: float
+    ) -> list[PersonJoints]: ...
+
+
+class PacketStage(Protocol):
+    """A stage that transforms each packet in order (joints, score)."""
+
+    def process(self, packet: FramePacket) -> FramePacket: ...
+
+    def end(self, eos: EndOfStream) -> None: ...
+
+
+class PassThrough:
+    """A stage that changes nothing (`--joints none`): measures transport alone."""
+
+    def process(self, packet: FramePacket) -> FramePacket:
+        return packet
+
+    def end(self, eos: EndOfStream) -> None:
+        pass

@@ -1,0 +1,206 @@
+"""Frame sources: cameras, video files, rtsp/http streams and rendered athletes.
+
+A source only reads frames; the capture runner owns timing, sequence numbers
+and dispatch. Opening a source validates it and raises `UserError` with one
+line that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # silence probing noise; must precede cv2
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from repcoach.common.errors import UserError  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+_CAMERA = re.compile(r"^camera(\d{1,3})$")
+_STREAM = re.compile(r"^(rtsp|rtsps|http|https)://", re.IGNORECASE)
+SYNTHETIC_PREFIX = "synthetic:"
+
+
+class FrameSource(Protocol):
+    source_id: str
+    live: bool  # a camera or stream: frames keep coming whether we read or not
+    fps: float
+    total: int  # frames in the source, 0 when unknown
+
+    def read(self) -> np.ndarray | None:
+        """The next BGR frame, or None when the source has ended."""
+
+    def close(self) -> None: ...
+
+
+def _bgr(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    elif frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(frame)
+
+
+class VideoFileSource:
+    live = False
+
+    def __init__(self, path: Path):
+        if not path.exists():
+            raise UserError(f"video file {path} does not exist: check the path")
+        if not path.is_file():
+            raise UserError(f"{path} is not a file: give a video file, cameraN or a URL")
+        self._capture = cv2.VideoCapture(str(path))
+        ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
+        if not ok:
+            self._capture.release()
+            raise UserError(f"{path} is not a readable video (OpenCV could not decode a frame)")
+        self.source_id = str(path)
+        self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0
+        self.total = max(int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        self._first: np.ndarray | None = first
+
+    def read(self) -> np.ndarray | None:
+        if self._first is not None:
+            frame, self._first = self._first, None
+            return _bgr(frame)
+        ok, frame = self._capture.read()
+        return _bgr(frame) if ok else None
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class LiveSource:
+    """A camera or network stream. Reconnects with backoff when it drops;
+    `read` returns None only once `should_stop` says so."""
+
+    live = True
+
+    def __init__(self, source_id: str, opener: Callable[[], cv2.VideoCapture], what: str):
+        self.source_id = source_id
+        self._opener = opener
+        self._what = what
+        self._capture = opener()
+        if not self._capture.isOpened():
+            raise UserError(f"{what}: could not open it; check that it exists and is reachable")
+        self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0
+        if not 1.0 <= self.fps <= 240.0:
+            self.fps = 30.0
+        self.total = 0
+        self.should_stop: Callable[[], bool] = lambda: False
+
+    def read(self) -> np.ndarray | None:
+        backoff = 0.5
+        while not self.should_stop():
+            ok, frame = self._capture.read()
+            if ok:
+                return _bgr(frame)
+            log.warning("%s stopped delivering frames; reconnecting in %.1f s", self._what, backoff)
+            self._capture.release()
+            deadline = time.monotonic() + backoff
+            while time.monotonic() < deadline and not self.should_stop():
+                time.sleep(0.05)
+            self._capture = self._opener()
+            backoff = min(backoff * 2, 10.0)
+        return None
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+def _open_camera(index: int) -> LiveSource:
+    device = Path(f"/dev/video{index}")
+    if not device.exists():
+        present = sorted(p.name for p in Path("/dev").glob("video*"))
+        listed = ", ".join(present) if present else "none"
+        raise UserError(
+            f"camera{index} does not exist (no {device}; video devices here: {listed}); "
+            "give another cameraN, a video file or a stream URL"
+        )
+    return LiveSource(f"camera{index}", lambda: cv2.VideoCapture(index), f"camera{index}")
+
+
+def _open_stream(url: str) -> LiveSource:
+    safe = re.sub(r"//[^@/]*@", "//***@", url)  # never log credentials
+    return LiveSource(safe, lambda: cv2.VideoCapture(url, cv2.CAP_FFMPEG), f"stream {safe}")
+
+
+def _open_synthetic(text: str) -> FrameSource:
+    try:
+        from repcoach.stages.synthetic import SyntheticSource
+    except ImportError:
+        raise UserError(
+            "synthetic sources are not available in this build; give a file, cameraN or a URL"
+        ) from None
+    return SyntheticFrames(SyntheticSource.from_spec(text[len(SYNTHETIC_PREFIX) :]), text)
+
+
+class SyntheticFrames:
+    """Adapts the rendered-athlete source to the FrameSource interface."""
+
+    live = False
+
+    def __init__(self, source, text: str):
+        self.renderer = source
+        self.source_id = text
+        self.fps = float(source.fps)
+        self.total = int(source.total_frames)
+        self._frames = iter(source.frames())
+
+    def read(self) -> np.ndarray | None:
+        item = next(self._frames, None)
+        return None if item is None else item[0]
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(text: str) -> FrameSource:
+    """Open what `--source` names, or raise UserError saying why not."""
+    text = text.strip()
+    if not text:
+        raise UserError(
+            "--source is empty: give cameraN, a video file, a URL or synthetic:EXERCISE"
+        )
+    if match := _CAMERA.match(text):
+        return _open_camera(int(match[1]))
+    if _STREAM.match(text):
+        return _open_stream(text)
+    if text.startswith(SYNTHETIC_PREFIX):
+        return _open_synthetic(text)
+    if ":" in text.split("/")[0] and not Path(text).exists():
+        scheme = text.split(":")[0]
+        raise UserError(
+            f"unknown source kind {scheme!r}: use cameraN, a video file, "
+            "rtsp:// or http(s):// URLs, or synthetic:EXERCISE"
+        )
+    return VideoFileSource(Path(text))
+
+
+class Paced:
+    """Releases frames no faster than the source's frame rate (a file played
+    as if it were a camera)."""
+
+    live = True
+
+    def __init__(self, inner: FrameSource):
+        self.inner = inner
+        self.source_id, self.fps, self.total = inner.source_id, inner.fps, inner.total
+        self._next = time.monotonic()
+
+    def read(self) -> np.ndarray | None:
+        delay = self._next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self._next = max(self._next + 1.0 / self.fps, time.monotonic() - 1.0)
+        return self.inner.read()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,76 @@
+"""Segmentation backends by name (`--segmenter`)."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+from repcoach.common.errors import UserError
+from repcoach.common.messages import PersonInstance
+from repcoach.common.specs import Spec
+from repcoach.stages.base import Segmenter
+
+SEGMENTERS = ("blazepose", "maskrcnn", "passthrough")
+
+
+class PassthroughSegmenter:
+    """Finds nobody, optionally after a random delay: measures the transport
+    alone and stands in for a slow model when testing flow control."""
+
+    def __init__(self, jitter_ms: tuple[float, float] = (0.0, 0.0), seed: int | None = None):
+        self.jitter_ms = jitter_ms
+        self._random = random.Random(seed)
+
+    def segment(self, frame: np.ndarray) -> list[PersonInstance]:
+        low, high = self.jitter_ms
+        if high > 0:
+            time.sleep(self._random.uniform(low, high) / 1000.0)
+        return []
+
+
+def _jitter(spec: Spec) -> tuple[float, float]:
+    raw = spec.options.get("jitter_ms", "0")
+    low, _, high = raw.partition("-")
+    try:
+        lo, hi = float(low), float(high or low)
+    except ValueError:
+        raise UserError(f"passthrough: jitter_ms={raw!r} must be MS or LO-HI") from None
+    if not 0 <= lo <= hi <= 60_000:
+        raise UserError(f"passthrough: jitter_ms={raw!r} must satisfy 0 <= LO <= HI <= 60000")
+    return lo, hi
+
+
+def check_segmenter(text: str, weights_dir: Path) -> Spec:
+    """Validate a `--segmenter` value up front (cheap: loads no model)."""
+    spec = Spec.parse(text, "--segmenter")
+    if spec.name not in SEGMENTERS:
+        raise UserError(f"unknown segmenter {spec.name!r}; valid: {', '.join(SEGMENTERS)}")
+    if spec.name == "passthrough":
+        spec.check_known({"jitter_ms"})
+        _jitter(spec)
+    elif spec.name == "maskrcnn":
+        spec.check_known({"speed"})
+        from repcoach.launch.weights import require_weights
+
+        require_weights("maskrcnn", weights_dir)
+    else:
+        spec.check_known(set())
+    return spec
+
+
+def make_segmenter(text: str, weights_dir: Path, seed: int | None = None) -> Segmenter:
+    """Build the backend a worker process runs (loads the model once)."""
+    spec = check_segmenter(text, weights_dir)
+    if spec.name == "passthrough":
+        return PassthroughSegmenter(_jitter(spec), seed)
+    if spec.name == "maskrcnn":
+        from repcoach.launch.weights import require_weights
+        from repcoach.stages.maskrcnn import MaskRCNNSegmenter
+
+        path = require_weights("maskrcnn", weights_dir)
+        return MaskRCNNSegmenter(path, infer_speed=spec.options.get("speed", "average"))
+    from repcoach.stages.blazepose import BlazePoseSegmenter
+
+    return BlazePoseSegmenter()

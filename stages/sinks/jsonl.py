@@ -1,0 +1,71 @@
+"""Events (and optionally every frame's result) as JSON lines for apps.
+
+Each line is one complete JSON object, flushed as it is written, so a reader
+tailing the file, or a crash, never sees half a record.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from repcoach.common.messages import EndOfStream, FramePacket, SessionState
+
+
+def frame_record(packet: FramePacket) -> dict:
+    scores = {s.track_id: s for s in packet.scores}
+    return {
+        "type": "frame",
+        "source": packet.meta.source_id,
+        "seq": packet.meta.seq,
+        "pts": round(packet.meta.pts, 4),
+        "people": [
+            {
+                "id": p.track_id,
+                "box": [round(v, 1) for v in p.box],
+                "score": round(p.score, 3),
+                "angles": scores[p.track_id].angles if p.track_id in scores else {},
+            }
+            for p in packet.persons
+        ],
+    }
+
+
+class JsonlSink:
+    topics = (b"res",)
+
+    def __init__(self, path: Path, every_frame: bool = False):
+        self.every_frame = every_frame
+        self._file = path.open("a", encoding="utf-8")
+
+    def _write(self, record: dict) -> None:
+        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._file.flush()
+
+    def on_state(self, state: SessionState) -> None:
+        pass
+
+    def on_result(self, packet: FramePacket) -> None:
+        if self.every_frame:
+            self._write(frame_record(packet))
+        for event in packet.events:
+            self._write({"type": "event", **event.to_wire()})
+
+    def on_eos(self, eos: EndOfStream) -> None:
+        self._write(
+            {
+                "type": "eos",
+                "source": eos.source_id,
+                "reason": eos.reason,
+                "frames_read": eos.frames_read,
+                "dropped": eos.dropped,
+            }
+        )
+
+    def tick(self) -> None:
+        pass
+
+    def close(self, missed: int) -> None:
+        if missed:
+            self._write({"type": "missed", "count": missed})
+        self._file.close()
