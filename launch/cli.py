@@ -7,6 +7,7 @@ nothing below prints tracebacks at the user.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from enum import Enum
@@ -153,6 +154,7 @@ def up(
     name: NameOption = "default",
 ) -> None:
     """Start every stage and run until the source ends (files) or Ctrl-C."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from repcoach.launch.stage import default_weights_dir
     from repcoach.launch.supervisor import Supervisor
     from repcoach.stages.segmenters import check_segmenter

@@ -146,7 +146,9 @@ class Supervisor:
                     self._answer_control()
                 self._watch_children()
                 self._advance_shutdown()
-            return 1 if self.failure else 0
+            if self.failure:
+                return 1
+            return 130 if self.stop_requests else 0  # 130: stopped by Ctrl-C, as shells expect
         finally:
             for c in self.children:
                 c.signal(signal.SIGKILL)
@@ -209,15 +211,17 @@ class Supervisor:
         while c.failures and now - c.failures[0] > FAILURE_WINDOW_S:
             c.failures.popleft()
         if len(c.failures) >= MAX_FAILURES:
+            detail = c.last_error()
             self._fail(
                 f"stage {c.name} keeps failing ({len(c.failures)} crashes in "
-                f"{FAILURE_WINDOW_S:.0f} s, last exit code {c.exit_code}): {c.last_error()} "
-                f"(log: {c.log_path})"
+                f"{FAILURE_WINDOW_S:.0f} s; last {describe_exit(c.exit_code)}"
+                + (f": {detail}" if detail else "")
+                + f"); its log: {c.log_path}"
             )
             c.finished = True
             return
         delay = min(0.25 * 2 ** len(c.failures), 8.0)
-        log.warning("%s exited with code %s; restarting in %.1f s", c.name, c.exit_code, delay)
+        log.warning("%s %s; restarting in %.1f s", c.name, describe_exit(c.exit_code), delay)
         c.restart_at = now + delay
 
     def _fail(self, message: str) -> None:
@@ -275,6 +279,12 @@ class Supervisor:
             else:
                 reply = encode_plain({"error": f"unknown request {body[:20]!r}"})
             transport.route(self.control_sock, identity, [b"", reply])
+
+
+def describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
 
 
 def read_status(reply: list[bytes]) -> dict:

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # silence probing noise; must precede cv2
+# Our own one-line errors replace OpenCV's and FFmpeg's probing noise; must precede cv2.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

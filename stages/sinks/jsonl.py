@@ -7,6 +7,7 @@ tailing the file, or a crash, never sees half a record.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from repcoach.common.messages import EndOfStream, FramePacket, SessionState
@@ -19,6 +20,8 @@ def frame_record(packet: FramePacket) -> dict:
         "source": packet.meta.source_id,
         "seq": packet.meta.seq,
         "pts": round(packet.meta.pts, 4),
+        # capture -> this sink, wall clock (valid across hosts with synced clocks)
+        "age_ms": round((time.time() - packet.meta.t_wall) * 1000.0, 2),
         "people": [
             {
                 "id": p.track_id,
@@ -31,19 +34,34 @@ def frame_record(packet: FramePacket) -> dict:
     }
 
 
+def _state_record(state: SessionState) -> dict:
+    return {
+        "source": state.source_id,
+        "frames": state.frames,
+        "dropped": state.dropped,
+        "last_seq": state.last_seq,
+        "ended": state.ended,
+        "people": [p.to_wire() for p in state.people],
+    }
+
+
 class JsonlSink:
     topics = (b"res",)
 
     def __init__(self, path: Path, every_frame: bool = False):
         self.every_frame = every_frame
         self._file = path.open("a", encoding="utf-8")
+        self._snapshot_written = False
 
     def _write(self, record: dict) -> None:
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._file.flush()
 
     def on_state(self, state: SessionState) -> None:
-        pass
+        # The first state is the last-value cache a late joiner starts from.
+        if not self._snapshot_written:
+            self._snapshot_written = True
+            self._write({"type": "snapshot", **_state_record(state)})
 
     def on_result(self, packet: FramePacket) -> None:
         if self.every_frame:

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the project into .venv (Python 3.10-3.12). Safe to run again.
+#
+# Order matters: pixellib, tf-keras and imantics are installed with --no-deps,
+# because their declared requirements pull a second OpenCV (opencv-python 5.x
+# next to opencv-contrib 4.11 breaks cv2), the full tensorflow wheel next to
+# tensorflow-cpu, and tools pixellib.instance never imports (see FACTS in README).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+
+"${pip[@]}" --upgrade pip setuptools wheel
+"${pip[@]}" -e ".[maskrcnn,dev]"
+"${pip[@]}" --no-deps "tf-keras==2.19.0" "pixellib==0.7.1" "imantics==0.1.12"
+# Re-assert the one OpenCV build the project uses (Haar cascades need 4.x).
+.venv/bin/python -m pip uninstall --quiet --yes opencv-python opencv-python-headless 2>/dev/null || true
+"${pip[@]}" --no-deps --force-reinstall "opencv-contrib-python==4.11.0.86"
+.venv/bin/python -c "import cv2, mediapipe, zmq, msgpack; assert cv2.__version__.startswith('4.'), cv2.__version__"
+echo "installed: $(.venv/bin/pipeline --help >/dev/null && echo 'pipeline command ready in .venv/bin')"

@@ -1,0 +1,214 @@
+"""Flow control, supervision and sinks, with real processes and sockets.
+
+Segmentation is the pass-through backend with a random delay, standing in for
+a slow model, so these tests exercise the transport itself in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.conftest import read_jsonl, stage_report
+
+FAST = ["--joints", "none", "--no-console"]
+
+
+def frame_seqs(records: list[dict]) -> list[int]:
+    return [r["seq"] for r in records if r["type"] == "frame"]
+
+
+def test_file_through_three_slow_workers_arrives_exactly_once_in_order(pipeline, video, tmp_path):
+    frames = 150
+    source = video(frames)
+    events, summary = tmp_path / "frames.jsonl", tmp_path / "summary.json"
+    result = pipeline.run(
+        "up", "--source", str(source), "--workers", "3",
+        "--segmenter", "passthrough:jitter_ms=1-40", *FAST,
+        "--sink", f"jsonl:path={events},frames=1", "--summary", str(summary),
+    )
+    assert result.returncode == 0, result.stderr
+    assert frame_seqs(read_jsonl(events)) == list(range(frames))
+    document = json.loads(summary.read_text())
+    assert document["frames"] == frames
+    assert document["dropped"] == 0
+    assert document["ended"] is True
+    assert document["duration_s"] == pytest.approx(frames / 30.0, abs=0.05)
+
+
+def test_sigkilled_worker_is_restarted_and_no_frame_is_lost(pipeline, video, tmp_path):
+    frames = 240
+    source = video(frames)
+    events = tmp_path / "frames.jsonl"
+    up = pipeline.start(
+        "up", "--source", str(source), "--workers", "2",
+        "--segmenter", "passthrough:jitter_ms=20-40", *FAST,
+        "--sink", f"jsonl:path={events},frames=1",
+    )
+    status = pipeline.wait_for(
+        lambda s: (stage_report(s, "segment-0")["report"] or {}).get("frames_out", 0) >= 20,
+        timeout=60, what="segment-0 to process 20 frames",
+    )
+    os.kill(stage_report(status, "segment-0")["report"]["pid"], signal.SIGKILL)
+    pipeline.wait_for(
+        lambda s: stage_report(s, "segment-0")["restarts"] >= 1, timeout=30, what="a restart"
+    )
+    assert up.wait(120) == 0, up.stderr.read()
+    assert frame_seqs(read_jsonl(events)) == list(range(frames))
+
+
+def test_live_source_faster_than_the_model_drops_but_stays_fresh(pipeline, video, tmp_path):
+    # 60 fps source, one worker that needs 40-60 ms per frame (~20 fps).
+    total = 1200
+    source = video(total, fps=60.0)
+    events = tmp_path / "frames.jsonl"
+    summary = tmp_path / "summary.json"
+    up = pipeline.start(
+        "up", "--source", str(source), "--realtime", "--workers", "1",
+        "--segmenter", "passthrough:jitter_ms=40-60", *FAST,
+        "--sink", f"jsonl:path={events},frames=1", "--summary", str(summary),
+    )
+    early = pipeline.wait_for(
+        lambda s: (stage_report(s, "capture")["report"] or {}).get("frames_in", 0) > 150,
+        timeout=60, what="capture to read 150 frames",
+    )
+    time.sleep(4)
+    late = pipeline.status()
+    assert up.wait(90) == 0, up.stderr.read()
+
+    records = [r for r in read_jsonl(events) if r["type"] == "frame"]
+    seqs = [r["seq"] for r in records]
+    assert seqs == sorted(set(seqs)), "results must stay in order without duplicates"
+    assert 0.15 * total < len(seqs) < 0.7 * total, f"expected drops, got {len(seqs)} of {total}"
+    ages = sorted(r["age_ms"] for r in records[10:])
+    assert ages[int(0.95 * len(ages))] < 400, f"p95 latency {ages[int(0.95 * len(ages))]} ms"
+    document = json.loads(summary.read_text())
+    assert document["dropped"] == total - len(seqs)
+    capture = stage_report(late, "capture")["report"]
+    assert capture["dropped"].get("stale", 0) > 0
+    for stage in ("capture", "segment-0", "score"):
+        before = stage_report(early, stage)["report"]["rss_mb"]
+        after = stage_report(late, stage)["report"]["rss_mb"]
+        assert after - before < 25, f"{stage} memory grew {before} -> {after} MB"
+
+
+def test_malformed_messages_are_rejected_counted_and_survived(pipeline, video, tmp_path, run_root):
+    import msgpack
+    import zmq
+
+    frames = 200
+    source = video(frames)
+    events = tmp_path / "frames.jsonl"
+    up = pipeline.start(  # lossless (a file), slowed down so there is time to inject
+        "up", "--source", str(source), "--workers", "1",
+        "--segmenter", "passthrough:jitter_ms=40", *FAST, "--sink", f"jsonl:path={events},frames=1",
+    )
+    pipeline.wait_for(lambda s: stage_report(s, "score")["report"] is not None, timeout=60,
+                      what="score to report")
+    bad_messages = [
+        [b"\xc1 not msgpack"],
+        [msgpack.packb({"v": 99, "type": "frame"})],
+        [msgpack.packb({"v": 1, "type": "frame", "meta": {"src": "x"}})],
+        [msgpack.packb({"v": 1, "type": "teapot"})],
+        [msgpack.packb({"v": 1, "type": "frame", "px": True, "meta": {
+            "src": "x", "seq": 5, "prev": 4, "tm": 0, "tw": 0.0, "pts": 0.0, "w": 64, "h": 64,
+            "fmt": "bgr24", "total": 0}, "persons": [], "joints": [], "scores": [], "events": [],
+            "tomb": False}), b"\x00" * 100],
+        [b"a", b"b", b"c"],
+    ]
+    context = zmq.Context.instance()
+    for role in ("segmented", "joined"):
+        sock = context.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.connect(f"ipc://{run_root}/default/{role}.sock")
+        for message in bad_messages:
+            sock.send_multipart(message)
+        sock.close()
+    status = pipeline.wait_for(
+        lambda s: sum((stage_report(s, "score")["report"] or {}).get("rejected", {}).values())
+        >= len(bad_messages),
+        timeout=30, what="score to count the rejects",
+    )
+    joints = stage_report(status, "joints")["report"]["rejected"]
+    score = stage_report(status, "score")["report"]["rejected"]
+    for counts in (joints, score):
+        assert counts.get("malformed", 0) >= 3
+        assert counts.get("wrong-version", 0) == 1
+        assert counts.get("unknown-type", 0) == 1
+        assert counts.get("truncated", 0) == 1
+    assert up.wait(60) == 0, up.stderr.read()
+    assert frame_seqs(read_jsonl(events)) == list(range(frames))
+
+
+def test_sink_attached_mid_run_gets_state_at_once_and_detaching_disturbs_nothing(
+    pipeline, video, tmp_path
+):
+    frames = 240
+    source = video(frames)
+    main_events, attached = tmp_path / "main.jsonl", tmp_path / "attached.jsonl"
+    up = pipeline.start(
+        "up", "--source", str(source), "--workers", "1",
+        "--segmenter", "passthrough:jitter_ms=40", *FAST,
+        "--sink", f"jsonl:path={main_events},frames=1",
+    )
+    pipeline.wait_for(
+        lambda s: (stage_report(s, "score")["report"] or {}).get("frames_out", 0) > 30,
+        timeout=60, what="30 frames published",
+    )
+    sink = pipeline.start("sink", "attach", "jsonl", "--path", str(attached), "--frames")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not read_jsonl(attached):
+        time.sleep(0.1)
+    first = read_jsonl(attached)[0]
+    assert first["type"] == "snapshot"
+    assert first["frames"] > 30 and first["last_seq"] >= 30
+    time.sleep(1.0)
+    sink.send_signal(signal.SIGINT)
+    assert sink.wait(15) == 0
+    seen_by_attached = frame_seqs(read_jsonl(attached))
+    assert seen_by_attached and seen_by_attached[0] > 30
+    assert up.wait(60) == 0, up.stderr.read()
+    assert frame_seqs(read_jsonl(main_events)) == list(range(frames))
+
+
+def test_ctrl_c_stops_cleanly_and_writes_the_summary(pipeline, video, tmp_path):
+    source = video(600)
+    summary = tmp_path / "summary.json"
+    up = pipeline.start(
+        "up", "--source", str(source), "--realtime", "--segmenter", "passthrough", *FAST,
+        "--summary", str(summary),
+    )
+    pipeline.wait_for(
+        lambda s: (stage_report(s, "score")["report"] or {}).get("frames_out", 0) > 20,
+        timeout=60, what="20 frames",
+    )
+    os.killpg(up.pid, signal.SIGINT)
+    assert up.wait(30) == 130
+    document = json.loads(summary.read_text())
+    assert document["ended"] is True and document["reason"] == "stopped"
+    assert 20 < document["frames"] < 600
+
+
+def test_a_stage_that_keeps_dying_stops_the_pipeline_with_a_clear_message(pipeline, video):
+    up = pipeline.start(
+        "up", "--source", str(video(900)), "--realtime",
+        "--segmenter", "passthrough", *FAST,
+    )
+    killed = set()
+    deadline = time.monotonic() + 90
+    while up.poll() is None and time.monotonic() < deadline:
+        status = pipeline.status()
+        report = status and stage_report(status, "joints")["report"]
+        if report and stage_report(status, "joints")["alive"] and report["pid"] not in killed:
+            killed.add(report["pid"])
+            os.kill(report["pid"], signal.SIGKILL)
+        time.sleep(0.2)
+    assert up.wait(30) == 1
+    stderr = up.stderr.read()
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: stage joints keeps failing (5 crashes in 60 s; last killed by")
