@@ -131,7 +131,11 @@ def _open_camera(index: int) -> LiveSource:
 
 def _open_stream(url: str) -> LiveSource:
     safe = re.sub(r"//[^@/]*@", "//***@", url)  # never log credentials
-    return LiveSource(safe, lambda: cv2.VideoCapture(url, cv2.CAP_FFMPEG), f"stream {safe}")
+    # Bounded waits: a camera host that stops answering must not hang capture.
+    timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
+    return LiveSource(
+        safe, lambda: cv2.VideoCapture(url, cv2.CAP_FFMPEG, timeouts), f"stream {safe}"
+    )
 
 
 def _open_synthetic(text: str) -> FrameSource:

@@ -92,7 +92,9 @@ class Pipeline:
             if last is not None and predicate(last):
                 return last
             time.sleep(0.3)
-        pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}; last status {last}")
+        pytest.fail(
+            f"timed out after {timeout} s waiting for {what or predicate}; last status {last}"
+        )
 
     def cleanup(self) -> None:
         for process in self.processes:

@@ -7,7 +7,6 @@ from contextlib import nullcontext
 import msgpack
 import numpy as np
 import pytest
-
 from repcoach.common.messages import (
     SCHEMA_VERSION,
     EndOfStream,
@@ -113,7 +112,10 @@ def _header(**changes):
         (_header(meta={"src": "cam"}), pytest.raises(MessageError, match="lacks field 'seq'")),
         (_header(persons="nope"), pytest.raises(MessageError, match="persons is str")),
         (_header(px=True), pytest.raises(MessageError, match="promises pixels")),
-        ([full_packet().to_wire()[0], b"\x00" * 10], pytest.raises(MessageError, match="truncated")),
+        (
+            [full_packet().to_wire()[0], b"\x00" * 10],
+            pytest.raises(MessageError, match="truncated"),
+        ),
         ([b"a", b"b", b"c"], pytest.raises(MessageError, match="expected 1 or 2 parts")),
     ],
 )

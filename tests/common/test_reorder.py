@@ -18,7 +18,7 @@ def seqs(items) -> list:
 
 def test_shuffled_frames_with_capture_gaps_and_duplicates_come_out_in_order():
     dispatched = [0, 1, 2, 5, 6, 9, 10, 11]  # 3, 4, 7, 8 were dropped at capture
-    items = [packet(s, p) for p, s in zip([-1, *dispatched], dispatched)]
+    items = [packet(s, p) for p, s in zip([-1, *dispatched], dispatched, strict=False)]
     items.append(EndOfStream("s", dispatched[-1], 12, 4, "end of source"))
     arrivals = items + items[2:5]  # re-sent after a worker died
     random.Random(4).shuffle(arrivals)

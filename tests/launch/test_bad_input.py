@@ -18,7 +18,10 @@ import pytest
         (["up", "--source", "{video}", "--segmenter", "passthrough:jitter_ms=x"], "jitter_ms"),
         (["up", "--source", "{video}", "--gpus", "zero"], "--gpus 'zero'"),
         (["up", "--source", "{video}", "--summary", "/no/folder/s.json"], "does not exist"),
-        (["up", "--source", "{video}", "--sink", "carrier-pigeon"], "unknown sink 'carrier-pigeon'"),
+        (
+            ["up", "--source", "{video}", "--sink", "carrier-pigeon"],
+            "unknown sink 'carrier-pigeon'",
+        ),
         (["up", "--source", "{video}", "--bind", "udp://x"], "is not an endpoint like tcp://"),
         (["up", "--source", "{notvideo}"], "is not a readable video"),
         (["status"], "no pipeline named 'default' is running"),

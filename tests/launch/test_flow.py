@@ -27,9 +27,18 @@ def test_file_through_three_slow_workers_arrives_exactly_once_in_order(pipeline,
     source = video(frames)
     events, summary = tmp_path / "frames.jsonl", tmp_path / "summary.json"
     result = pipeline.run(
-        "up", "--source", str(source), "--workers", "3",
-        "--segmenter", "passthrough:jitter_ms=1-40", *FAST,
-        "--sink", f"jsonl:path={events},frames=1", "--summary", str(summary),
+        "up",
+        "--source",
+        str(source),
+        "--workers",
+        "3",
+        "--segmenter",
+        "passthrough:jitter_ms=1-40",
+        *FAST,
+        "--sink",
+        f"jsonl:path={events},frames=1",
+        "--summary",
+        str(summary),
     )
     assert result.returncode == 0, result.stderr
     assert frame_seqs(read_jsonl(events)) == list(range(frames))
@@ -45,13 +54,21 @@ def test_sigkilled_worker_is_restarted_and_no_frame_is_lost(pipeline, video, tmp
     source = video(frames)
     events = tmp_path / "frames.jsonl"
     up = pipeline.start(
-        "up", "--source", str(source), "--workers", "2",
-        "--segmenter", "passthrough:jitter_ms=20-40", *FAST,
-        "--sink", f"jsonl:path={events},frames=1",
+        "up",
+        "--source",
+        str(source),
+        "--workers",
+        "2",
+        "--segmenter",
+        "passthrough:jitter_ms=20-40",
+        *FAST,
+        "--sink",
+        f"jsonl:path={events},frames=1",
     )
     status = pipeline.wait_for(
         lambda s: (stage_report(s, "segment-0")["report"] or {}).get("frames_out", 0) >= 20,
-        timeout=60, what="segment-0 to process 20 frames",
+        timeout=60,
+        what="segment-0 to process 20 frames",
     )
     os.kill(stage_report(status, "segment-0")["report"]["pid"], signal.SIGKILL)
     pipeline.wait_for(
@@ -68,13 +85,24 @@ def test_live_source_faster_than_the_model_drops_but_stays_fresh(pipeline, video
     events = tmp_path / "frames.jsonl"
     summary = tmp_path / "summary.json"
     up = pipeline.start(
-        "up", "--source", str(source), "--realtime", "--workers", "1",
-        "--segmenter", "passthrough:jitter_ms=40-60", *FAST,
-        "--sink", f"jsonl:path={events},frames=1", "--summary", str(summary),
+        "up",
+        "--source",
+        str(source),
+        "--realtime",
+        "--workers",
+        "1",
+        "--segmenter",
+        "passthrough:jitter_ms=40-60",
+        *FAST,
+        "--sink",
+        f"jsonl:path={events},frames=1",
+        "--summary",
+        str(summary),
     )
     early = pipeline.wait_for(
         lambda s: (stage_report(s, "capture")["report"] or {}).get("frames_in", 0) > 150,
-        timeout=60, what="capture to read 150 frames",
+        timeout=60,
+        what="capture to read 150 frames",
     )
     time.sleep(4)
     late = pipeline.status()
@@ -104,20 +132,52 @@ def test_malformed_messages_are_rejected_counted_and_survived(pipeline, video, t
     source = video(frames)
     events = tmp_path / "frames.jsonl"
     up = pipeline.start(  # lossless (a file), slowed down so there is time to inject
-        "up", "--source", str(source), "--workers", "1",
-        "--segmenter", "passthrough:jitter_ms=40", *FAST, "--sink", f"jsonl:path={events},frames=1",
+        "up",
+        "--source",
+        str(source),
+        "--workers",
+        "1",
+        "--segmenter",
+        "passthrough:jitter_ms=40",
+        *FAST,
+        "--sink",
+        f"jsonl:path={events},frames=1",
     )
-    pipeline.wait_for(lambda s: stage_report(s, "score")["report"] is not None, timeout=60,
-                      what="score to report")
+    pipeline.wait_for(
+        lambda s: stage_report(s, "score")["report"] is not None, timeout=60, what="score to report"
+    )
     bad_messages = [
         [b"\xc1 not msgpack"],
         [msgpack.packb({"v": 99, "type": "frame"})],
         [msgpack.packb({"v": 1, "type": "frame", "meta": {"src": "x"}})],
         [msgpack.packb({"v": 1, "type": "teapot"})],
-        [msgpack.packb({"v": 1, "type": "frame", "px": True, "meta": {
-            "src": "x", "seq": 5, "prev": 4, "tm": 0, "tw": 0.0, "pts": 0.0, "w": 64, "h": 64,
-            "fmt": "bgr24", "total": 0}, "persons": [], "joints": [], "scores": [], "events": [],
-            "tomb": False}), b"\x00" * 100],
+        [
+            msgpack.packb(
+                {
+                    "v": 1,
+                    "type": "frame",
+                    "px": True,
+                    "meta": {
+                        "src": "x",
+                        "seq": 5,
+                        "prev": 4,
+                        "tm": 0,
+                        "tw": 0.0,
+                        "pts": 0.0,
+                        "w": 64,
+                        "h": 64,
+                        "fmt": "bgr24",
+                        "total": 0,
+                    },
+                    "persons": [],
+                    "joints": [],
+                    "scores": [],
+                    "events": [],
+                    "tomb": False,
+                }
+            ),
+            b"\x00" * 100,
+        ],
         [b"a", b"b", b"c"],
     ]
     context = zmq.Context.instance()
@@ -129,9 +189,12 @@ def test_malformed_messages_are_rejected_counted_and_survived(pipeline, video, t
             sock.send_multipart(message)
         sock.close()
     status = pipeline.wait_for(
-        lambda s: sum((stage_report(s, "score")["report"] or {}).get("rejected", {}).values())
-        >= len(bad_messages),
-        timeout=30, what="score to count the rejects",
+        lambda s: (
+            sum((stage_report(s, "score")["report"] or {}).get("rejected", {}).values())
+            >= len(bad_messages)
+        ),
+        timeout=30,
+        what="score to count the rejects",
     )
     joints = stage_report(status, "joints")["report"]["rejected"]
     score = stage_report(status, "score")["report"]["rejected"]
@@ -151,13 +214,21 @@ def test_sink_attached_mid_run_gets_state_at_once_and_detaching_disturbs_nothing
     source = video(frames)
     main_events, attached = tmp_path / "main.jsonl", tmp_path / "attached.jsonl"
     up = pipeline.start(
-        "up", "--source", str(source), "--workers", "1",
-        "--segmenter", "passthrough:jitter_ms=40", *FAST,
-        "--sink", f"jsonl:path={main_events},frames=1",
+        "up",
+        "--source",
+        str(source),
+        "--workers",
+        "1",
+        "--segmenter",
+        "passthrough:jitter_ms=40",
+        *FAST,
+        "--sink",
+        f"jsonl:path={main_events},frames=1",
     )
     pipeline.wait_for(
         lambda s: (stage_report(s, "score")["report"] or {}).get("frames_out", 0) > 30,
-        timeout=60, what="30 frames published",
+        timeout=60,
+        what="30 frames published",
     )
     sink = pipeline.start("sink", "attach", "jsonl", "--path", str(attached), "--frames")
     deadline = time.monotonic() + 10
@@ -179,12 +250,20 @@ def test_ctrl_c_stops_cleanly_and_writes_the_summary(pipeline, video, tmp_path):
     source = video(600)
     summary = tmp_path / "summary.json"
     up = pipeline.start(
-        "up", "--source", str(source), "--realtime", "--segmenter", "passthrough", *FAST,
-        "--summary", str(summary),
+        "up",
+        "--source",
+        str(source),
+        "--realtime",
+        "--segmenter",
+        "passthrough",
+        *FAST,
+        "--summary",
+        str(summary),
     )
     pipeline.wait_for(
         lambda s: (stage_report(s, "score")["report"] or {}).get("frames_out", 0) > 20,
-        timeout=60, what="20 frames",
+        timeout=60,
+        what="20 frames",
     )
     os.killpg(up.pid, signal.SIGINT)
     assert up.wait(30) == 130
@@ -195,8 +274,13 @@ def test_ctrl_c_stops_cleanly_and_writes_the_summary(pipeline, video, tmp_path):
 
 def test_a_stage_that_keeps_dying_stops_the_pipeline_with_a_clear_message(pipeline, video):
     up = pipeline.start(
-        "up", "--source", str(video(900)), "--realtime",
-        "--segmenter", "passthrough", *FAST,
+        "up",
+        "--source",
+        str(video(900)),
+        "--realtime",
+        "--segmenter",
+        "passthrough",
+        *FAST,
     )
     killed = set()
     deadline = time.monotonic() + 90
@@ -212,3 +296,41 @@ def test_a_stage_that_keeps_dying_stops_the_pipeline_with_a_clear_message(pipeli
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: stage joints keeps failing (5 crashes in 60 s; last killed by")
+
+
+def test_tcp_pipeline_takes_an_extra_worker_started_elsewhere(pipeline, video, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a free port block on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1] % 40000 + 20000
+    frames = 200
+    events = tmp_path / "frames.jsonl"
+    address = f"tcp://127.0.0.1:{port}"
+    up = pipeline.start(
+        "up",
+        "--source",
+        str(video(frames)),
+        "--bind",
+        address,
+        "--workers",
+        "1",
+        "--segmenter",
+        "passthrough:jitter_ms=30-50",
+        *FAST,
+        "--sink",
+        f"jsonl:path={events},frames=1",
+    )
+    extra = pipeline.start("stage", "segment", "--connect", address, "--index", "7")
+    status = pipeline.wait_for(
+        lambda s: any(
+            r["stage"] == "segment-7" and (r["report"] or {}).get("frames_out", 0) > 5
+            for r in s["stages"]
+        ),
+        timeout=60,
+        what="the remote worker to take frames",
+    )
+    assert not stage_report(status, "segment-7")["supervised"]
+    assert up.wait(90) == 0, up.stderr.read()
+    assert extra.wait(30) == 0
+    assert frame_seqs(read_jsonl(events)) == list(range(frames))
