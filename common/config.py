@@ -36,6 +36,8 @@ class PipelineConfig:
     """Flow policy derived from the source (see FlowPolicy)."""
     realtime: bool = False
     """Pace a file or synthetic source at its frame rate, as a camera would."""
+    loop: bool = False
+    """Play a file or synthetic source again from the start when it ends."""
     workers: int = 1
     """Number of segmentation worker processes."""
     gpus: tuple[str, ...] = ()

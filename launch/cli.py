@@ -139,6 +139,7 @@ def up(
     realtime: Annotated[
         bool, typer.Option(help="Play a file at its frame rate, as a camera.")
     ] = False,
+    loop: Annotated[bool, typer.Option(help="Replay a file from the start when it ends.")] = False,
     truth: Annotated[
         Path | None, typer.Option(help="Synthetic sources: write ground truth here.")
     ] = None,
@@ -169,6 +170,8 @@ def up(
     folder = run_dir(name)
     _check_running(name)
     policy = _policy_for(source, realtime)
+    if loop and policy is FlowPolicy.LATEST and not realtime:
+        raise UserError("--loop applies to files and synthetic sources, not live ones")
     sinks = (["console"] if console else []) + list(sink or [])
     if summary is not None:
         sinks.append(f"summary:path={summary}")
@@ -180,6 +183,7 @@ def up(
         source=source,
         policy=policy,
         realtime=realtime,
+        loop=loop,
         workers=workers or max(len(gpu_ids), 1),
         gpus=gpu_ids,
         segmenter=segmenter,

@@ -34,9 +34,9 @@ def weights_dir(config: PipelineConfig) -> Path:
 
 def _run_capture(ctx: StageContext) -> None:
     from repcoach.common.dispatch import Dispatcher
-    from repcoach.stages.capture import Paced, SyntheticFrames, open_source
+    from repcoach.stages.capture import Looped, Paced, SyntheticFrames, open_source
 
-    source = open_source(ctx.config.source)
+    source = Looped(ctx.config.source) if ctx.config.loop else open_source(ctx.config.source)
     if ctx.config.truth_path and isinstance(source, SyntheticFrames):
         write_json_atomic(ctx.config.truth_path, source.renderer.truth_document())
     if ctx.config.realtime and not source.live:

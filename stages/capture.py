@@ -190,6 +190,31 @@ def open_source(text: str) -> FrameSource:
     return VideoFileSource(Path(text))
 
 
+class Looped:
+    """Plays a file source again from the start whenever it ends (soak tests,
+    demo screens). Reports no total, since it never ends by itself."""
+
+    live = False
+
+    def __init__(self, text: str):
+        self._text = text
+        self.inner = open_source(text)
+        if self.inner.live:
+            raise UserError("--loop applies to files and synthetic sources, not live ones")
+        self.source_id, self.fps, self.total = self.inner.source_id, self.inner.fps, 0
+
+    def read(self) -> np.ndarray | None:
+        frame = self.inner.read()
+        if frame is None:
+            self.inner.close()
+            self.inner = open_source(self._text)
+            frame = self.inner.read()
+        return frame
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class Paced:
     """Releases frames no faster than the source's frame rate (a file played
     as if it were a camera)."""
