@@ -69,6 +69,9 @@ class FrameFeed:
     def start(self) -> None:
         self._thread.start()
 
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
@@ -184,6 +187,7 @@ class Dispatcher:
                 transport.route(self.router, identity, [STOP])
         finally:
             self.feed.stop()
+            self.feed.join(timeout=5.0)
             transport.close_all(self.wakeups)
             transport.close_linger(self.router, 2000)  # let STOP reach the workers
             self.source.close()

@@ -22,6 +22,7 @@ class Reorderer:
     """
 
     gap_timeout_s: float | None = None
+    resume: bool = False  # a restarted stage: start from whatever arrives first
     last_released: int = -1
     skipped: int = 0
     duplicates: int = 0
@@ -36,6 +37,9 @@ class Reorderer:
             self.duplicates += 1
             return []
         link = item.meta.prev_seq if isinstance(item, FramePacket) else item.prev_seq
+        if self.resume:
+            self.resume = False
+            self.last_released = link
         if link in self._waiting or link < self.last_released:
             self.duplicates += 1
             return []

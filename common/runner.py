@@ -12,6 +12,7 @@ b"st" (SessionState, twice a second and on request), b"eos".
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from typing import Protocol
@@ -40,8 +41,6 @@ TOPIC_EOS = b"eos"
 SNAPSHOT = b"SNAPSHOT"
 STATE_INTERVAL_S = 0.5
 IDLE_HELLO_S = 2.0
-# Closing with linger 0 would discard what is still queued for the next stage.
-OUTPUT_LINGER_MS = 5000
 
 
 def _age_s(packet: FramePacket) -> float:
@@ -101,7 +100,7 @@ def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -
                 transport.send(work, [DONE, str(EOS_KEY).encode()])
     finally:
         transport.close_all(work)
-        transport.close_linger(out, OUTPUT_LINGER_MS)
+        transport.close_linger(out, transport.OUTPUT_LINGER_MS)
 
 
 # --- ordered transform stage (joints)
@@ -113,7 +112,10 @@ def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
     inbox = transport.open_socket(transport.PULL, topo.bind("segmented"), bind=True, hwm=8)
     out = transport.open_socket(transport.PUSH, topo.connect("joined"), bind=False, hwm=4)
     live = ctx.config.policy is FlowPolicy.LATEST
-    reorder = Reorderer(gap_timeout_s=2 * ctx.config.max_age_s if live else None)
+    # A restarted stage lost what its predecessor held (counted downstream as
+    # dropped); it picks up the order from the first frame that arrives.
+    restarted = int(os.environ.get("REPCOACH_RESTARTS", "0")) > 0
+    reorder = Reorderer(gap_timeout_s=2 * ctx.config.max_age_s if live else None, resume=restarted)
     try:
         while not ctx.should_stop():
             ctx.tick()
@@ -144,7 +146,7 @@ def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
                 ctx.stats.emitted(time.perf_counter() - started)
     finally:
         transport.close_all(inbox)
-        transport.close_linger(out, OUTPUT_LINGER_MS)
+        transport.close_linger(out, transport.OUTPUT_LINGER_MS)
 
 
 # --- publisher (score)
@@ -281,7 +283,7 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
                 publish([TOPIC_STATE, *current_state().to_wire()])
     finally:
         transport.close_all(inbox, snapshots)
-        transport.close_linger(pub, OUTPUT_LINGER_MS)
+        transport.close_linger(pub, transport.OUTPUT_LINGER_MS)
 
 
 # --- sinks

@@ -175,6 +175,17 @@ def subscribe(sock: zmq.Socket, topics: Iterable[bytes]) -> None:
         sock.setsockopt(zmq.SUBSCRIBE, topic)
 
 
+# Closing an output with linger 0 would discard what is still queued for the next stage.
+OUTPUT_LINGER_MS = 5000
+
+
+def shutdown(linger_ms: int = OUTPUT_LINGER_MS) -> None:
+    """End of process: close every socket, letting queued messages go out for
+    up to `linger_ms`, and terminate the context. Without this, interpreter
+    exit can free zero-copy buffers that libzmq is still sending."""
+    context().destroy(linger=linger_ms)
+
+
 def close_linger(sock: zmq.Socket, linger_ms: int) -> None:
     """Close, letting queued messages go out for up to `linger_ms`."""
     sock.close(linger_ms)

@@ -13,6 +13,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from repcoach.common import transport
 from repcoach.common.atomic import write_json_atomic
 from repcoach.common.config import PipelineConfig
 from repcoach.common.errors import UserError
@@ -111,6 +112,7 @@ def run_stage(role: str, config: PipelineConfig, index: int = 0, sink: str = "")
         return 1
     finally:
         ctx.close()
+        transport.shutdown()
 
 
 def main() -> None:

@@ -203,8 +203,20 @@ class Supervisor:
             elif c.exit_code == EXIT_USER_ERROR:
                 self._fail(f"{c.name}: {c.last_error()}")
                 c.finished = True
+            elif self._upstream_finished(c):
+                # Nothing more will reach it: a restart would wait forever.
+                log.warning("%s %s after its input ended", c.name, describe_exit(c.exit_code))
+                c.finished = True
             else:
                 self._schedule_restart(c, now)
+
+    def _upstream_finished(self, c: Child) -> bool:
+        order = ("capture", "segment", "joints", "score", "sink")
+        position = order.index(c.name.split("-")[0])
+        if position == 0:
+            return False
+        upstream = [x for x in self.children if x.name.split("-")[0] == order[position - 1]]
+        return bool(upstream) and all(x.finished and x.exit_code == 0 for x in upstream)
 
     def _schedule_restart(self, c: Child, now: float) -> None:
         c.failures.append(now)

@@ -43,3 +43,10 @@ def test_live_gap_timeout_skips_a_lost_frame():
     assert seqs(released) == [2]
     assert reorder.skipped == 1
     assert reorder.push(packet(1, 0)) == []  # too late now: counted as a duplicate
+
+
+def test_a_restarted_stage_resumes_from_the_first_frame_it_sees():
+    reorder = Reorderer(resume=True)
+    assert seqs(reorder.push(packet(41, 40))) == [41]
+    assert seqs(reorder.push(packet(43, 42))) == []
+    assert seqs(reorder.push(packet(42, 41))) == [42, 43]
