@@ -68,6 +68,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import zmq
+
 from repcoach.common import transport
 from repcoach.common.messages import FrameMeta, FramePacket
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket
 from repcoach.stages.blazepose import BlazePoseJoints, BlazePoseSegmenter, import_pose_solution
 from repcoach.stages.joints import JointsStage

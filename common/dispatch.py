@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from repcoach.common import transport
 from repcoach.common.config import FlowPolicy
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket, decode_plain

@@ -24,6 +24,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+
 from repcoach.common.landmarks import NUM_LANDMARKS
 
 SCHEMA_VERSION = 1

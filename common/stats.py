@@ -9,6 +9,7 @@ from collections import Counter, deque
 
 import numpy as np
 import psutil
+
 from repcoach.common.messages import StageReport
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import zmq
+
 from repcoach.common.messages import Message, MessageError, decode
 
 log = logging.getLogger(__name__)

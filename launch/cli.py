@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from repcoach.common import transport
 from repcoach.common.config import FlowPolicy, PipelineConfig
 from repcoach.common.endpoints import Topology, run_dir
@@ -156,7 +157,7 @@ def up(
 ) -> None:
     """Start every stage and run until the source ends (files) or Ctrl-C."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    from repcoach.launch.stage import default_weights_dir
+    from repcoach.common.weights import default_weights_dir
     from repcoach.launch.supervisor import Supervisor
     from repcoach.stages.segmenters import check_segmenter
     from repcoach.stages.sinks import check_sink

@@ -18,15 +18,12 @@ from repcoach.common.atomic import write_json_atomic
 from repcoach.common.config import PipelineConfig
 from repcoach.common.errors import UserError
 from repcoach.common.stage_context import StageContext, setup_logging
+from repcoach.common.weights import default_weights_dir
 
 log = logging.getLogger(__name__)
 
 ROLES = ("capture", "segment", "joints", "score", "sink")
 EXIT_USER_ERROR = 2
-
-
-def default_weights_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "weights"
 
 
 def weights_dir(config: PipelineConfig) -> Path:

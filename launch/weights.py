@@ -17,6 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
 from repcoach.common.errors import UserError
 from repcoach.common.weights import (
     MANIFEST_PATH,
@@ -26,14 +35,6 @@ from repcoach.common.weights import (
     default_weights_dir,
     load_manifest,
     lookup,
-)
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 
 CHUNK = 1 << 20

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+
 from repcoach.common.messages import EndOfStream, FramePacket, PersonInstance, PersonJoints
 
 

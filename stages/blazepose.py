@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from repcoach.common.errors import UserError
 from repcoach.common.landmarks import NUM_LANDMARKS
 from repcoach.common.messages import PersonInstance, PersonJoints

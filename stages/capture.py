@@ -21,6 +21,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
 from repcoach.common.errors import UserError  # noqa: E402
 
 log = logging.getLogger(__name__)

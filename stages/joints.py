@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from repcoach.common.errors import UserError
 from repcoach.common.filters import OneEuroFilter
 from repcoach.common.messages import EndOfStream, FramePacket, PersonJoints

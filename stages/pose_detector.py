@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from repcoach.common.errors import UserError
 
 INPUT_SIZE = 224

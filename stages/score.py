@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from repcoach.common.geometry import joint_angle
 from repcoach.common.landmarks import Landmark as L
 from repcoach.common.messages import EndOfStream, FeedbackEvent, FramePacket, PersonScore

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from repcoach.common.errors import UserError
 from repcoach.common.messages import PersonInstance
 from repcoach.common.specs import Spec
@@ -52,9 +53,10 @@ def check_segmenter(text: str, weights_dir: Path) -> Spec:
         _jitter(spec)
     elif spec.name == "maskrcnn":
         spec.check_known({"speed"})
-        from repcoach.launch.weights import require_weights
+        spec.take("speed", "average", {"full", "average", "fast", "rapid"})
+        from repcoach.stages.maskrcnn import require_weights, weights_path
 
-        require_weights("maskrcnn", weights_dir)
+        require_weights(weights_path(weights_dir))
     else:
         spec.check_known(set())
     return spec
@@ -66,11 +68,11 @@ def make_segmenter(text: str, weights_dir: Path, seed: int | None = None) -> Seg
     if spec.name == "passthrough":
         return PassthroughSegmenter(_jitter(spec), seed)
     if spec.name == "maskrcnn":
-        from repcoach.launch.weights import require_weights
-        from repcoach.stages.maskrcnn import MaskRCNNSegmenter
+        from repcoach.stages.maskrcnn import MaskRCNNSegmenter, weights_path
 
-        path = require_weights("maskrcnn", weights_dir)
-        return MaskRCNNSegmenter(path, infer_speed=spec.options.get("speed", "average"))
+        return MaskRCNNSegmenter(
+            weights_path(weights_dir), infer_speed=spec.take("speed", "average")
+        )
     from repcoach.stages.blazepose import BlazePoseSegmenter
 
     return BlazePoseSegmenter()

@@ -14,9 +14,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+
 from repcoach.common.errors import UserError
 from repcoach.common.messages import PersonInstance
-from scipy.optimize import linear_sum_assignment
 
 _NO_MATCH = 1e6
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
-from repcoach.common.messages import EndOfStream, FramePacket, SessionState
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+from repcoach.common.messages import EndOfStream, FramePacket, SessionState
 
 REFRESH_S = 0.25
 PLAIN_EVERY_S = 5.0

@@ -6,6 +6,7 @@ from contextlib import nullcontext
 
 import numpy as np
 import pytest
+
 from repcoach.common.errors import UserError
 from repcoach.common.filters import OneEuroFilter
 

@@ -7,6 +7,7 @@ from contextlib import nullcontext
 import msgpack
 import numpy as np
 import pytest
+
 from repcoach.common.messages import (
     SCHEMA_VERSION,
     EndOfStream,

@@ -24,6 +24,10 @@ import pytest
         ),
         (["up", "--source", "{video}", "--bind", "udp://x"], "is not an endpoint like tcp://"),
         (["up", "--source", "{notvideo}"], "is not a readable video"),
+        (
+            ["up", "--source", "{video}", "--segmenter", "maskrcnn", "--weights-dir", "{empty}"],
+            "pipeline weights download maskrcnn",
+        ),
         (["status"], "no pipeline named 'default' is running"),
         (["sink", "attach", "jsonl", "--path", "/tmp/x.jsonl"], "no pipeline named 'default'"),
     ],
@@ -31,7 +35,9 @@ import pytest
 def test_bad_input_gets_one_clear_line(pipeline, video, tmp_path, args, expected):
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("this is not a video")
-    args = [a.format(video=video(5), notvideo=not_video) for a in args]
+    empty = tmp_path / "no_weights"
+    empty.mkdir()
+    args = [a.format(video=video(5), notvideo=not_video, empty=empty) for a in args]
     result = pipeline.run(*args, timeout=60)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -338,15 +339,24 @@ def test_tcp_pipeline_takes_an_extra_worker_started_elsewhere(pipeline, video, t
 
 def test_each_worker_sees_only_its_gpu(pipeline, video):
     up = pipeline.start(
-        "up", "--source", str(video(300)), "--workers", "3", "--gpus", "0,1",
-        "--segmenter", "passthrough:jitter_ms=20", *FAST,
+        "up",
+        "--source",
+        str(video(300)),
+        "--workers",
+        "3",
+        "--gpus",
+        "0,1",
+        "--segmenter",
+        "passthrough:jitter_ms=20",
+        *FAST,
     )
     status = pipeline.wait_for(
         lambda s: all(stage_report(s, f"segment-{i}")["report"] for i in range(3)),
-        timeout=60, what="three workers reporting",
+        timeout=60,
+        what="three workers reporting",
     )
     for index, gpu in ((0, "0"), (1, "1"), (2, "0")):
         pid = stage_report(status, f"segment-{index}")["report"]["pid"]
-        environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert f"CUDA_VISIBLE_DEVICES={gpu}".encode() in environ
     assert up.wait(60) == 0

@@ -19,9 +19,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
 from repcoach.common.weights import load_manifest
 from repcoach.launch.weights import weights_app
-from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED_LAYERS = load_manifest()["maskrcnn"].layers

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from repcoach.common.errors import UserError
 from repcoach.common.landmarks import Landmark
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket, PersonInstance

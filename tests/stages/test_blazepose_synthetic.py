@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from repcoach.common.landmarks import Landmark
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket
 from repcoach.stages.blazepose import BlazePoseJoints, BlazePoseSegmenter

@@ -6,6 +6,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+
 from repcoach.common.errors import UserError
 from repcoach.common.messages import FrameMeta, FramePacket, PersonInstance, PersonJoints
 from repcoach.stages.joints import JOINT_ESTIMATORS, JointsStage, make_joint_estimator

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import pytest
+
 from repcoach.common.errors import UserError
 from repcoach.common.messages import PersonInstance
 from repcoach.stages.tracking import Tracker

@@ -1,0 +1,263 @@
+"""MaskRCNNSegmenter with PixelLib's own model, without the real COCO weights.
+
+A subprocess builds PixelLib's COCO Mask R-CNN with random weights and saves
+them with Keras' `save_weights` (once per module, ~15 CPU-s). The segmenter
+then loads that file through its real loader. Two facts prove the weights
+are really used (PixelLib's own loader silently leaves them random, see
+FACTS.md): the layers read back from the model equal the file's arrays, and
+a second process gives identical detections for the same frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from repcoach.common.errors import UserError
+from repcoach.common.messages import PersonInstance
+from repcoach.stages.maskrcnn import COCO_PERSON, MaskRCNNSegmenter, weights_path
+
+pytest.importorskip("pixellib.instance", reason="maskrcnn extra (pixellib, tf-keras) not installed")
+h5py = pytest.importorskip("h5py")
+
+# Random class logits rarely favour "person"; this bias on its logit makes
+# persons a good share of the detections, so the person path runs too.
+PERSON_LOGIT_BIAS = 15.0
+CHECKED_LAYERS = [
+    "conv1",
+    "bn_conv1",
+    "res4w_branch2c",
+    "res5c_branch2c",
+    "fpn_p2",
+    "rpn_model",
+    "mrcnn_class_logits",
+    "mrcnn_mask",
+]
+
+BUILD = f"""
+import os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import h5py
+import tensorflow as tf
+from pixellib.instance import coco_config
+from pixellib.instance.mask_rcnn import MaskRCNN
+from tf_keras.src import backend
+
+tf.compat.v1.set_random_seed(0)
+model = MaskRCNN(mode="inference", model_dir=os.path.dirname(sys.argv[1]), config=coco_config)
+# Keras' HDF5 writer reads the values one layer at a time, a graph-mode
+# session run each (~25 s in all); read them in one run and serve those.
+variables = model.keras_model.weights
+values = dict(zip(map(id, variables), backend.batch_get_value(variables)))
+backend.batch_get_value = lambda ws: [values[id(w)] for w in ws]
+model.keras_model.save_weights(sys.argv[1])
+with h5py.File(sys.argv[1], "r+") as f:
+    bias = f["mrcnn_class_logits/mrcnn_class_logits/bias:0"]
+    person_biased = bias[()]
+    person_biased[{COCO_PERSON}] += {PERSON_LOGIT_BIAS}
+    bias[...] = person_biased
+"""
+
+DETECT = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from repcoach.stages.maskrcnn import MaskRCNNSegmenter
+
+found = MaskRCNNSegmenter(Path(sys.argv[1]), infer_speed="rapid").detect(np.load(sys.argv[2]))
+print(json.dumps({"boxes": found.boxes.tolist(), "class_ids": found.class_ids.tolist(),
+                  "scores": found.scores.tolist()}))
+"""
+
+
+def drawn_frame() -> np.ndarray:
+    """A 640x480 BGR frame with a crude figure (the content hardly matters
+    to a random-weight model; it only has to be the same in both processes)."""
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    cv2.rectangle(frame, (250, 100), (390, 400), (40, 60, 200), -1)
+    cv2.circle(frame, (320, 70), 35, (150, 170, 210), -1)
+    cv2.line(frame, (290, 400), (270, 470), (30, 30, 30), 18)
+    cv2.line(frame, (350, 400), (370, 470), (30, 30, 30), 18)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("maskrcnn") / "random_coco.h5"
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD, str(path)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return path
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    return drawn_frame()
+
+
+@pytest.fixture(scope="module")
+def other_process(weights_file, frame, tmp_path_factory) -> subprocess.Popen:
+    """Detections from a second process, started early to overlap with ours."""
+    frame_path = tmp_path_factory.mktemp("frame") / "frame.npy"
+    np.save(frame_path, frame)
+    return subprocess.Popen(
+        [sys.executable, "-c", DETECT, str(weights_file), str(frame_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def segmenter(weights_file, other_process) -> MaskRCNNSegmenter:
+    return MaskRCNNSegmenter(weights_file, infer_speed="rapid")
+
+
+@pytest.fixture(scope="module")
+def detections(segmenter, frame):
+    return segmenter.detect(frame)
+
+
+def file_weights(path: Path, layer: str) -> list[np.ndarray]:
+    with h5py.File(path, "r") as f:
+        group = f[layer]
+        return [group[name][()] for name in group.attrs["weight_names"]]
+
+
+@pytest.mark.parametrize("layer", CHECKED_LAYERS)
+def test_model_holds_the_file_weights(segmenter, weights_file, layer):
+    in_model = segmenter.keras_model.get_layer(layer).get_weights()
+    in_file = file_weights(weights_file, layer)
+    assert len(in_model) == len(in_file) > 0
+    for got, want in zip(in_model, in_file, strict=True):
+        assert np.array_equal(got, want)
+
+
+def test_raw_detections_structure(detections, frame):
+    n = len(detections.scores)
+    assert n > 0
+    assert detections.boxes.shape == (n, 4)
+    assert detections.class_ids.shape == (n,)
+    assert detections.masks.shape == (*frame.shape[:2], n)
+    assert detections.masks.dtype == bool
+    assert np.all((detections.scores >= 0.2) & (detections.scores <= 1.0))  # rapid's threshold
+    assert np.all((detections.class_ids >= 1) & (detections.class_ids <= 80))
+    x0, y0, x1, y1 = detections.boxes.T
+    assert np.all((x0 >= 0) & (x0 < x1) & (x1 <= frame.shape[1]))
+    assert np.all((y0 >= 0) & (y0 < y1) & (y1 <= frame.shape[0]))
+
+
+def test_segment_keeps_only_people(segmenter, detections, frame):
+    before = frame.copy()
+    persons = segmenter.segment(frame)
+    assert np.array_equal(frame, before), "the caller's frame was modified"
+    is_person = detections.class_ids == COCO_PERSON
+    assert len(persons) == is_person.sum() > 0
+    for person, box, score, mask in zip(
+        persons,
+        detections.boxes[is_person],
+        detections.scores[is_person],
+        np.moveaxis(detections.masks[:, :, is_person], 2, 0),
+        strict=True,
+    ):
+        assert isinstance(person, PersonInstance)
+        assert person.track_id == -1
+        assert person.box == tuple(box) and person.score == pytest.approx(score)
+        x0, y0, x1, y1 = person.mask_box()
+        assert person.mask.dtype == bool and person.mask.shape == (y1 - y0, x1 - x0)
+        assert np.array_equal(person.full_mask(640, 480), mask)
+
+
+def test_same_detections_in_another_process(other_process, detections):
+    out, err = other_process.communicate(timeout=600)
+    assert other_process.returncode == 0, err[-3000:]
+    theirs = json.loads(out.strip().splitlines()[-1])
+    assert theirs["class_ids"] == detections.class_ids.tolist()
+    assert theirs["scores"] == detections.scores.tolist()
+    assert theirs["boxes"] == detections.boxes.tolist()
+
+
+def test_one_model_per_process(segmenter, weights_file):
+    assert MaskRCNNSegmenter(weights_file, infer_speed="rapid").keras_model is segmenter.keras_model
+    with pytest.raises(RuntimeError, match="one Mask R-CNN per process"):
+        MaskRCNNSegmenter(weights_file, infer_speed="fast")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "Mask R-CNN weights not found at"),
+        (b"", "not a readable HDF5 file"),
+        (b"<html>rate limited</html>", "not a readable HDF5 file"),
+        ("truncated", "not a readable HDF5 file"),
+        ("conv1-only", "lacks the model's layers res5c_branch2c, "),
+    ],
+)
+def test_unusable_weights_name_the_download_command(tmp_path, weights_file, content, message):
+    path = tmp_path / "mask_rcnn_coco.h5"
+    if content == "truncated":
+        path.write_bytes(weights_file.read_bytes()[:1_000_000])
+    elif content == "conv1-only":
+        with h5py.File(path, "w") as f:
+            f.attrs["layer_names"] = [b"conv1"]
+            f.create_group("conv1").attrs["weight_names"] = [b"conv1/kernel:0"]
+            f["conv1"].create_dataset("conv1/kernel:0", data=np.zeros((7, 7, 3, 64), np.float32))
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UserError) as caught:
+        MaskRCNNSegmenter(path)
+    text = str(caught.value)
+    assert "\n" not in text and message in text
+    assert f"pipeline weights download maskrcnn --weights-dir {tmp_path}" in text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"infer_speed": "ludicrous"}, "infer_speed='ludicrous' is not one of"),
+        ({"min_confidence": 1.5}, "min_confidence=1.5 is outside"),
+    ],
+)
+def test_bad_options_are_user_errors(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        MaskRCNNSegmenter(Path("unused.h5"), **kwargs)
+
+
+def test_weights_path_from_folder(tmp_path):
+    assert weights_path(tmp_path) == tmp_path / "mask_rcnn_coco.h5"
+    with pytest.raises(UserError, match=f"--weights-dir {tmp_path}"):
+        MaskRCNNSegmenter.from_weights_dir(tmp_path)
+
+
+TF_FIRST = """
+import os, sys
+from pathlib import Path
+import tensorflow  # before the segmenter module: Keras 3 gets wired in
+from repcoach.common.errors import UserError
+from repcoach.stages.maskrcnn import MaskRCNNSegmenter
+try:
+    MaskRCNNSegmenter(Path(sys.argv[1]))
+except UserError as error:
+    print(error)
+    sys.exit(3)
+"""
+
+
+def test_tensorflow_imported_too_early_is_a_user_error(weights_file):
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    done = subprocess.run(
+        [sys.executable, "-c", TF_FIRST, str(weights_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "set TF_USE_LEGACY_KERAS=1" in done.stdout
