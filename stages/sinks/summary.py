@@ -4,16 +4,62 @@ few seconds so a crash keeps what was already processed)."""
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from pathlib import Path
 
 from repcoach.common.atomic import write_json_atomic
 from repcoach.common.messages import EndOfStream, FramePacket, SessionState
 
 WRITE_EVERY_S = 2.0
+DETAIL_FIELDS = ("start_frame", "end_frame", "score", "faults")
 
 
-def summary_document(state: SessionState, wall_s: float, missed: int = 0) -> dict:
+class RepLog:
+    """Every rep and partial rep each person did, grouped by exercise."""
+
+    def __init__(self) -> None:
+        # track -> exercise -> {"reps": [detail...], "partial": count}
+        self.people: dict[int, dict[str, dict]] = defaultdict(dict)
+
+    def add(self, packet: FramePacket) -> None:
+        exercise_of = {s.track_id: s.exercise for s in packet.scores}
+        for event in packet.events:
+            if event.kind not in ("rep", "partial_rep"):
+                continue
+            exercise = event.data.get("exercise") or exercise_of.get(event.track_id) or "unknown"
+            entry = self.people[event.track_id].setdefault(exercise, {"reps": [], "partial": 0})
+            if event.kind == "rep":
+                detail = {k: event.data.get(k) for k in DETAIL_FIELDS}
+                detail["faults"] = list(detail["faults"] or [])
+                entry["reps"].append(detail)
+            else:
+                entry["partial"] += 1
+
+
+def summary_document(state: SessionState, reps: RepLog, wall_s: float, missed: int = 0) -> dict:
     """The summary's shape (documented in the README; integrators rely on it)."""
+    people = []
+    for person in state.people:
+        logged = reps.people.get(person.track_id, {})
+        exercises = [
+            {
+                "exercise": exercise,
+                "reps": len(entry["reps"]),
+                "partial_reps": entry["partial"],
+                "reps_detail": entry["reps"],
+            }
+            for exercise, entry in logged.items()
+        ]
+        if not exercises:  # nothing counted (yet): still say what they were doing
+            exercises = [
+                {
+                    "exercise": person.exercise or "unknown",
+                    "reps": person.reps,
+                    "partial_reps": person.partial_reps,
+                    "reps_detail": [],
+                }
+            ]
+        people.append({"id": person.track_id, "exercises": exercises})
     return {
         "source": state.source_id,
         "frames": state.frames,
@@ -23,29 +69,17 @@ def summary_document(state: SessionState, wall_s: float, missed: int = 0) -> dic
         "ended": state.ended,
         "reason": state.reason,
         "missed_by_summary": missed,
-        "people": [
-            {
-                "id": person.track_id,
-                "exercises": [
-                    {
-                        "exercise": person.exercise or "unknown",
-                        "reps": person.reps,
-                        "partial_reps": person.partial_reps,
-                        "reps_detail": [],
-                    }
-                ],
-            }
-            for person in state.people
-        ],
+        "people": people,
     }
 
 
 class SummarySink:
-    topics = ()  # state and end-of-stream are enough
+    topics = (b"res",)
 
     def __init__(self, path: Path):
         self.path = path
         self.state: SessionState | None = None
+        self.reps = RepLog()
         self._dirty = False
         self._last_write = 0.0
         self._started = time.monotonic()
@@ -54,7 +88,9 @@ class SummarySink:
         self.state, self._dirty = state, True
 
     def on_result(self, packet: FramePacket) -> None:
-        pass
+        if packet.events:
+            self.reps.add(packet)
+            self._dirty = True
 
     def on_eos(self, eos: EndOfStream) -> None:
         self.write()
@@ -67,7 +103,7 @@ class SummarySink:
         if self.state is None:
             return
         wall = time.monotonic() - self._started
-        write_json_atomic(self.path, summary_document(self.state, wall, missed))
+        write_json_atomic(self.path, summary_document(self.state, self.reps, wall, missed))
         self._dirty, self._last_write = False, time.monotonic()
 
     def close(self, missed: int) -> None:

@@ -1,0 +1,53 @@
+"""The session summary groups each person's reps by exercise and is atomic."""
+
+from __future__ import annotations
+
+import json
+
+from repcoach.common.messages import (
+    FeedbackEvent,
+    FrameMeta,
+    FramePacket,
+    PersonScore,
+    SessionState,
+)
+from repcoach.stages.sinks.summary import SummarySink
+
+
+def rep_packet(seq: int, track: int, kind: str, data: dict, exercise: str) -> FramePacket:
+    return FramePacket(
+        FrameMeta("cam", seq, seq - 1, 0, 0.0, seq / 30, 8, 8),
+        scores=(PersonScore(track, exercise=exercise),),
+        events=(FeedbackEvent(f"cam:{seq}", kind, track, seq, seq / 30, "", "info", data),),
+    )
+
+
+def test_summary_lists_reps_with_details_per_person_and_exercise(tmp_path):
+    path = tmp_path / "summary.json"
+    sink = SummarySink(path)
+    good = {"start_frame": 3, "end_frame": 40, "score": 95.0, "faults": []}
+    bad = {"start_frame": 41, "end_frame": 80, "score": 60.0, "faults": ["shallow_depth"]}
+    sink.on_result(rep_packet(40, 1, "rep", good, "squat"))
+    sink.on_result(rep_packet(80, 1, "rep", bad, "squat"))
+    sink.on_result(rep_packet(85, 1, "partial_rep", {}, "squat"))
+    sink.on_result(rep_packet(90, 2, "rep", {**good, "exercise": "lunge"}, "squat"))
+    people = (PersonScore(1, exercise="squat", reps=2), PersonScore(2), PersonScore(3))
+    sink.on_state(SessionState("cam", 91, 0, 91, 90, 3.03, 0.0, True, "end of source", people))
+    sink.close(0)
+    document = json.loads(path.read_text())
+    assert document["frames"] == 91 and document["ended"] is True
+    first, second, third = document["people"]
+    assert first == {
+        "id": 1,
+        "exercises": [
+            {"exercise": "squat", "reps": 2, "partial_reps": 1, "reps_detail": [good, bad]}
+        ],
+    }
+    assert second["exercises"][0]["exercise"] == "lunge"
+    assert third["exercises"][0] == {
+        "exercise": "unknown",
+        "reps": 0,
+        "partial_reps": 0,
+        "reps_detail": [],
+    }
+    assert not list(tmp_path.glob(".summary.json.*")), "no temporary files left behind"
