@@ -18,5 +18,5 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # Re-assert the one OpenCV build the project uses (Haar cascades need 4.x).
 .venv/bin/python -m pip uninstall --quiet --yes opencv-python opencv-python-headless 2>/dev/null || true
 "${pip[@]}" --no-deps --force-reinstall "opencv-contrib-python==4.11.0.86"
-.venv/bin/python -c "import cv2, mediapipe, zmq, msgpack; assert cv2.__version__.startswith('4.'), cv2.__version__"
+TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -c "import cv2, mediapipe, zmq, msgpack; assert cv2.__version__.startswith('4.'), cv2.__version__"
 echo "installed: $(.venv/bin/pipeline --help >/dev/null && echo 'pipeline command ready in .venv/bin')"
