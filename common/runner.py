@@ -106,6 +106,16 @@ def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -
 # --- ordered transform stage (joints)
 
 
+def _newest_only(items: list, ctx: StageContext) -> list:
+    """Keep the last frame of a batch (and end-of-stream); count the rest."""
+    frames = [i for i in items if isinstance(i, FramePacket) and not i.tombstone]
+    superseded = {id(f) for f in frames[:-1]}
+    for _ in superseded:
+        ctx.stats.received()
+        ctx.stats.drop("superseded")
+    return [i for i in items if id(i) not in superseded]
+
+
 def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
     """Re-orders what the workers send, then runs `logic` on each frame."""
     topo = ctx.config.endpoints()
@@ -121,10 +131,17 @@ def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
             ctx.tick()
             released = []
             if inbox.poll(100):
-                message = transport.receive(inbox, ctx.rejects)
-                if message is not None:
-                    released = reorder.push(message)
+                # Live: take everything that is waiting, so only the newest
+                # frame is worked on (the workers can outpace this stage).
+                for _ in range(64 if live else 1):
+                    message = transport.receive(inbox, ctx.rejects)
+                    if message is not None:
+                        released += reorder.push(message)
+                    if not inbox.poll(0):
+                        break
             released += reorder.expire()
+            if live:
+                released = _newest_only(released, ctx)
             ctx.stats.queue_depth = len(reorder)
             ctx.stats.dropped["duplicate"] = reorder.duplicates
             ctx.stats.dropped["lost"] = reorder.skipped

@@ -6,11 +6,25 @@ import os
 import resource
 import time
 from collections import Counter, deque
+from pathlib import Path
 
 import numpy as np
 import psutil
 
 from repcoach.common.messages import StageReport
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory. (getrusage's ru_maxrss is
+    inherited across fork+exec on Linux, so a small stage would report its
+    supervisor's peak.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class StageStats:
@@ -47,7 +61,7 @@ class StageStats:
 
     def report(self, rejected: dict[str, int]) -> StageReport:
         lat = np.asarray(self._latencies_ms) if self._latencies_ms else np.zeros(1)
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_mb = self._process.memory_info().rss / 2**20
         return StageReport(
             stage=self.stage,
             pid=os.getpid(),
@@ -59,6 +73,6 @@ class StageStats:
             fps=round(self.fps(), 2),
             latency_ms_p50=round(float(np.percentile(lat, 50)), 2),
             latency_ms_p95=round(float(np.percentile(lat, 95)), 2),
-            rss_mb=round(self._process.memory_info().rss / 2**20, 1),
-            peak_rss_mb=round(peak_kb / 1024, 1),
+            rss_mb=round(rss_mb, 1),
+            peak_rss_mb=round(max(peak_rss_mb(), rss_mb), 1),
         )

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_FAILURES = 5
 FAILURE_WINDOW_S = 60.0
 GRACE_S = 20.0
+READY_TIMEOUT_S = 120.0
 TERM_S = 5.0
 
 
@@ -136,14 +137,20 @@ class Supervisor:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         poller = transport.Poller(self.report_sock, self.control_sock)
         try:
+            # Capture starts last, once every other stage has reported in (a
+            # stage reports after its model is loaded): a camera or --realtime
+            # file is not read while nobody can process it yet.
             for c in self.children:
-                c.start()
+                if c.name != "capture":
+                    c.start()
+            waiting_since = time.monotonic()
             while not all(c.finished for c in self.children):
                 ready = poller.ready(200)
                 if self.report_sock in ready:
                     self._take_reports()
                 if self.control_sock in ready:
                     self._answer_control()
+                self._start_capture_when_ready(waiting_since)
                 self._watch_children()
                 self._advance_shutdown()
             if self.failure:
@@ -156,6 +163,17 @@ class Supervisor:
                 signal.signal(s, handler)
             transport.close_all(self.report_sock, self.control_sock)
             (self.run_dir / "pipeline.json").unlink(missing_ok=True)
+
+    def _start_capture_when_ready(self, waiting_since: float) -> None:
+        capture = next(c for c in self.children if c.name == "capture")
+        if capture.process is not None or capture.finished or self.stopping_since is not None:
+            return
+        others = [c.name for c in self.children if c is not capture]
+        ready = all(name in self.reports for name in others)
+        if ready or time.monotonic() - waiting_since > READY_TIMEOUT_S:
+            if not ready:
+                log.warning("stages still loading after %.0f s; starting capture", READY_TIMEOUT_S)
+            capture.start()
 
     def _on_signal(self, signum: int, _frame) -> None:
         self.stop_requests += 1
@@ -186,6 +204,10 @@ class Supervisor:
         now = time.monotonic()
         for c in self.children:
             if c.finished:
+                continue
+            if c.process is None:  # not started yet (capture waits for the others)
+                if self.stopping_since is not None:
+                    c.finished = True
                 continue
             if c.restart_at is not None:
                 if now >= c.restart_at and self.stopping_since is None:
