@@ -33,6 +33,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from repcoach.common.landmarks import Landmark
 from repcoach.common.messages import PersonInstance
 from repcoach.stages.blazepose import import_pose_solution

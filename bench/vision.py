@@ -15,7 +15,7 @@ a temp folder (the 23.976 fps originals play 1.25x faster); one person.
                       loop (single person)
      sequential       the product's own work in one process, no parallelism:
                       decode, `BlazePoseSegmenter.segment`, `JointsStage`
-                      (tracking, BlazePoseJoints, smoothing), `AngleScorer`
+                      (tracking, BlazePoseJoints, smoothing), `Coach`
      pipeline wN      `pipeline up --source CLIP --workers N --no-console
                       --sink jsonl:path=F,frames=1 --summary S` (N = 1, 2)
 
@@ -250,8 +250,8 @@ def _baseline_worker(kind: str, path: str, log_path: str, conn) -> None:
     from repcoach.common.messages import FrameMeta, FramePacket
     from repcoach.stages.blazepose import BlazePoseJoints, BlazePoseSegmenter
     from repcoach.stages.blazepose import import_pose_solution as pose_solution
+    from repcoach.stages.coaching import Coach
     from repcoach.stages.joints import JointsStage
-    from repcoach.stages.score import AngleScorer
     from repcoach.stages.tracking import Tracker
 
     if kind == MEDIAPIPE:
@@ -264,7 +264,7 @@ def _baseline_worker(kind: str, path: str, log_path: str, conn) -> None:
     else:
         segmenter = BlazePoseSegmenter()
         joints = JointsStage(BlazePoseJoints(), Tracker())
-        scorer = AngleScorer()
+        scorer = Coach("auto")
 
         def work(frame: np.ndarray, seq: int) -> bool:
             meta = FrameMeta(

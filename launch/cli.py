@@ -31,17 +31,11 @@ app = typer.Typer(
 sink_app = typer.Typer(help="Attach extra sinks to a running pipeline.", no_args_is_help=True)
 app.add_typer(sink_app, name="sink")
 
-EXERCISES = (
-    "auto",
-    "squat",
-    "pushup",
-    "lunge",
-    "bicep_curl",
-    "shoulder_press",
-    "lateral_raise",
-    "jumping_jack",
-    "plank",
-)
+
+def _exercises() -> tuple[str, ...]:
+    from repcoach.stages.coaching import registry
+
+    return ("auto", *registry().names())
 
 
 class JointsBackend(str, Enum):
@@ -127,7 +121,9 @@ def up(
         int | None, typer.Option(min=1, max=64, help="Segmentation workers.")
     ] = None,
     gpus: Annotated[str | None, typer.Option(help="GPU ids, one per worker in turn: 0,1")] = None,
-    exercise: Annotated[str, typer.Option(help=f"One of: {', '.join(EXERCISES)}")] = "auto",
+    exercise: Annotated[
+        str, typer.Option(help="auto, or an exercise defined in exercises/ (e.g. squat).")
+    ] = "auto",
     segmenter: Annotated[
         str, typer.Option(help="blazepose | maskrcnn | passthrough")
     ] = "blazepose",
@@ -162,8 +158,8 @@ def up(
     from repcoach.stages.segmenters import check_segmenter
     from repcoach.stages.sinks import check_sink
 
-    if exercise not in EXERCISES:
-        raise UserError(f"--exercise {exercise!r} is not known; valid: {', '.join(EXERCISES)}")
+    if exercise not in _exercises():
+        raise UserError(f"--exercise {exercise!r} is not known; valid: {', '.join(_exercises())}")
     gpu_ids = _parse_gpus(gpus)
     check_segmenter(segmenter, weights_dir or default_weights_dir())
     if truth is not None and not source.startswith("synthetic:"):

@@ -69,9 +69,9 @@ def _run_joints(ctx: StageContext) -> None:
 
 def _run_score(ctx: StageContext) -> None:
     from repcoach.common.runner import run_publisher
-    from repcoach.stages.score import AngleScorer
+    from repcoach.stages.coaching import Coach
 
-    run_publisher(AngleScorer(ctx.config.exercise), ctx)
+    run_publisher(Coach(ctx.config.exercise), ctx)
 
 
 def _run_sink(ctx: StageContext, sink_spec: str) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from repcoach.common.errors import UserError
 from repcoach.common.landmarks import NUM_LANDMARKS, Landmark
 from repcoach.common.messages import PersonInstance, PersonJoints

@@ -26,6 +26,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from repcoach.common.errors import UserError
 from repcoach.common.messages import PersonInstance
 from repcoach.common.weights import check_weights, default_weights_dir, load_manifest, lookup

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from repcoach.common.landmarks import NUM_LANDMARKS, Landmark
 from repcoach.common.messages import PersonInstance, PersonJoints
 from repcoach.stages.blazepose import import_pose_solution

@@ -1,0 +1,210 @@
+"""Every frame's joints of a video or a synthetic clip, from the real embedded
+vision, computed once and cached.
+
+The coaching engine only needs joints, and the vision costs ~50-150 ms a
+frame here, so `bench/coaching.py` and the coaching tests run the vision
+(`BlazePoseSegmenter` + `JointsStage` with `make_joint_estimator("blazepose")`,
+every frame, in order, pts = frame index / fps) once per clip and keep the
+result in `$REPCOACH_COACH_CACHE` (default /tmp/coach_cache), never in the
+repository. A cache entry is used only while the clip file (size, mtime) and
+the vision code are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket, PersonJoints
+
+REPO = Path(__file__).resolve().parents[1]
+# The code whose output is cached: a change to any of them invalidates the cache.
+_VISION_CODE = (
+    "stages/blazepose.py",
+    "stages/pose_detector.py",
+    "stages/joints.py",
+    "stages/tracking.py",
+    "common/filters.py",
+)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("REPCOACH_COACH_CACHE", "/tmp/coach_cache"))
+
+
+def clips_dir() -> Path:
+    env = os.environ.get("REPCOACH_SHARED_CLIPS")
+    return Path(env) if env else REPO.parent / "shared" / "clips"
+
+
+def _vision_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for name in _VISION_CODE:
+        path = REPO / name
+        digest.update(path.read_bytes() if path.exists() else b"-")
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ClipJoints:
+    """Joints of every person in every frame of one clip."""
+
+    name: str
+    fps: float
+    width: int
+    height: int
+    frames: tuple[tuple[PersonJoints, ...], ...]  # one entry per frame, in order
+
+    def packets(self) -> Iterator[FramePacket]:
+        """The frames as the score stage receives them (no pixels)."""
+        for index, joints in enumerate(self.frames):
+            meta = FrameMeta(
+                self.name,
+                index,
+                index - 1,
+                0,
+                0.0,
+                index / self.fps,
+                self.width,
+                self.height,
+                total=len(self.frames),
+            )
+            yield FramePacket(meta, joints=joints)
+
+    def eos(self) -> EndOfStream:
+        n = len(self.frames)
+        return EndOfStream(self.name, n - 1, n, 0, "end of file")
+
+    def main_track(self) -> int | None:
+        """The track id seen in the most frames."""
+        counts: dict[int, int] = {}
+        for joints in self.frames:
+            for j in joints:
+                counts[j.track_id] = counts.get(j.track_id, 0) + 1
+        return max(counts, key=counts.__getitem__) if counts else None
+
+    def save(self, path: Path, key: str) -> None:
+        index, track, xy, vis, world = [], [], [], [], []
+        for i, joints in enumerate(self.frames):
+            for j in joints:
+                index.append(i)
+                track.append(j.track_id)
+                xy.append(j.image_xy)
+                vis.append(j.visibility)
+                world.append(j.world_xyz)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(
+            tmp,
+            key=np.array(key),
+            meta=np.array([self.fps, self.width, self.height, len(self.frames)], dtype=np.float64),
+            index=np.array(index, dtype=np.int32),
+            track=np.array(track, dtype=np.int32),
+            xy=np.array(xy, dtype=np.float32).reshape(-1, 33, 2),
+            vis=np.array(vis, dtype=np.float32).reshape(-1, 33),
+            world=np.array(world, dtype=np.float32).reshape(-1, 33, 3),
+        )
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path, name: str, key: str) -> ClipJoints | None:
+        try:
+            data = np.load(path)
+        except (OSError, ValueError):
+            return None
+        if str(data["key"]) != key:
+            return None
+        fps, width, height, n = data["meta"]
+        frames: list[list[PersonJoints]] = [[] for _ in range(int(n))]
+        for i, t, xy, vis, world in zip(
+            data["index"], data["track"], data["xy"], data["vis"], data["world"], strict=True
+        ):
+            frames[int(i)].append(PersonJoints(int(t), xy, vis, world))
+        return cls(name, float(fps), int(width), int(height), tuple(tuple(f) for f in frames))
+
+
+def run_vision(name: str, fps: float, images: Iterable[np.ndarray]) -> ClipJoints:
+    """The embedded vision on every frame, in order, as the pipeline runs it."""
+    from repcoach.stages.blazepose import BlazePoseSegmenter
+    from repcoach.stages.joints import JointsStage, make_joint_estimator
+
+    segmenter = BlazePoseSegmenter()
+    stage = JointsStage(make_joint_estimator("blazepose"))
+    frames = []
+    width = height = 0
+    for index, image in enumerate(images):
+        height, width = image.shape[:2]
+        meta = FrameMeta(name, index, index - 1, 0, 0.0, index / fps, width, height)
+        persons = tuple(segmenter.segment(image))
+        out = stage.process(FramePacket(meta, image, persons=persons))
+        frames.append(out.joints)
+    stage.end(EndOfStream(name, len(frames) - 1, len(frames), 0, "end of file"))
+    close = getattr(stage.estimator, "close", None)
+    if close is not None:
+        close()
+    return ClipJoints(name, fps, width, height, tuple(frames))
+
+
+def _video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield np.ascontiguousarray(frame)
+        finally:
+            cap.release()
+
+    return fps, frames()
+
+
+def video_joints(path: Path, use_cache: bool = True) -> ClipJoints:
+    """Joints of every frame of a video file (cached)."""
+    stat = path.stat()
+    key = f"video|{path.name}|{stat.st_size}|{stat.st_mtime_ns}|{_vision_fingerprint()}"
+    cached = cache_dir() / f"{path.stem}.npz"
+    if use_cache:
+        hit = ClipJoints.load(cached, path.name, key) if cached.exists() else None
+        if hit is not None:
+            return hit
+    fps, frames = _video_frames(path)
+    clip = run_vision(path.name, fps, frames)
+    clip.save(cached, key)
+    return clip
+
+
+def synthetic_joints(spec: str, use_cache: bool = True) -> tuple[ClipJoints, dict]:
+    """Joints of every frame of a rendered synthetic clip (cached), and its
+    truth document without the per-frame part."""
+    import json
+
+    from repcoach.stages.synthetic import SyntheticSource
+
+    source = SyntheticSource.from_spec(spec)
+    synth_code = hashlib.sha256()
+    for path in sorted((REPO / "stages" / "synthetic").glob("*.py")):
+        synth_code.update(path.read_bytes())
+    key = f"synthetic|{spec}|{synth_code.hexdigest()[:16]}|{_vision_fingerprint()}"
+    slug = hashlib.sha256(spec.encode()).hexdigest()[:12]
+    cached = cache_dir() / f"synthetic_{slug}.npz"
+    truth_path = cached.with_suffix(".json")
+    if use_cache and cached.exists() and truth_path.exists():
+        hit = ClipJoints.load(cached, spec, key)
+        if hit is not None:
+            return hit, json.loads(truth_path.read_text())
+    clip = run_vision(spec, source.fps, (image for image, _ in source.frames()))
+    truth = {k: v for k, v in source.truth_document().items() if k != "frames"}
+    clip.save(cached, key)
+    truth_path.write_text(json.dumps(truth))
+    return clip, truth

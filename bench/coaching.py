@@ -1,0 +1,335 @@
+"""Figures for the coaching engine (issue 5): rep counts and form faults.
+
+    .venv/bin/python bench/coaching.py                 # shared clips + synthetic athletes
+    .venv/bin/python bench/coaching.py --no-synthetic  # shared clips only
+    .venv/bin/python bench/coaching.py --fresh         # recompute the joints (no cache)
+    .venv/bin/python bench/coaching.py --more          # + 11 synthetic clips, other seeds
+
+Joints come from the real embedded vision (BlazePose segmenter + joints
+stage, every frame, in order), cached per clip in $REPCOACH_COACH_CACHE
+(default /tmp/coach_cache; see bench/clip_joints.py): the first run takes
+~10 min per 10 clips on 2 cores, later runs seconds.
+
+Real clips (../shared/clips with labels.json, or $REPCOACH_SHARED_CLIPS;
+skipped if absent): exact rep count per clip, with the exercise given, for
+`Coach` and, in the same run on the same joints, a plain counter (one angle
+on the more visible side, two fixed thresholds per exercise, counted on the
+way back) as the baseline; the labelled form faults (by rep) against those
+flagged.
+
+Synthetic athletes (`SyntheticSource`, exact truth): each exercise clean and
+each fault the renderer injects once. Rep counts (full and partial, against
+the truth's reps without and with `partial_range`), and fault detection per
+rep: recall = injected faults flagged on their rep / injected, precision =
+flagged faults that were injected / flagged (a partial rep counts as flagging
+`partial_range`; on a plank, faults are per hold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("GLOG_minloglevel", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.clip_joints import ClipJoints, clips_dir, synthetic_joints, video_joints  # noqa: E402
+from repcoach.common.geometry import joint_angle  # noqa: E402
+from repcoach.common.landmarks import Landmark  # noqa: E402
+from repcoach.stages.coaching import Coach  # noqa: E402
+
+SYNTHETIC = (
+    "squat,reps=4,view=side,seed=1",
+    "squat,reps=4,view=front,seed=2",
+    "pushup,reps=4,view=side,seed=3",
+    "pushup,reps=4,view=front,seed=4",
+    "lunge,reps=4,view=side,seed=5",
+    "bicep_curl,reps=4,view=side,seed=6",
+    "shoulder_press,reps=4,view=front,seed=7",
+    "lateral_raise,reps=4,view=front,seed=8",
+    "jumping_jack,reps=4,view=front,seed=9",
+    "plank,view=side,seconds=5,seed=10",
+    "squat,reps=4,view=side,fault=shallow_depth@2-3,seed=11",
+    "squat,reps=4,view=side,fault=torso_lean@2,seed=12",
+    "squat,reps=4,view=front,fault=knees_caving@1-2,seed=13",
+    "pushup,reps=4,view=side,fault=hip_sag@2-3,seed=14",
+    "pushup,reps=4,view=side,fault=hip_pike@1,seed=15",
+    "pushup,reps=4,view=front,fault=elbow_flare@2-3,seed=16",
+    "bicep_curl,reps=4,view=side,fault=elbow_swing@1-3,seed=17",
+    "lateral_raise,reps=4,view=front,fault=partial_range@2,seed=18",
+    "lunge,reps=4,view=side,fault=knee_past_toes@2-3,seed=19",
+    "plank,view=side,seconds=5,fault=hip_sag,seed=20",
+    "plank,view=side,seconds=5,fault=hip_pike,seed=21",
+    "pushup,reps=4,view=side,fault=partial_range@3,seed=22",
+)
+
+# Other seeds and fault mixes (`--more`), added after thresholds were set on
+# SYNTHETIC; three fixes came from them (front-view squat counting on hip
+# height, the counter's running median, no feet rule on partial jacks), so
+# they are a second look, not a clean held-out set.
+MORE = (
+    "pushup,reps=4,view=front,fault=elbow_flare@1+elbow_flare@4,seed=31",
+    "pushup,reps=4,view=front,seed=32",
+    "lunge,reps=4,view=side,fault=knee_past_toes@1-2,seed=33",
+    "lunge,reps=4,view=side,seed=34",
+    "bicep_curl,reps=4,view=side,fault=partial_range@2,seed=36",
+    "squat,reps=4,view=front,fault=shallow_depth@1,seed=37",
+    "jumping_jack,reps=5,view=front,fault=partial_range@3,seed=38",
+    "shoulder_press,reps=4,view=front,fault=partial_range@1,seed=39",
+    "pushup,reps=4,view=side,fault=hip_sag@1+hip_pike@3,seed=40",
+    "plank,view=side,seconds=6,seed=41",
+    "squat,reps=4,view=side,fault=torso_lean@3-4,seed=42",
+)
+
+# --- the baseline: one angle, the more visible side, two fixed thresholds
+
+# exercise -> (angle joints without side, rest-side threshold, turn-side threshold)
+PLAIN: dict[str, tuple[tuple[str, str, str], float, float]] = {
+    "squat": (("HIP", "KNEE", "ANKLE"), 165, 100),
+    "lunge": (("HIP", "KNEE", "ANKLE"), 160, 110),
+    "pushup": (("SHOULDER", "ELBOW", "WRIST"), 150, 100),
+    "bicep_curl": (("SHOULDER", "ELBOW", "WRIST"), 140, 70),
+    "shoulder_press": (("SHOULDER", "ELBOW", "WRIST"), 110, 150),
+    "lateral_raise": (("HIP", "SHOULDER", "ELBOW"), 30, 70),
+    "jumping_jack": (("HIP", "SHOULDER", "ELBOW"), 40, 110),
+}
+
+
+def plain_count(clip: ClipJoints, exercise: str) -> int | None:
+    """Reps of the main track: counted when the angle, having passed the
+    turn-side threshold, comes back past the rest-side one."""
+    if exercise not in PLAIN:
+        return None
+    names, rest, turn = PLAIN[exercise]
+    rising = turn > rest
+    main = clip.main_track()
+    reps, at_turn = 0, False
+    for joints in clip.frames:
+        for j in joints:
+            if j.track_id != main:
+                continue
+            best = None
+            for side in ("LEFT", "RIGHT"):
+                marks = [Landmark[f"{side}_{n}"] for n in names]
+                vis = float(j.visibility[marks].mean())
+                if best is None or vis > best[0]:
+                    best = (vis, joint_angle(*(j.image_xy[m] for m in marks)))
+            angle = best[1]
+            if (angle > turn) if rising else (angle < turn):
+                at_turn = True
+            elif at_turn and ((angle < rest) if rising else (angle > rest)):
+                reps, at_turn = reps + 1, False
+    return reps
+
+
+# --- running the coach
+
+
+@dataclass
+class Outcome:
+    reps: int = 0
+    partial: int = 0
+    log: list[dict] = field(default_factory=list)
+
+
+def coach_clip(clip: ClipJoints, exercise: str) -> Outcome:
+    """The coach over a clip; the person with the most reps is reported."""
+    coach = Coach(exercise)
+    for packet in clip.packets():
+        coach.process(packet)
+    coach.end(clip.eos())
+    people = coach.people()
+    if not people:
+        return Outcome()
+    best = max(people, key=lambda p: (p.reps, p.partial_reps))
+    return Outcome(best.reps, best.partial_reps, coach.rep_log()[best.track_id])
+
+
+def auto_clip(clip: ClipJoints) -> tuple[str, int]:
+    """`--exercise auto`: what the coach recognised for the person with the
+    most reps, and how many reps it counted."""
+    coach = Coach("auto")
+    for packet in clip.packets():
+        coach.process(packet)
+    coach.end(clip.eos())
+    people = [p for p in coach.people() if p.exercise]
+    if not people:
+        return "-", 0
+    best = max(people, key=lambda p: p.reps)
+    return best.exercise or "-", best.reps
+
+
+def faults_by_rep(log: list[dict]) -> dict[int, list[str]]:
+    return {r["rep"]: r["faults"] for r in log if "rep" in r and not r["partial"]}
+
+
+def real_clips(folder: Path) -> tuple[int, int, int]:
+    labels = json.loads((folder / "labels.json").read_text())
+    print(f"Shared clips: {folder}")
+    print(
+        f"{'clip':42s} {'truth':>5s} {'plain':>5s} {'coach':>5s} {'part':>4s}  "
+        f"{'faults labelled (rep: fault)':34s} {'faults flagged':34s} auto: exercise reps"
+    )
+    exact = plain_exact = flagged_clean = auto_exact = 0
+    for label in labels:
+        clip = video_joints(folder / label["file"])
+        exercise = label["exercise_id"]
+        outcome = coach_clip(clip, exercise)
+        plain = plain_count(clip, exercise)
+        exact += outcome.reps == label["reps"] and outcome.partial == label["partial_reps"]
+        plain_exact += plain == label["reps"]
+        wanted = ", ".join(f"{f['rep']}:{f['fault']}" for f in label["form_faults"]) or "-"
+        flagged = faults_by_rep(outcome.log)
+        found = ", ".join(f"{n}:{'+'.join(fs)}" for n, fs in flagged.items() if fs) or "-"
+        labelled = {(f["rep"], f["fault"]) for f in label["form_faults"]}
+        flagged_clean += sum(1 for n, fs in flagged.items() for f in fs if (n, f) not in labelled)
+        auto, auto_reps = auto_clip(clip)
+        auto_exact += auto == exercise and auto_reps == label["reps"]
+        print(
+            f"{label['file'][:42]:42s} {label['reps']:5d} {plain if plain is not None else '-':>5} "
+            f"{outcome.reps:5d} {outcome.partial:4d}  {wanted[:34]:34s} {found[:34]:34s} "
+            f"{auto} {auto_reps}"
+        )
+    n = len(labels)
+    print(f"exact rep count: coach {exact}/{n}, plain counter {plain_exact}/{n}")
+    print(f"auto: right exercise and exact reps {auto_exact}/{n}")
+    print(f"faults flagged that are not labelled: {flagged_clean}")
+    return exact, plain_exact, n
+
+
+@dataclass
+class Tally:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def add(self, truth: set[str], found: set[str]) -> None:
+        self.tp += len(truth & found)
+        self.fp += len(found - truth)
+        self.fn += len(truth - found)
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+
+def synthetic(specs: tuple[str, ...]) -> tuple[int, int, Tally]:
+    print("\nSynthetic athletes (BlazePose on rendered frames):")
+    print(
+        f"{'spec':52s} {'truth':>7s} {'plain':>5s} {'coach':>7s}  "
+        f"{'injected (rep: fault)':26s} {'flagged':26s} tp fp fn"
+    )
+    total = Tally()
+    exact = auto_exact = 0
+    for spec in specs:
+        clip, truth = synthetic_joints(spec)
+        person = truth["people"][0]
+        exercise = person["exercise"]
+        outcome = coach_clip(clip, exercise)
+        tally = Tally()
+        if person["hold"]:
+            found = {f for r in outcome.log for f in r["faults"]}
+            tally.add(set(person["hold_faults"]), found)
+            holds = [r for r in outcome.log if "hold" in r]
+            ok = len(holds) == 1
+            counts = f"{len(holds)} hold" if holds else "no hold"
+            shown_truth, shown_found = "1 hold", counts
+            injected = ",".join(person["hold_faults"]) or "-"
+            flagged = ",".join(sorted(found)) or "-"
+            plain = "-"
+        else:
+            reps = person["reps"]
+            full = sum("partial_range" not in r["faults"] for r in reps)
+            partial = len(reps) - full
+            ok = outcome.reps == full and outcome.partial == partial
+            shown_truth, shown_found = f"{full}+{partial}p", f"{outcome.reps}+{outcome.partial}p"
+            injected_parts, flagged_parts = [], []
+            for rep in reps:
+                detected = [
+                    r
+                    for r in outcome.log
+                    if rep["start_frame"] - 3 <= r["bottom_frame"] <= rep["end_frame"] + 3
+                ]
+                found = set()
+                for r in detected:
+                    found |= set(r["faults"]) | ({"partial_range"} if r["partial"] else set())
+                tally.add(set(rep["faults"]), found)
+                if rep["faults"]:
+                    injected_parts.append(f"{rep['index']}:{'+'.join(rep['faults'])}")
+                if found:
+                    flagged_parts.append(f"{rep['index']}:{'+'.join(sorted(found))}")
+            matched = {
+                id(r)
+                for rep in reps
+                for r in outcome.log
+                if rep["start_frame"] - 3 <= r["bottom_frame"] <= rep["end_frame"] + 3
+            }
+            for r in outcome.log:  # a rep the truth does not have
+                if id(r) not in matched:
+                    tally.fp += len(r["faults"]) + bool(r["partial"])
+            injected = ",".join(injected_parts) or "-"
+            flagged = ",".join(flagged_parts) or "-"
+            plain_reps = plain_count(clip, exercise)
+            plain = "-" if plain_reps is None else str(plain_reps)
+        exact += ok
+        auto, auto_reps = auto_clip(clip)
+        want = (
+            0 if person["hold"] else sum("partial_range" not in r["faults"] for r in person["reps"])
+        )
+        auto_exact += auto == exercise and auto_reps == want
+        total.tp, total.fp, total.fn = (
+            total.tp + tally.tp,
+            total.fp + tally.fp,
+            total.fn + tally.fn,
+        )
+        print(
+            f"{spec[:52]:52s} {shown_truth:>7s} {plain:>5s} {shown_found:>7s}  "
+            f"{injected[:26]:26s} {flagged[:26]:26s} {tally.tp:2d} {tally.fp:2d} {tally.fn:2d}"
+            f"{'' if ok else '  <- count'}"
+        )
+    n = len(specs)
+    print(
+        f"exact counts {exact}/{n}; faults: recall {total.recall:.2f}, "
+        f"precision {total.precision:.2f} (tp {total.tp}, fp {total.fp}, fn {total.fn})"
+    )
+    print(f"auto: right exercise and exact reps {auto_exact}/{n}")
+    return exact, n, total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-synthetic", action="store_true", help="shared clips only")
+    parser.add_argument("--no-real", action="store_true", help="synthetic athletes only")
+    parser.add_argument("--only", default="", help="comma-separated name fragments")
+    parser.add_argument("--fresh", action="store_true", help="ignore the joints cache")
+    parser.add_argument("--more", action="store_true", help="also 11 more synthetic clips")
+    args = parser.parse_args()
+    if args.fresh:
+        os.environ["REPCOACH_COACH_CACHE"] = "/tmp/coach_cache_fresh"
+    wanted = [w for w in args.only.split(",") if w]
+    if not args.no_real:
+        folder = clips_dir()
+        if (folder / "labels.json").exists():
+            real_clips(folder)
+        else:
+            print(f"shared clips absent ({folder}): real-clip figures skipped")
+    if not args.no_synthetic:
+        specs = tuple(s for s in SYNTHETIC if not wanted or any(w in s for w in wanted))
+        synthetic(specs)
+        if args.more:
+            print("\nMore synthetic clips (other seeds and fault mixes):", end="")
+            synthetic(MORE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

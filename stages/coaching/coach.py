@@ -1,0 +1,199 @@
+"""The coaching stage: reps, form and feedback for every tracked person.
+
+`Coach(exercise)` has the score stage's interface (`process`, `end`,
+`people`): each frame's joints go in, each person's `PersonScore` and the
+frame's `FeedbackEvent`s come out. Event kinds: `rep`, `partial_rep`, `cue`,
+`visibility` (why counting is paused), `hold` (a plank ended),
+`exercise` (auto mode recognised or changed a person's exercise),
+`person_enter`, `person_leave`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from repcoach.common.messages import (
+    EndOfStream,
+    FeedbackEvent,
+    FramePacket,
+    PersonJoints,
+    PersonScore,
+)
+from repcoach.stages.coaching.athlete import Athlete, Note
+from repcoach.stages.coaching.recognize import STABLE_S, WINDOW_S, Recognizer
+from repcoach.stages.coaching.registry import ExerciseRegistry, registry
+from repcoach.stages.coaching.spec import ExerciseSpec
+
+AUTO = "auto"
+LEAVE_AFTER_S = 2.0
+# A track that vanished this recently hands its state to a track that just
+# appeared, when it is the only one that vanished: the tracker loses a person
+# who drops fast into a push-up, and the rep under way must not be lost.
+HANDOVER_S = 1.0
+# Auto mode: a person switches exercise only after this long without a rep.
+SWITCH_IDLE_S = 5.0
+
+
+@dataclass
+class _Person:
+    last_pts: float
+    tracks: list[int]  # every track id this person has had, oldest first
+    athlete: Athlete | None = None  # None until auto mode knows the exercise
+    recognizer: Recognizer | None = None
+    replay: deque[tuple[PersonJoints, int, float]] = field(default_factory=deque)
+    earlier: list[dict] = field(default_factory=list)  # log of earlier exercises (auto)
+
+
+class Coach:
+    """Counts reps and judges form per tracked person.
+
+    `exercise`: a name from the exercise registry (`exercises/*.json`), or
+    "auto" to recognise each person's exercise from their movement.
+    `exercises`: another registry (tests, user folders).
+    `adapt`: applied to an exercise's spec before anyone is coached on it
+    (the hook for strictness profiles: e.g. move rule thresholds with
+    `dataclasses.replace`)."""
+
+    def __init__(
+        self,
+        exercise: str,
+        exercises: ExerciseRegistry | None = None,
+        adapt: Callable[[ExerciseSpec], ExerciseSpec] | None = None,
+    ):
+        self.exercises = exercises if exercises is not None else registry()
+        self.adapt = adapt or (lambda spec: spec)
+        self.auto = exercise.strip().lower() == AUTO
+        self.spec = None if self.auto else self.adapt(self.exercises.get(exercise))
+        self._people: dict[int, _Person] = {}  # by current track id
+        self._present: set[int] = set()
+        self._events = 0
+
+    def process(self, packet: FramePacket) -> FramePacket:
+        meta = packet.meta
+        pts = meta.pts
+        events: list[FeedbackEvent] = []
+        scores: list[PersonScore] = []
+        in_frame = {j.track_id for j in packet.joints}
+        for joints in packet.joints:
+            track = joints.track_id
+            person = self._people.get(track) or self._handover(track, in_frame, pts)
+            if person is None:
+                person = self._new_person(track, pts)
+            if track not in self._present:
+                self._present.add(track)
+                if len(person.tracks) == 1:
+                    note = Note("person_enter", "Welcome! Step in.")
+                    events.append(self._event(packet, track, note))
+            person.last_pts = pts
+            for note in self._step(person, joints, meta.seq, pts):
+                events.append(self._event(packet, track, note))
+            scores.append(self._score(track, person))
+        gone = [t for t in self._present if pts - self._people[t].last_pts > LEAVE_AFTER_S]
+        for track in sorted(gone):
+            self._present.discard(track)
+            events.append(self._event(packet, track, Note("person_leave", "See you next set.")))
+        return packet.replace(scores=tuple(scores), events=tuple(events))
+
+    def _new_person(self, track: int, pts: float) -> _Person:
+        person = _Person(pts, [track])
+        if self.spec is not None:
+            person.athlete = Athlete(self.spec)
+        else:
+            person.recognizer = Recognizer(self.exercises.names())
+        self._people[track] = person
+        return person
+
+    def _step(self, person: _Person, joints: PersonJoints, seq: int, pts: float) -> list[Note]:
+        if person.recognizer is None:
+            assert person.athlete is not None
+            return person.athlete.step(joints, seq, pts)
+        notes: list[Note] = []
+        name = person.recognizer.update(joints, pts)
+        athlete = person.athlete
+        busy = athlete is not None and pts - max(athlete.last_rep_pts, 0.0) < SWITCH_IDLE_S
+        if busy and name is not None and name != athlete.spec.name:  # type: ignore[union-attr]
+            name = None  # still doing reps of the current exercise
+        if name is not None and (athlete is None or name != athlete.spec.name):
+            if athlete is not None:
+                notes.extend(athlete.finish())
+                person.earlier.extend(athlete.log)
+            person.athlete = athlete = Athlete(self.adapt(self.exercises.get(name)))
+            title = athlete.spec.title
+            notes.append(Note("exercise", f"{title}: let's go!", data={"exercise": name}))
+            for old_joints, old_seq, old_pts in person.replay:  # the reps already under way
+                notes.extend(athlete.step(old_joints, old_seq, old_pts))
+        if athlete is not None:
+            notes.extend(athlete.step(joints, seq, pts))
+        person.replay.append((joints, seq, pts))
+        while person.replay and pts - person.replay[0][2] > WINDOW_S + STABLE_S:
+            person.replay.popleft()
+        return notes
+
+    def _handover(self, track: int, in_frame: set[int], pts: float) -> _Person | None:
+        lost = [
+            t
+            for t, p in self._people.items()
+            if t not in in_frame and 0.0 < pts - p.last_pts <= HANDOVER_S
+        ]
+        if len(lost) != 1:
+            return None
+        person = self._people.pop(lost[0])
+        self._present.discard(lost[0])
+        person.tracks.append(track)
+        self._people[track] = person
+        return person
+
+    def _event(self, packet: FramePacket, track: int, note: Note) -> FeedbackEvent:
+        self._events += 1
+        meta = packet.meta
+        data = dict(note.data)
+        person = self._people.get(track)
+        if person is not None and len(person.tracks) > 1:
+            data.setdefault("tracks", list(person.tracks))
+        return FeedbackEvent(
+            event_id=f"{meta.source_id}:{meta.seq}:{self._events}",
+            kind=note.kind,
+            track_id=track,
+            seq=meta.seq,
+            pts=meta.pts,
+            text=note.text,
+            severity=note.severity,
+            data=data,
+        )
+
+    def _score(self, track: int, person: _Person) -> PersonScore:
+        athlete = person.athlete
+        if athlete is None:
+            return PersonScore(track_id=track)
+        return PersonScore(
+            track_id=track,
+            angles=dict(athlete.angles),
+            exercise=athlete.spec.name,
+            reps=athlete.reps,
+            partial_reps=athlete.partial_reps,
+            phase="paused" if athlete.paused else athlete.phase,
+            form_score=athlete.form_score,
+            last_cue=athlete.last_cue,
+        )
+
+    def end(self, eos: EndOfStream) -> None:
+        """End of stream: holds in progress and movements already back at rest
+        are closed (they reach `rep_log`); movements half-way are dropped."""
+        for person in self._people.values():
+            if person.athlete is not None:
+                person.athlete.finish()
+        self._present.clear()
+
+    def people(self) -> tuple[PersonScore, ...]:
+        """Latest score of everyone seen this session, by track id."""
+        return tuple(self._score(t, p) for t, p in sorted(self._people.items()))
+
+    def rep_log(self) -> dict[int, list[dict]]:
+        """Every finished rep (full and partial) and hold, per track id; each
+        entry names its exercise."""
+        return {
+            t: p.earlier + (p.athlete.log if p.athlete else [])
+            for t, p in sorted(self._people.items())
+        }

@@ -1,0 +1,115 @@
+"""`--exercise auto`: which exercise a person is doing, from which joint
+angles move most and how the body is held.
+
+A deliberately simple decision over the last few seconds: the spread (5th
+to 95th percentile) of a handful of 2D measures, and the torso's tilt.
+Lying (torso near horizontal): push-up if the elbows move, plank if nothing
+does. Standing: jumping jack if arms and feet both swing, squat or lunge if
+the knees bend (lunge when the two hips are far apart in flexion, as in a
+split stance), shoulder press or lateral raise if the arms rise (press when
+the elbows also straighten), bicep curl if only the elbows move. An answer
+must hold for `STABLE_S` before it is given.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from repcoach.common.messages import PersonJoints
+from repcoach.stages.coaching.measures import read
+from repcoach.stages.coaching.spec import Measure, parse_joint
+
+WINDOW_S = 4.0
+STABLE_S = 1.0
+EVALUATE_EVERY_S = 0.2  # the window changes slowly; judging it every frame costs ~1 ms
+MIN_VALID = 0.5  # share of the window a measure must be readable in
+
+
+def _measure(name: str, kind: str, joints: tuple[str, ...], side: str, per=None) -> Measure:
+    refs = tuple(parse_joint(j) for j in joints)
+    per_refs = tuple(parse_joint(j) for j in per) if per else None
+    return Measure(name, kind, refs, side, per_refs)  # type: ignore[arg-type]
+
+
+FEATURES = (
+    _measure("torso", "tilt", ("shoulder", "hip"), "mean"),
+    _measure("knee", "angle", ("hip", "knee", "ankle"), "min"),
+    _measure("left_hip", "angle", ("left_shoulder", "left_hip", "left_knee"), "none"),
+    _measure("right_hip", "angle", ("right_shoulder", "right_hip", "right_knee"), "none"),
+    _measure("arm", "angle", ("hip", "shoulder", "elbow"), "max"),
+    _measure("elbow", "angle", ("shoulder", "elbow", "wrist"), "mean"),
+    _measure("feet", "spread", ("left_ankle", "right_ankle"), "none", ("mid_shoulder", "mid_hip")),
+)
+
+
+class Recognizer:
+    """Feed one person's joints frame by frame; `update` returns an exercise
+    name once it is sure, else None."""
+
+    def __init__(self, known: tuple[str, ...]):
+        self.known = set(known)
+        self._frames: deque[tuple[float, dict[str, float]]] = deque()
+        self._candidate: str | None = None
+        self._since = 0.0
+        self._evaluated = -float("inf")
+
+    def update(self, joints: PersonJoints, pts: float) -> str | None:
+        values = {m.name: read(m, joints, "left") for m in FEATURES}
+        self._frames.append((pts, values))
+        while self._frames and pts - self._frames[0][0] > WINDOW_S:
+            self._frames.popleft()
+        if pts - self._evaluated < EVALUATE_EVERY_S:
+            return None
+        self._evaluated = pts
+        guess = self.guess()
+        if guess != self._candidate:
+            self._candidate, self._since = guess, pts
+            return None
+        if guess is not None and pts - self._since >= STABLE_S and guess in self.known:
+            return guess
+        return None
+
+    def _series(self, name: str) -> np.ndarray | None:
+        values = np.array([v[name] for _, v in self._frames], dtype=np.float64)
+        valid = values[~np.isnan(values)]
+        return valid if valid.size >= MIN_VALID * max(len(values), 1) and valid.size else None
+
+    def _spread(self, name: str) -> float:
+        values = self._series(name)
+        if values is None:
+            return 0.0
+        low, high = np.percentile(values, (5, 95))
+        return float(high - low)
+
+    def guess(self) -> str | None:
+        """The exercise the current window looks like, or None."""
+        if not self._frames or self._frames[-1][0] - self._frames[0][0] < 1.5:
+            return None
+        torso = self._series("torso")
+        if torso is None:
+            return None
+        lying = float(np.median(torso)) > 50
+        elbow, arm, knee = self._spread("elbow"), self._spread("arm"), self._spread("knee")
+        if lying:
+            if elbow > 35:
+                return "pushup"
+            held = self._frames[-1][0] - self._frames[0][0] >= 3.0
+            return "plank" if held and elbow < 15 and knee < 20 else None
+        if arm > 60 and self._spread("feet") > 0.6:
+            return "jumping_jack"
+        if knee > 45:
+            return "lunge" if self._hip_split() > 40 else "squat"
+        if arm > 40:
+            return "shoulder_press" if elbow > 45 else "lateral_raise"
+        if elbow > 50:
+            return "bicep_curl"
+        return None
+
+    def _hip_split(self) -> float:
+        """How far apart the two hips' flexion gets in the window (90th
+        percentile: a split stance holds it, a one-frame glitch does not)."""
+        diffs = np.array([abs(v["left_hip"] - v["right_hip"]) for _, v in self._frames])
+        diffs = diffs[~np.isnan(diffs)]
+        return float(np.percentile(diffs, 90)) if diffs.size else 0.0
