@@ -51,7 +51,7 @@ def test_file_through_three_slow_workers_arrives_exactly_once_in_order(pipeline,
 
 
 def test_sigkilled_worker_is_restarted_and_no_frame_is_lost(pipeline, video, tmp_path):
-    frames = 240
+    frames = 600  # long enough (~10 s) that the kill lands mid-file on a busy machine
     source = video(frames)
     events = tmp_path / "frames.jsonl"
     up = pipeline.start(
@@ -72,10 +72,10 @@ def test_sigkilled_worker_is_restarted_and_no_frame_is_lost(pipeline, video, tmp
         what="segment-0 to process 20 frames",
     )
     os.kill(stage_report(status, "segment-0")["report"]["pid"], signal.SIGKILL)
-    pipeline.wait_for(
-        lambda s: stage_report(s, "segment-0")["restarts"] >= 1, timeout=30, what="a restart"
-    )
-    assert up.wait(120) == 0, up.stderr.read()
+    assert up.wait(120) == 0
+    stderr = up.stderr.read()
+    assert "segment-0 killed by SIGKILL; restarting in" in stderr
+    assert "restarting segment-0 (restart 1)" in stderr
     assert frame_seqs(read_jsonl(events)) == list(range(frames))
 
 
