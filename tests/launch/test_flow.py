@@ -129,7 +129,7 @@ def test_malformed_messages_are_rejected_counted_and_survived(pipeline, video, t
     import msgpack
     import zmq
 
-    frames = 200
+    frames = 400
     source = video(frames)
     events = tmp_path / "frames.jsonl"
     up = pipeline.start(  # lossless (a file), slowed down so there is time to inject
@@ -211,7 +211,7 @@ def test_malformed_messages_are_rejected_counted_and_survived(pipeline, video, t
 def test_sink_attached_mid_run_gets_state_at_once_and_detaching_disturbs_nothing(
     pipeline, video, tmp_path
 ):
-    frames = 240
+    frames = 480
     source = video(frames)
     main_events, attached = tmp_path / "main.jsonl", tmp_path / "attached.jsonl"
     up = pipeline.start(
@@ -305,7 +305,7 @@ def test_tcp_pipeline_takes_an_extra_worker_started_elsewhere(pipeline, video, t
     with socket.socket() as probe:  # a free port block on loopback
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1] % 40000 + 20000
-    frames = 200
+    frames = 400
     events = tmp_path / "frames.jsonl"
     address = f"tcp://127.0.0.1:{port}"
     up = pipeline.start(
@@ -341,7 +341,7 @@ def test_each_worker_sees_only_its_gpu(pipeline, video):
     up = pipeline.start(
         "up",
         "--source",
-        str(video(300)),
+        str(video(600)),
         "--workers",
         "3",
         "--gpus",
