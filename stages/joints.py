@@ -25,14 +25,8 @@ def _blazepose() -> JointEstimator:
 
 
 def _haar() -> JointEstimator:
-    # --- slot for the Haar-cascade backend (stages/haar.py, `HaarJoints`,
-    # written separately). Imported lazily: if it is absent, blazepose works.
-    try:
-        from repcoach.stages.haar import HaarJoints
-    except ImportError as exc:
-        raise UserError(
-            f"joint estimator 'haar' is not available in this build ({exc}); use 'blazepose'"
-        ) from None
+    from repcoach.stages.haar import HaarJoints
+
     return HaarJoints()
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -25,17 +23,6 @@ def test_default_is_blazepose():
     assert set(JOINT_ESTIMATORS) == {"blazepose", "haar"}
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("repcoach.stages.haar") is not None, reason="haar is present"
-)
-def test_missing_haar_module_is_a_user_error():
-    with pytest.raises(UserError, match="haar"):
-        make_joint_estimator("haar")
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("repcoach.stages.haar") is None, reason="haar is not written yet"
-)
 def test_haar_slot_builds_the_haar_backend():
     from repcoach.stages.haar import HaarJoints
 
