@@ -4,7 +4,6 @@ stage process (written once as JSON into the run folder)."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -82,7 +81,3 @@ class PipelineConfig:
 
     def gpu_for_worker(self, index: int) -> str | None:
         return self.gpus[index % len(self.gpus)] if self.gpus else None
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -18,6 +18,7 @@ can count and drop a bad message instead of crashing.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -415,9 +416,7 @@ class FramePacket:
         )
 
     def replace(self, **changes: Any) -> FramePacket:
-        from dataclasses import replace
-
-        return replace(self, **changes)
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,7 @@ from repcoach.common.messages import Message, MessageError, decode
 log = logging.getLogger(__name__)
 
 PUSH, PULL, ROUTER, DEALER = zmq.PUSH, zmq.PULL, zmq.ROUTER, zmq.DEALER
-XPUB, SUB, REQ, PUB = zmq.XPUB, zmq.SUB, zmq.REQ, zmq.PUB
-Socket = zmq.Socket
+XPUB, SUB, REQ = zmq.XPUB, zmq.SUB, zmq.REQ
 Again = zmq.Again
 
 
