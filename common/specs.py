@@ -32,6 +32,18 @@ class Spec:
             raise UserError(f"{self.name}: {key}={value!r} is not one of {sorted(allowed)}")
         return value
 
+    def take_number(self, key: str, default: float, lo: float, hi: float) -> float:
+        raw = self.options.get(key)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise UserError(f"{self.name}: {key}={raw!r} is not a number") from None
+        if not lo <= value <= hi:
+            raise UserError(f"{self.name}: {key}={raw} is outside [{lo:g}, {hi:g}]")
+        return value
+
     def check_known(self, known: set[str]) -> None:
         unknown = set(self.options) - known
         if unknown:
