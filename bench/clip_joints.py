@@ -37,11 +37,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("REPCOACH_COACH_CACHE", "/tmp/coach_cache"))
 
 
-def clips_dir() -> Path:
-    env = os.environ.get("REPCOACH_SHARED_CLIPS")
-    return Path(env) if env else REPO.parent / "shared" / "clips"
-
-
 def _vision_fingerprint() -> str:
     digest = hashlib.sha256()
     for name in _VISION_CODE:

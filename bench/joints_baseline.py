@@ -26,7 +26,6 @@ enough to be used, and the per-frame cost of BlazePose and both methods.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from repcoach.common.clips import clips_dir
 from repcoach.common.landmarks import Landmark
 from repcoach.common.messages import PersonInstance
 from repcoach.stages.blazepose import import_pose_solution
@@ -49,11 +49,6 @@ GROUPS = {
     "ankles": [(Landmark.LEFT_ANKLE, Landmark.RIGHT_ANKLE)],
 }
 SEEN = 0.5
-
-
-def clips_dir() -> Path:
-    env = os.environ.get("REPCOACH_SHARED_CLIPS")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 
 
 def read_frames(path: Path, step: int, width: int):

@@ -76,6 +76,8 @@ import cv2
 import numpy as np
 import psutil
 
+from repcoach.common.clips import clips_dir
+
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
 CLIP_FULL = "lunge_forward_side_8reps_wahoo.mp4"
 CLIP_QUICK = "squat_side_4reps_wahoo.mp4"
@@ -114,11 +116,6 @@ class Clip:
     path: Path
     frames: int
     origin: str
-
-
-def clips_dir() -> Path:
-    env = os.environ.get("REPCOACH_SHARED_CLIPS")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 
 
 def _to_640x480(frame: np.ndarray) -> np.ndarray:

@@ -32,15 +32,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from repcoach.common.clips import clips_dir
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket
 from repcoach.stages.blazepose import BlazePoseJoints, BlazePoseSegmenter, import_pose_solution
 from repcoach.stages.joints import JointsStage
 from repcoach.stages.tracking import Tracker
-
-
-def clips_dir() -> Path:
-    env = os.environ.get("REPCOACH_SHARED_CLIPS")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 
 
 def read_frames(path: Path, step: int, width: int, max_frames: int):

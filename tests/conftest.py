@@ -17,12 +17,13 @@ import cv2
 import numpy as np
 import pytest
 
+from repcoach.common.clips import clips_dir
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_clips() -> Path | None:
-    env = os.environ.get("REPCOACH_SHARED_CLIPS")
-    folder = Path(env) if env else REPO.parent / "shared" / "clips"
+    folder = clips_dir()
     return folder if (folder / "labels.json").exists() else None
 
 

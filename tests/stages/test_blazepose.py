@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from repcoach.common.clips import clips_dir
 from repcoach.common.errors import UserError
 from repcoach.common.landmarks import Landmark
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket, PersonInstance
@@ -19,11 +18,6 @@ from repcoach.stages.pose_detector import mediapipe_model
 from repcoach.stages.tracking import Tracker
 
 HIPS = [Landmark.LEFT_HIP, Landmark.RIGHT_HIP]
-
-
-def clips_dir() -> Path:
-    env = os.environ.get("REPCOACH_SHARED_CLIPS")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "clips"
 
 
 def clip_frames(

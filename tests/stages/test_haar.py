@@ -3,13 +3,11 @@ front-view frames, and its geometry on drawn masks."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
+from repcoach.common.clips import clips_dir
 from repcoach.common.landmarks import NUM_LANDMARKS, Landmark
 from repcoach.common.messages import PersonInstance, PersonJoints
 from repcoach.stages.blazepose import import_pose_solution
@@ -27,11 +25,6 @@ CHECKED = {
     "shoulders": [Landmark.LEFT_SHOULDER, Landmark.RIGHT_SHOULDER],
     "hips": [Landmark.LEFT_HIP, Landmark.RIGHT_HIP],
 }
-
-
-def clips_dir() -> Path:
-    env = os.environ.get("REPCOACH_SHARED_CLIPS")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "clips"
 
 
 def frames_at(name: str, indices: tuple[int, ...], width: int = 640) -> list[np.ndarray]:
