@@ -4,6 +4,8 @@ stage process (written once as JSON into the run folder)."""
 from __future__ import annotations
 
 import json
+import secrets
+import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -59,7 +61,19 @@ class PipelineConfig:
     """Sinks the launcher starts: the publisher waits for them before the first frame."""
     truth_path: str = ""
     """Synthetic sources: write the ground truth JSON here."""
+    session_id: str = ""
+    """Unique id of this run (time + random); event ids and history rows carry it."""
+    profile: str = ""
+    """Member the station's person is coached and recorded as ('' = a guest)."""
+    level: str = ""
+    """Strictness (beginner, intermediate, advanced); '' = the member's saved level."""
+    history_db: str = ""
+    """SQLite file of members, sessions and reps ('' = no history kept)."""
     topology: dict = field(default_factory=dict)
+
+    @staticmethod
+    def new_session_id() -> str:
+        return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
     def endpoints(self) -> Topology:
         return Topology.from_dict(self.topology)

@@ -32,6 +32,12 @@ sink_app = typer.Typer(help="Attach extra sinks to a running pipeline.", no_args
 app.add_typer(sink_app, name="sink")
 
 
+def _sink_kinds() -> tuple[str, ...]:
+    from repcoach.stages.sinks import SINK_KINDS
+
+    return SINK_KINDS
+
+
 def _exercises() -> tuple[str, ...]:
     from repcoach.stages.coaching import registry
 
@@ -191,6 +197,7 @@ def up(
         prefetch=1 if policy is FlowPolicy.LATEST else 2,
         expect_sinks=len(sinks),
         truth_path=str(truth or ""),
+        session_id=PipelineConfig.new_session_id(),
         topology=topology.to_dict(),
     )
     supervisor = Supervisor(config, folder, sinks)
@@ -227,9 +234,18 @@ def status(
 
 @sink_app.command("attach")
 def sink_attach(
-    kind: Annotated[str, typer.Argument(help="console | jsonl | summary")],
-    path: Annotated[Path | None, typer.Option(help="Output file (jsonl, summary).")] = None,
+    kind: Annotated[str, typer.Argument(help="A sink kind: " + ", ".join(_sink_kinds()))],
+    path: Annotated[Path | None, typer.Option(help="Output file or folder.")] = None,
     frames: Annotated[bool, typer.Option(help="jsonl: one line per frame too.")] = False,
+    port: Annotated[int | None, typer.Option(help="web: TCP port to serve on.")] = None,
+    host: Annotated[str | None, typer.Option(help="web: address to bind.")] = None,
+    url: Annotated[str | None, typer.Option(help="webhook: where to POST events.")] = None,
+    blur_faces: Annotated[
+        bool, typer.Option(help="Blur faces in what is written or served.")
+    ] = False,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", help="Any other sink option: KEY=VALUE.")
+    ] = None,
     name: NameOption = "default",
     connect: ConnectOption = None,
 ) -> None:
@@ -237,9 +253,10 @@ def sink_attach(
     from repcoach.launch.stage import run_stage
     from repcoach.stages.sinks import check_sink
 
-    spec = kind
-    if path is not None:
-        spec += f":path={path}" + (",frames=1" if frames else "")
+    given = {"path": path, "port": port, "host": host, "url": url}
+    options = [f"{key}={value}" for key, value in given.items() if value is not None]
+    options += ["frames=1"] * frames + ["blur_faces=1"] * blur_faces + list(option or [])
+    spec = kind + (":" + ",".join(options) if options else "")
     check_sink(spec)
     config = _remote_config(_topology(name, connect), repr(name))
     raise typer.Exit(run_stage("sink", config, 0, spec))

@@ -71,7 +71,7 @@ def _run_score(ctx: StageContext) -> None:
     from repcoach.common.runner import run_publisher
     from repcoach.stages.coaching import Coach
 
-    run_publisher(Coach(ctx.config.exercise), ctx)
+    run_publisher(Coach(ctx.config.exercise, session_id=ctx.config.session_id), ctx)
 
 
 def _run_sink(ctx: StageContext, sink_spec: str) -> None:

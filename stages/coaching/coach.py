@@ -54,13 +54,15 @@ class Coach:
     `exercises`: another registry (tests, user folders).
     `adapt`: applied to an exercise's spec before anyone is coached on it
     (the hook for strictness profiles: e.g. move rule thresholds with
-    `dataclasses.replace`)."""
+    `dataclasses.replace`).
+    `session_id`: makes event ids unique across sessions, not only within one."""
 
     def __init__(
         self,
         exercise: str,
         exercises: ExerciseRegistry | None = None,
         adapt: Callable[[ExerciseSpec], ExerciseSpec] | None = None,
+        session_id: str = "",
     ):
         self.exercises = exercises if exercises is not None else registry()
         self.adapt = adapt or (lambda spec: spec)
@@ -69,6 +71,7 @@ class Coach:
         self._people: dict[int, _Person] = {}  # by current track id
         self._present: set[int] = set()
         self._events = 0
+        self.session_id = session_id
 
     def process(self, packet: FramePacket) -> FramePacket:
         meta = packet.meta
@@ -153,7 +156,7 @@ class Coach:
         if person is not None and len(person.tracks) > 1:
             data.setdefault("tracks", list(person.tracks))
         return FeedbackEvent(
-            event_id=f"{meta.source_id}:{meta.seq}:{self._events}",
+            event_id=f"{self.session_id or meta.source_id}:{meta.seq}:{self._events}",
             kind=note.kind,
             track_id=track,
             seq=meta.seq,

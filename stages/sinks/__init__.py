@@ -1,13 +1,25 @@
-"""Feedback sinks: processes that subscribe to a pipeline's results."""
+"""Feedback sinks: processes that subscribe to a pipeline's results.
+
+Each sink kind is a module here with `from_spec(spec, build) -> Sink | None`:
+it checks the kind's options in one line (`build=False` creates nothing, so
+`pipeline up` can validate every sink before starting any process) and
+builds the sink. Adding a sink kind means adding a module and a line below.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from repcoach.common.errors import UserError
 from repcoach.common.specs import Spec
 
-SINK_KINDS = ("console", "jsonl", "summary")
+SINK_MODULES = {
+    "console": "repcoach.stages.sinks.console",
+    "jsonl": "repcoach.stages.sinks.jsonl",
+    "summary": "repcoach.stages.sinks.summary",
+}
+SINK_KINDS = tuple(SINK_MODULES)
 
 
 def check_writable(path: Path, what: str) -> Path:
@@ -27,33 +39,22 @@ def check_writable(path: Path, what: str) -> Path:
     return path
 
 
+def required_path(spec: Spec, what: str, example: str) -> Path:
+    """The writable file a sink's `path=` option names."""
+    if "path" not in spec.options:
+        raise UserError(f"{spec.name} sink needs a file: {example}")
+    return check_writable(Path(spec.options["path"]), what)
+
+
 def check_sink(text: str) -> None:
     """Validate a sink spec in one line, creating nothing."""
     make_sink(text, build=False)
 
 
 def make_sink(text: str, build: bool = True):
-    """Build a sink from `KIND[:path=...]` (console, jsonl:path=F, summary:path=F)."""
+    """Build a sink from `KIND[:key=value,...]`, e.g. `jsonl:path=events.jsonl`."""
     spec = Spec.parse(text, "--sink")
-    if spec.name == "console":
-        from repcoach.stages.sinks.console import ConsoleSink
-
-        spec.check_known({"plain"})
-        return ConsoleSink(plain=spec.options.get("plain") == "1") if build else None
-    if spec.name == "jsonl":
-        from repcoach.stages.sinks.jsonl import JsonlSink
-
-        spec.check_known({"path", "frames"})
-        if "path" not in spec.options:
-            raise UserError("jsonl sink needs a file: --sink jsonl:path=events.jsonl")
-        path = check_writable(Path(spec.options["path"]), "jsonl sink file")
-        return JsonlSink(path, every_frame=spec.options.get("frames") == "1") if build else None
-    if spec.name == "summary":
-        from repcoach.stages.sinks.summary import SummarySink
-
-        spec.check_known({"path"})
-        if "path" not in spec.options:
-            raise UserError("summary sink needs a file: --summary PATH")
-        path = check_writable(Path(spec.options["path"]), "summary file")
-        return SummarySink(path) if build else None
-    raise UserError(f"unknown sink {spec.name!r}; valid: {', '.join(SINK_KINDS)}")
+    module = SINK_MODULES.get(spec.name)
+    if module is None:
+        raise UserError(f"unknown sink {spec.name!r}; valid: {', '.join(SINK_KINDS)}")
+    return importlib.import_module(module).from_spec(spec, build)

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from repcoach.common.messages import EndOfStream, FramePacket, SessionState
+from repcoach.common.specs import Spec
 
 REFRESH_S = 0.25
 PLAIN_EVERY_S = 5.0
@@ -104,3 +105,8 @@ class ConsoleSink:
             self._live.stop()
         if missed:
             self.console.print(f"console view missed {missed} update(s) (it was too slow)")
+
+
+def from_spec(spec: Spec, build: bool) -> ConsoleSink | None:
+    spec.check_known({"plain"})
+    return ConsoleSink(plain=spec.options.get("plain") == "1") if build else None

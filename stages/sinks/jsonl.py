@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 from repcoach.common.messages import EndOfStream, FramePacket, SessionState
+from repcoach.common.specs import Spec
+from repcoach.stages.sinks import required_path
 
 
 def frame_record(packet: FramePacket) -> dict:
@@ -87,3 +89,9 @@ class JsonlSink:
         if missed:
             self._write({"type": "missed", "count": missed})
         self._file.close()
+
+
+def from_spec(spec: Spec, build: bool) -> JsonlSink | None:
+    spec.check_known({"path", "frames"})
+    path = required_path(spec, "jsonl sink file", "--sink jsonl:path=events.jsonl")
+    return JsonlSink(path, every_frame=spec.options.get("frames") == "1") if build else None

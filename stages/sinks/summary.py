@@ -9,6 +9,8 @@ from pathlib import Path
 
 from repcoach.common.atomic import write_json_atomic
 from repcoach.common.messages import EndOfStream, FramePacket, SessionState
+from repcoach.common.specs import Spec
+from repcoach.stages.sinks import required_path
 
 WRITE_EVERY_S = 2.0
 DETAIL_FIELDS = ("start_frame", "end_frame", "score", "faults")
@@ -108,3 +110,9 @@ class SummarySink:
 
     def close(self, missed: int) -> None:
         self.write(missed)
+
+
+def from_spec(spec: Spec, build: bool) -> SummarySink | None:
+    spec.check_known({"path"})
+    path = required_path(spec, "summary file", "--summary PATH")
+    return SummarySink(path) if build else None
