@@ -81,3 +81,13 @@ class Topology:
     @classmethod
     def from_dict(cls, d: dict) -> Topology:
         return cls(dict(d["bind"]), dict(d["connect"]))
+
+
+def data_root() -> Path:
+    """Folder for what outlives a run (history database, webhook queues):
+    `$REPCOACH_DATA_DIR`, else `$XDG_DATA_HOME/repcoach`, else ~/.local/share/repcoach."""
+    env = os.environ.get("REPCOACH_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "repcoach"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -50,6 +51,20 @@ class JointsBackend(str, Enum):
     none = "none"
 
 
+class Level(str, Enum):
+    beginner = "beginner"
+    intermediate = "intermediate"
+    advanced = "advanced"
+
+
+HistoryOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--history-db",
+        envvar="REPCOACH_HISTORY",
+        help="History database (default: $REPCOACH_DATA_DIR/history.sqlite).",
+    ),
+]
 NameOption = Annotated[
     str, typer.Option("--name", envvar="REPCOACH_NAME", help="Pipeline name (one per camera).")
 ]
@@ -155,10 +170,24 @@ def up(
     bind: Annotated[
         str | None, typer.Option(help="Listen on tcp://HOST:PORT (+6 ports) instead of ipc.")
     ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="Member the station's person trains as (history, level).")
+    ] = None,
+    level: Annotated[
+        Level | None, typer.Option(help="Strictness; saved to the member's profile.")
+    ] = None,
+    history: HistoryOption = None,
+    keep_history: Annotated[
+        bool, typer.Option("--history/--no-history", help="Record reps in the history database.")
+    ] = True,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the HTML session report into this folder at the end.")
+    ] = None,
     name: NameOption = "default",
 ) -> None:
     """Start every stage and run until the source ends (files) or Ctrl-C."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from repcoach.common.history import default_history_path
     from repcoach.common.weights import default_weights_dir
     from repcoach.launch.supervisor import Supervisor
     from repcoach.stages.segmenters import check_segmenter
@@ -178,6 +207,21 @@ def up(
     sinks = (["console"] if console else []) + list(sink or [])
     if summary is not None:
         sinks.append(f"summary:path={summary}")
+    session_id = PipelineConfig.new_session_id()
+    member, level_name = _member(profile, level, history)
+    if report is not None and not keep_history:
+        raise UserError("--report needs the history database; drop --no-history")
+    history_db = str(history or default_history_path()) if keep_history else ""
+    if keep_history:
+        options = {
+            "path": history_db,
+            "session": session_id,
+            "member": member,
+            "level": level_name,
+            "station": name,
+            "report": report,
+        }
+        sinks.append("history:" + ",".join(f"{k}={v}" for k, v in options.items() if v))
     for spec in sinks:
         check_sink(spec)
     topology = Topology.tcp(bind, for_binding=True) if bind else Topology.local(name)
@@ -197,7 +241,10 @@ def up(
         prefetch=1 if policy is FlowPolicy.LATEST else 2,
         expect_sinks=len(sinks),
         truth_path=str(truth or ""),
-        session_id=PipelineConfig.new_session_id(),
+        session_id=session_id,
+        profile=member or "",
+        level=level_name,
+        history_db=history_db,
         topology=topology.to_dict(),
     )
     supervisor = Supervisor(config, folder, sinks)
@@ -206,7 +253,25 @@ def up(
         raise UserError(supervisor.failure)
     if summary is not None and summary.exists():
         typer.echo(f"summary written to {summary}")
+    if report is not None and (report / "index.html").exists():
+        typer.echo(f"report written to {report / 'index.html'}")
     raise typer.Exit(code)
+
+
+def _member(profile: str | None, level: Level | None, history: Path | None) -> tuple[str, str]:
+    """The member's name and strictness level; a new member is created and
+    `--level` saved to their profile."""
+    from repcoach.common.history import DEFAULT_LEVEL, History
+
+    if not profile:
+        return "", level.value if level else DEFAULT_LEVEL
+    if not re.fullmatch(r"[\w .'-]{1,64}", profile):
+        raise UserError(f"--profile {profile!r}: use letters, digits, spaces, '.', '-' or '_'")
+    db = History.open(history)
+    try:
+        return profile, db.member_level(profile, level.value if level else "")
+    finally:
+        db.close()
 
 
 @app.command()
@@ -230,6 +295,52 @@ def status(
         from rich.console import Console
 
         Console().print(status_table(data))
+
+
+@app.command("history")
+def history_command(
+    profile: Annotated[str | None, typer.Option(help="Only this member's sessions.")] = None,
+    history: HistoryOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many recent sessions.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Progress over sessions: reps, form score, range of motion, faults."""
+    from repcoach.common.history import History
+    from repcoach.launch.history_view import progress_table
+
+    db = History.open(history, create=False)
+    try:
+        if profile is not None and profile not in db.members():
+            known = ", ".join(db.members()) or "none yet"
+            raise UserError(f"no member {profile!r} in {db.path}; members: {known}")
+        rows = db.progress(profile, limit)
+    finally:
+        db.close()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+
+    Console().print(progress_table(rows, profile))
+
+
+@app.command("report")
+def report_command(
+    session: Annotated[str, typer.Argument(help="Session id (see `pipeline history`), or last.")],
+    history: HistoryOption = None,
+    out: Annotated[Path | None, typer.Option(help="Folder (default ./report-SESSION).")] = None,
+) -> None:
+    """Write a session's HTML report with plots, from the history database."""
+    from repcoach.common.history import History
+    from repcoach.stages.report import write_report
+
+    db = History.open(history, create=False)
+    try:
+        session_id = db.session(session)["id"]
+        index = write_report(db, session_id, out or Path(f"report-{session_id}"))
+    finally:
+        db.close()
+    typer.echo(f"report written to {index}")
 
 
 @sink_app.command("attach")

@@ -67,11 +67,33 @@ def _run_joints(ctx: StageContext) -> None:
     run_ordered_stage(_joints_logic(ctx.config.joints), ctx)
 
 
+def _member_priors(config: PipelineConfig) -> dict:
+    """The member's baselines from earlier sessions ({} for a guest)."""
+    if not (config.profile and config.history_db):
+        return {}
+    from repcoach.common.history import History
+
+    history = History.open(Path(config.history_db))
+    try:
+        return history.baselines(config.profile, before=config.session_id)
+    finally:
+        history.close()
+
+
 def _run_score(ctx: StageContext) -> None:
     from repcoach.common.runner import run_publisher
     from repcoach.stages.coaching import Coach
+    from repcoach.stages.coaching.levels import for_level
 
-    run_publisher(Coach(ctx.config.exercise, session_id=ctx.config.session_id), ctx)
+    config = ctx.config
+    coach = Coach(
+        config.exercise,
+        adapt=for_level(config.level or "intermediate"),
+        session_id=config.session_id,
+        member=config.profile,
+        priors=_member_priors(config),
+    )
+    run_publisher(coach, ctx)
 
 
 def _run_sink(ctx: StageContext, sink_spec: str) -> None:

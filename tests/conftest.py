@@ -54,7 +54,12 @@ class Pipeline:
     """Runs `pipeline ...` commands against one run folder."""
 
     def __init__(self, run_root: Path):
-        self.env = {**os.environ, "REPCOACH_RUN_DIR": str(run_root), "PYTHONUNBUFFERED": "1"}
+        self.env = {
+            **os.environ,
+            "REPCOACH_RUN_DIR": str(run_root),
+            "REPCOACH_DATA_DIR": str(run_root / "data"),  # history, queues: never the user's
+            "PYTHONUNBUFFERED": "1",
+        }
         self.processes: list[subprocess.Popen] = []
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

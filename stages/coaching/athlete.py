@@ -13,7 +13,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from repcoach.common.history import Baseline
 from repcoach.common.messages import PersonJoints
+from repcoach.stages.coaching.baseline import Comparison, PersonalBaseline
 from repcoach.stages.coaching.measures import MIN_VISIBILITY, read, side_visibility, view_ratio
 from repcoach.stages.coaching.reps import Movement, RepCounter
 from repcoach.stages.coaching.rules import FrameRecord, Verdict, judge
@@ -72,9 +74,10 @@ class _Hold:
 
 
 class Athlete:
-    """Coaching state of one person doing `spec`."""
+    """Coaching state of one person doing `spec`; `prior` is their baseline
+    from an earlier session (members only)."""
 
-    def __init__(self, spec: ExerciseSpec):
+    def __init__(self, spec: ExerciseSpec, prior: Baseline | None = None):
         self.spec = spec
         self.near = "left"
         self._near_known = False
@@ -83,6 +86,9 @@ class Athlete:
         self._last_pts: float | None = None
         self.history: deque[FrameRecord] = deque()
         self.counters = [RepCounter(c) for c in spec.counting]
+        self.baselines = [
+            PersonalBaseline(spec.measures[c.measure].unit, prior) for c in spec.counting
+        ]
         self._last_end_seq = -1  # end frame of the rep counted last
         self.reps = 0
         self.partial_reps = 0
@@ -257,11 +263,16 @@ class Athlete:
             self.partial_reps += 1
             number, kind = self.partial_reps, "partial_rep"
         detail = self._rep_detail(number, movement, counting, verdict)
+        comparison = None
+        if movement.full:
+            tempo = movement.seconds_away + movement.seconds_back
+            compared, comparison = self.baselines[index].add(movement.range, tempo)
+            detail.update(compared)
         self.log.append(detail)
         self.last_rep_pts = movement.end.pts
         text = f"Rep {number}" if movement.full else f"Partial rep {number}: not counted"
         notes = [Note(kind, text, "info" if not verdict.faults else "warn", detail)]
-        cue = self._rep_cue(verdict, number, movement.full, movement.end.pts)
+        cue = self._rep_cue(verdict, number, movement.full, movement.end.pts, comparison)
         if cue is not None:
             notes.append(cue)
         return notes
@@ -293,10 +304,23 @@ class Athlete:
             "checks": dict(verdict.values),
         }
 
-    def _rep_cue(self, verdict: Verdict, number: int, full: bool, pts: float) -> Note | None:
+    def _rep_cue(
+        self,
+        verdict: Verdict,
+        number: int,
+        full: bool,
+        pts: float,
+        comparison: Comparison | None = None,
+    ) -> Note | None:
+        """The one cue a rep earns: a fault first, then how it compares with
+        the person's own baseline, then praise (not too often)."""
+        extra: dict[str, Any] = {}
         if verdict.faults:
             rule = verdict.faults[0]
             text, severity, fault = rule.cue, rule.severity, rule.id
+        elif comparison is not None:
+            text, severity, fault = comparison.text, comparison.severity, None
+            extra = comparison.data
         elif verdict.praise and full and pts - self._last_praise_pts >= PRAISE_GAP_S:
             text, severity, fault = verdict.praise[0], "info", None
         else:
@@ -305,10 +329,11 @@ class Athlete:
             return None
         if text == self._last_cue_text and pts - self._last_cue_pts < SAME_CUE_GAP_S:
             return None
-        if fault is None:
+        if fault is None and severity == "info":
             self._last_praise_pts = pts
         self._last_cue_pts, self._last_cue_text, self.last_cue = pts, text, text
-        return Note("cue", text, severity, {"rep": number, "partial": not full, "fault": fault})
+        data = {"rep": number, "partial": not full, "fault": fault, **extra}
+        return Note("cue", text, severity, data)
 
     # --- holds
 

@@ -11,9 +11,10 @@ frame's `FeedbackEvent`s come out. Event kinds: `rep`, `partial_rep`, `cue`,
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from repcoach.common.history import Baseline
 from repcoach.common.messages import (
     EndOfStream,
     FeedbackEvent,
@@ -44,6 +45,7 @@ class _Person:
     recognizer: Recognizer | None = None
     replay: deque[tuple[PersonJoints, int, float]] = field(default_factory=deque)
     earlier: list[dict] = field(default_factory=list)  # log of earlier exercises (auto)
+    member: str = ""  # the profile this person trains as ('' = a guest)
 
 
 class Coach:
@@ -55,7 +57,10 @@ class Coach:
     `adapt`: applied to an exercise's spec before anyone is coached on it
     (the hook for strictness profiles: e.g. move rule thresholds with
     `dataclasses.replace`).
-    `session_id`: makes event ids unique across sessions, not only within one."""
+    `session_id`: makes event ids unique across sessions, not only within one.
+    `member`: the profile the station's person trains as: the first person
+    coached this session; their events carry `data["member"]`, and `priors`
+    (their baseline per exercise from earlier sessions) apply to them."""
 
     def __init__(
         self,
@@ -63,6 +68,8 @@ class Coach:
         exercises: ExerciseRegistry | None = None,
         adapt: Callable[[ExerciseSpec], ExerciseSpec] | None = None,
         session_id: str = "",
+        member: str = "",
+        priors: Mapping[str, Baseline] | None = None,
     ):
         self.exercises = exercises if exercises is not None else registry()
         self.adapt = adapt or (lambda spec: spec)
@@ -72,6 +79,8 @@ class Coach:
         self._present: set[int] = set()
         self._events = 0
         self.session_id = session_id
+        self.member = member
+        self.priors = dict(priors or {})
 
     def process(self, packet: FramePacket) -> FramePacket:
         meta = packet.meta
@@ -100,9 +109,10 @@ class Coach:
         return packet.replace(scores=tuple(scores), events=tuple(events))
 
     def _new_person(self, track: int, pts: float) -> _Person:
-        person = _Person(pts, [track])
+        first = not self._people
+        person = _Person(pts, [track], member=self.member if first else "")
         if self.spec is not None:
-            person.athlete = Athlete(self.spec)
+            person.athlete = self._athlete(person, self.spec)
         else:
             person.recognizer = Recognizer(self.exercises.names())
         self._people[track] = person
@@ -122,7 +132,7 @@ class Coach:
             if athlete is not None:
                 notes.extend(athlete.finish())
                 person.earlier.extend(athlete.log)
-            person.athlete = athlete = Athlete(self.adapt(self.exercises.get(name)))
+            person.athlete = athlete = self._athlete(person, self.adapt(self.exercises.get(name)))
             title = athlete.spec.title
             notes.append(Note("exercise", f"{title}: let's go!", data={"exercise": name}))
             for old_joints, old_seq, old_pts in person.replay:  # the reps already under way
@@ -133,6 +143,9 @@ class Coach:
         while person.replay and pts - person.replay[0][2] > WINDOW_S + STABLE_S:
             person.replay.popleft()
         return notes
+
+    def _athlete(self, person: _Person, spec: ExerciseSpec) -> Athlete:
+        return Athlete(spec, self.priors.get(spec.name) if person.member else None)
 
     def _handover(self, track: int, in_frame: set[int], pts: float) -> _Person | None:
         lost = [
@@ -155,6 +168,8 @@ class Coach:
         person = self._people.get(track)
         if person is not None and len(person.tracks) > 1:
             data.setdefault("tracks", list(person.tracks))
+        if person is not None and person.member:
+            data["member"] = person.member
         return FeedbackEvent(
             event_id=f"{self.session_id or meta.source_id}:{meta.seq}:{self._events}",
             kind=note.kind,

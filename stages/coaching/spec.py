@@ -139,6 +139,7 @@ class Rule:
     praise: str | None = None
     penalty: float = 0.0
     skip_on_partial: bool = False  # a depth rule says nothing new about a partial rep
+    slack: float | None = None  # how far one strictness level moves the threshold
 
     def faulty(self, value: float) -> bool:
         if math.isnan(value):
@@ -338,7 +339,7 @@ def _counting(f: _Field, measures: Mapping[str, Measure], views: tuple[str, ...]
 def _rule(f: _Field, measures: Mapping[str, Measure], views: tuple[str, ...]) -> Rule:
     f.obj(
         ("id", "measure", "at", "views", "severity", "cue"),
-        ("below", "above", "praise", "penalty", "skip_on_partial"),
+        ("below", "above", "praise", "penalty", "skip_on_partial", "slack"),
     )
     measure = f.child("measure").text()
     if measure not in measures:
@@ -351,6 +352,8 @@ def _rule(f: _Field, measures: Mapping[str, Measure], views: tuple[str, ...]) ->
     above = f.child("above").number() if f.get("above") else None
     if below is None and above is None:
         raise _Field(f.source, f"{f.path}.below", None).fail("is missing (give below or above)")
+    if f.get("slack") and f.child("slack").number() < 0:
+        raise f.child("slack").fail("must be 0 or more")
     severity = f.child("severity").choice(SEVERITIES)
     penalty = f.child("penalty").number() if f.get("penalty") else _PENALTY[severity]
     return Rule(
@@ -365,6 +368,7 @@ def _rule(f: _Field, measures: Mapping[str, Measure], views: tuple[str, ...]) ->
         praise=f.child("praise").text() if f.get("praise") else None,
         penalty=penalty,
         skip_on_partial=f.child("skip_on_partial").flag() if f.get("skip_on_partial") else False,
+        slack=f.child("slack").number() if f.get("slack") else None,
     )
 
 

@@ -18,6 +18,7 @@ SINK_MODULES = {
     "console": "repcoach.stages.sinks.console",
     "jsonl": "repcoach.stages.sinks.jsonl",
     "summary": "repcoach.stages.sinks.summary",
+    "history": "repcoach.stages.sinks.history",
 }
 SINK_KINDS = tuple(SINK_MODULES)
 

@@ -1,0 +1,122 @@
+"""Records the session in the history database (`common/history.py`) as it
+happens: each rep, partial rep and hold in its own transaction the moment its
+event arrives (a crash keeps every rep already counted), a thinned angle
+trace for the report, and the session's totals. `pipeline up` starts it
+unless `--no-history`; with `--report DIR` it writes the session report
+when the source ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from repcoach.common.errors import UserError
+from repcoach.common.history import REP_KINDS, History, check_level
+from repcoach.common.messages import EndOfStream, FramePacket, SessionState
+from repcoach.common.specs import Spec
+
+log = logging.getLogger(__name__)
+
+ANGLE_FLUSH_S = 1.0
+
+
+class HistorySink:
+    topics = (b"res",)
+
+    def __init__(
+        self,
+        path: Path,
+        session: str,
+        member: str | None,
+        level: str,
+        station: str,
+        angles_hz: float = 10.0,
+        report_dir: Path | None = None,
+    ):
+        self.history = History.open(path)
+        self.session, self.member, self.level, self.station = session, member, level, station
+        self.report_dir = report_dir
+        self._started = False
+        self._angle_gap_s = 1.0 / angles_hz if angles_hz > 0 else float("inf")
+        self._last_angle_pts: dict[int, float] = {}
+        self._angles: list[tuple[int, float, str | None, dict]] = []
+        self._last_flush = time.monotonic()
+        self._ended = False
+
+    def _start(self, source: str) -> None:
+        if not self._started:
+            self._started = True
+            self.history.start_session(self.session, self.member, self.level, source, self.station)
+
+    def on_state(self, state: SessionState) -> None:
+        self._start(state.source_id)
+        status = "ended" if state.ended else "running"
+        self.history.update_session(self.session, state.frames, state.duration_s, status)
+        self._ended = self._ended or state.ended
+
+    def on_result(self, packet: FramePacket) -> None:
+        self._start(packet.meta.source_id)
+        for event in packet.events:
+            if event.kind in REP_KINDS:
+                # a person the tracker lost and found again keeps their first id
+                person = (event.data.get("tracks") or [event.track_id])[0]
+                detail = {"member": self.member, **event.data}  # the coach knows no members
+                self.history.add_rep(self.session, event.event_id, event.kind, person, detail)
+        pts = packet.meta.pts
+        for score in packet.scores:
+            last = self._last_angle_pts.get(score.track_id, -1e9)
+            if score.angles and pts - last >= self._angle_gap_s:
+                self._last_angle_pts[score.track_id] = pts
+                self._angles.append((score.track_id, pts, score.exercise, dict(score.angles)))
+
+    def _flush_angles(self) -> None:
+        self.history.add_angles(self.session, self._angles)
+        self._angles.clear()
+        self._last_flush = time.monotonic()
+
+    def on_eos(self, eos: EndOfStream) -> None:
+        self._flush_angles()
+
+    def tick(self) -> None:
+        if self._angles and time.monotonic() - self._last_flush > ANGLE_FLUSH_S:
+            self._flush_angles()
+
+    def close(self, missed: int) -> None:
+        self._flush_angles()
+        if self._started:
+            row = self.history.session(self.session)
+            status = "ended" if self._ended else "stopped"
+            self.history.update_session(self.session, row["frames"], row["duration_s"], status)
+            if self.report_dir is not None:
+                from repcoach.stages.report import write_report
+
+                index = write_report(self.history, self.session, self.report_dir)
+                log.warning("session report written to %s", index)
+        self.history.close()
+
+
+def from_spec(spec: Spec, build: bool) -> HistorySink | None:
+    spec.check_known({"path", "session", "member", "level", "station", "angles_hz", "report"})
+    for key in ("path", "session"):
+        if not spec.options.get(key):
+            raise UserError(f"history sink needs {key}=... (pipeline up fills it in)")
+    level = check_level(spec.take("level", "intermediate"))
+    hz = spec.take_number("angles_hz", 10.0, 0.0, 120.0)
+    report = spec.options.get("report")
+    if report:
+        folder = Path(report).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--report {folder} is a file; give a folder")
+    if not build:
+        return None
+    return HistorySink(
+        Path(spec.options["path"]),
+        spec.options["session"],
+        spec.options.get("member") or None,
+        level,
+        spec.options.get("station", "default"),
+        hz,
+        Path(report).expanduser() if report else None,
+    )

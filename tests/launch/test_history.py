@@ -1,0 +1,87 @@
+"""History with the real pipeline: reps reach the database as they happen and
+survive a crash; `pipeline history` reads them back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+
+import pytest
+
+
+def _reps(db_path) -> list[tuple]:
+    if not db_path.exists():
+        return []
+    db = sqlite3.connect(db_path, timeout=5)
+    try:
+        return db.execute(
+            "SELECT number, member, exercise FROM reps WHERE kind = 'rep' ORDER BY number"
+        ).fetchall()
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
+    finally:
+        db.close()
+
+
+def test_reps_already_counted_survive_a_crash_mid_session(pipeline, run_root):
+    db_path = run_root / "data" / "history.sqlite"
+    up = pipeline.start(
+        "up",
+        "--source",
+        "synthetic:squat,reps=10",
+        "--realtime",
+        "--no-console",
+        "--profile",
+        "bob",
+        "--level",
+        "advanced",
+    )
+    deadline = time.monotonic() + 150
+    while len(_reps(db_path)) < 2:
+        assert up.poll() is None, up.stderr.read()
+        assert time.monotonic() < deadline, "no reps reached the history database"
+        time.sleep(0.5)
+    os.killpg(up.pid, signal.SIGKILL)  # every stage dies at once, mid-set
+    up.wait(10)
+    reps = _reps(db_path)
+    assert len(reps) >= 2
+    assert [r[0] for r in reps] == list(range(1, len(reps) + 1))
+    assert {(r[1], r[2]) for r in reps} == {("bob", "squat")}
+    db = sqlite3.connect(db_path)
+    member, level, status = db.execute("SELECT member, level, status FROM sessions").fetchone()
+    db.close()
+    assert (member, level, status) == ("bob", "advanced", "running")  # never closed
+
+    shown = pipeline.run("history", "--profile", "bob", "--json")
+    assert shown.returncode == 0, shown.stderr
+    (row,) = json.loads(shown.stdout)
+    assert (row["member"], row["exercise"], row["reps"]) == ("bob", "squat", len(reps))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["history", "--profile", "nobody"], "no member 'nobody'"),
+        (["report", "last"], "no session 'last'"),
+        (["up", "--source", "synthetic:squat", "--no-history", "--report", "r"], "--report needs"),
+        (["up", "--source", "synthetic:squat", "--profile", "a,b"], "--profile 'a,b'"),
+        (["up", "--source", "synthetic:squat", "--level", "olympian"], "'olympian' is not one of"),
+    ],
+)
+def test_history_bad_input_is_one_line(pipeline, run_root, args, message):
+    (run_root / "data").mkdir()
+    db = run_root / "data" / "history.sqlite"
+    assert "no history database" in pipeline.run("history").stderr
+    assert not db.exists()  # reading history never creates a database
+    if args[0] in ("history", "report"):
+        from repcoach.common.history import History
+
+        History.open(db).close()  # an empty database
+    result = pipeline.run(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
