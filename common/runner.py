@@ -89,7 +89,8 @@ def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -
                     ctx.stats.drop("stale")
                     result = message.replace(pixels=None, tombstone=True)
                 else:
-                    result = message.replace(persons=tuple(segmenter.segment(message.pixels)))
+                    persons = segmenter.segment(message.pixels, message.meta.pts)
+                    result = message.replace(persons=tuple(persons))
                 if not transport.send_patiently(out, result.to_wire(), ctx.should_stop):
                     return
                 ctx.stats.emitted(time.perf_counter() - started)

@@ -11,9 +11,11 @@ from repcoach.common.messages import EndOfStream, FramePacket, PersonInstance, P
 
 
 class Segmenter(Protocol):
-    """Finds every person in a BGR frame (track ids left at -1)."""
+    """Finds every person in a BGR frame (track ids left at -1). `pts` (the
+    frame's time in seconds, when known) lets a backend reuse work from the
+    frames just before; without it every frame stands alone."""
 
-    def segment(self, frame: np.ndarray) -> list[PersonInstance]: ...
+    def segment(self, frame: np.ndarray, pts: float | None = None) -> list[PersonInstance]: ...
 
 
 class JointEstimator(Protocol):

@@ -136,7 +136,13 @@ class BlazePoseSegmenter:
     one-person shared clips no second detection scored above 0.28);
     `max_people`: most people returned (highest scores first);
     `mask_threshold`: selfie-segmentation probability that counts as person;
-    `num_threads`: LiteRT threads per model (1 suits a 2-core pipeline).
+    `num_threads`: LiteRT threads per model (1 suits a 2-core pipeline);
+    `redetect_s`: with frame times given, the detector runs at most this
+    often while people are in view; in between, each person's mask is cut
+    from the ROI of their last detection. The ROI is a generous circle around
+    the whole body, and the mask (hence the box) is recomputed every frame,
+    so the box follows the movement; newcomers are found within `redetect_s`.
+    The detector is the segmenter's costliest model (12-16 ms a frame).
     """
 
     def __init__(
@@ -145,13 +151,19 @@ class BlazePoseSegmenter:
         max_people: int = 6,
         mask_threshold: float = 0.5,
         num_threads: int = 1,
+        redetect_s: float = 0.15,
     ):
         if max_people < 1:
             raise UserError(f"max_people must be at least 1, got {max_people}")
         if not 0.0 < mask_threshold < 1.0:
             raise UserError(f"mask_threshold must be in (0, 1), got {mask_threshold}")
+        if redetect_s < 0:
+            raise UserError(f"redetect_s must be 0 or more, got {redetect_s}")
         self.max_people = max_people
         self.mask_threshold = mask_threshold
+        self.redetect_s = redetect_s
+        self._held: list[PoseDetection] = []  # the last detections, and their frame time
+        self._held_pts = 0.0
         self.detector = PersonDetector(min_score=min_score, num_threads=num_threads)
         self._selfie = load_interpreter(
             mediapipe_model("selfie_segmentation/selfie_segmentation.tflite"), num_threads
@@ -159,13 +171,21 @@ class BlazePoseSegmenter:
         self._selfie_in = self._selfie.get_input_details()[0]["index"]
         self._selfie_out = self._selfie.get_output_details()[0]["index"]
 
-    def segment(self, frame: np.ndarray) -> list[PersonInstance]:
+    def segment(self, frame: np.ndarray, pts: float | None = None) -> list[PersonInstance]:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise UserError(
                 f"expected a BGR uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}"
             )
-        detections = self.detector.detect(frame)[: self.max_people]
-        claims = [self._claim(frame, d) for d in detections]
+        reuse = (
+            pts is not None and bool(self._held) and 0.0 < pts - self._held_pts < self.redetect_s
+        )
+        if reuse:
+            claims = [self._claim(frame, d) for d in self._held]
+            claims = [c for c in claims if c.mask.any()]  # an empty mask: they left
+        else:
+            detections = self.detector.detect(frame)[: self.max_people]
+            self._held, self._held_pts = detections, pts if pts is not None else 0.0
+            claims = [self._claim(frame, d) for d in detections]
         for i, a in enumerate(claims):
             for b in claims[i + 1 :]:
                 _settle_overlap(a, b)

@@ -121,7 +121,7 @@ class MaskRCNNSegmenter:
             masks=masks,
         )
 
-    def segment(self, frame: np.ndarray) -> list[PersonInstance]:
+    def segment(self, frame: np.ndarray, pts: float | None = None) -> list[PersonInstance]:
         """The people in a BGR frame, each mask cropped to its box (track ids -1)."""
         found = self.detect(frame)
         height, width = frame.shape[:2]

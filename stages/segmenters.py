@@ -24,7 +24,7 @@ class PassthroughSegmenter:
         self.jitter_ms = jitter_ms
         self._random = random.Random(seed)
 
-    def segment(self, frame: np.ndarray) -> list[PersonInstance]:
+    def segment(self, frame: np.ndarray, pts: float | None = None) -> list[PersonInstance]:
         low, high = self.jitter_ms
         if high > 0:
             time.sleep(self._random.uniform(low, high) / 1000.0)

@@ -63,3 +63,45 @@ def test_two_rendered_squatters_get_two_stable_ids_and_accurate_joints():
     assert ids == {1, 2}, f"expected two stable ids, got {sorted(ids)}"
     assert len(errors) >= sampled
     assert np.median(errors) < 0.04, np.median(errors)
+
+
+def _box_iou(a, b) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(x1 - x0, 0) * max(y1 - y0, 0)
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / area if area > 0 else 0.0
+
+
+class CountingDetector:
+    """The real detector, counting its calls."""
+
+    def __init__(self, detector):
+        self.detector, self.calls = detector, 0
+
+    def detect(self, frame):
+        self.calls += 1
+        return self.detector.detect(frame)
+
+
+def test_frame_times_let_the_detector_run_a_few_times_a_second_without_losing_anyone():
+    source = synthetic.SyntheticSource.from_spec("squat,people=2,reps=1,seed=0")
+    every_frame, reusing = BlazePoseSegmenter(), BlazePoseSegmenter(redetect_s=0.15)
+    reusing.detector = CountingDetector(reusing.detector)
+    frames, matched, found = 0, [], []
+    for index, (image, _truth) in enumerate(source.frames()):
+        if index >= 90:
+            break
+        frames += 1
+        alone = every_frame.segment(image)  # no frame time: detects every frame
+        reused = reusing.segment(image, pts=index / source.fps)
+        found.append((len(alone), len(reused)))
+        for person in alone:
+            matched.append(max((_box_iou(person.box, r.box) for r in reused), default=0.0))
+    # 30 fps and a new detection at most every 0.15 s: one frame in five.
+    assert reusing.detector.calls <= frames / 4
+    counts = np.array(found)
+    assert (counts[:, 1] >= counts[:, 0]).mean() >= 0.9  # nobody lost between detections
+    # The mask (and so the box) is still cut every frame: boxes follow the squat.
+    assert np.median(matched) > 0.9
+    assert np.mean(np.array(matched) > 0.7) >= 0.9
