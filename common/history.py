@@ -169,6 +169,9 @@ class History:
             [(session, member, level, source, station, time.time())],
         )
 
+    def set_source(self, session: str, source: str) -> None:
+        self._write("UPDATE sessions SET source = ? WHERE id = ?", [(source, session)])
+
     def update_session(
         self, session: str, frames: int, duration_s: float, status: str = "running"
     ) -> None:
@@ -304,7 +307,10 @@ def exercise_summary(session: Mapping[str, Any], exercise: str, reps: list[dict]
     for rep in full + holds:
         for fault in rep["faults"]:
             faults[fault] = faults.get(fault, 0) + 1
-    roms = [r["rom"] for r in full if r["rom"] is not None]
+    # side-view reps measure degrees, front-view ones ratios: take the usual unit
+    units = [r["rom_unit"] for r in full if r["rom"] is not None]
+    unit = max(set(units), key=units.count) if units else None
+    roms = [r["rom"] for r in full if r["rom"] is not None and r["rom_unit"] == unit]
     tempos = [(r["tempo_down_s"] or 0) + (r["tempo_up_s"] or 0) for r in full]
     return {
         "session": session["id"],
@@ -317,6 +323,7 @@ def exercise_summary(session: Mapping[str, Any], exercise: str, reps: list[dict]
         "hold_s": round(sum(r["seconds"] or 0 for r in holds), 1),
         "mean_score": round(sum(scored) / len(scored), 1) if scored else None,
         "median_rom": round(median(roms), 2) if roms else None,
+        "rom_unit": unit,
         "median_tempo_s": round(median(tempos), 2) if tempos else None,
         "faults": dict(sorted(faults.items(), key=lambda kv: -kv[1])),
     }

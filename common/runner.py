@@ -170,7 +170,14 @@ def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
 # --- publisher (score)
 
 
-class ScoringLogic(PacketStage, Protocol):
+class ScoringLogic(Protocol):
+    """The score stage's logic: `end` may return a last packet of events
+    (a hold still under way when the stream ended), published before EOS."""
+
+    def process(self, packet: FramePacket) -> FramePacket: ...
+
+    def end(self, eos: EndOfStream) -> FramePacket | None: ...
+
     def people(self) -> tuple[PersonScore, ...]: ...
 
 
@@ -290,7 +297,11 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
                     published += 1
                     ctx.stats.emitted(time.perf_counter() - started)
                 elif isinstance(message, EndOfStream):
-                    logic.end(message)
+                    final = logic.end(message)
+                    if final is not None and final.events:
+                        topic = TOPIC_RESULT + published.to_bytes(8, "big")
+                        publish([topic, *final.to_wire(with_pixels=False)])
+                        published += 1
                     session.end(message)
                     publish([TOPIC_STATE, *current_state().to_wire()])
                     publish([TOPIC_EOS, *message.to_wire()])

@@ -78,11 +78,13 @@ class Coach:
         self._people: dict[int, _Person] = {}  # by current track id
         self._present: set[int] = set()
         self._events = 0
+        self._last_packet: FramePacket | None = None
         self.session_id = session_id
         self.member = member
         self.priors = dict(priors or {})
 
     def process(self, packet: FramePacket) -> FramePacket:
+        self._last_packet = packet
         meta = packet.meta
         pts = meta.pts
         events: list[FeedbackEvent] = []
@@ -196,13 +198,22 @@ class Coach:
             last_cue=athlete.last_cue,
         )
 
-    def end(self, eos: EndOfStream) -> None:
+    def end(self, eos: EndOfStream) -> FramePacket | None:
         """End of stream: holds in progress and movements already back at rest
-        are closed (they reach `rep_log`); movements half-way are dropped."""
-        for person in self._people.values():
+        are closed (they reach `rep_log`); movements half-way are dropped.
+        Returns their events on a pixel-less packet stamped with the last
+        frame (None when there are none, or no frame was seen)."""
+        last = self._last_packet
+        events = []
+        for track, person in sorted(self._people.items()):
             if person.athlete is not None:
-                person.athlete.finish()
+                for note in person.athlete.finish():
+                    if last is not None:
+                        events.append(self._event(last, track, note))
         self._present.clear()
+        if last is None or not events:
+            return None
+        return FramePacket(last.meta, events=tuple(events), tombstone=True)
 
     def people(self) -> tuple[PersonScore, ...]:
         """Latest score of everyone seen this session, by track id."""

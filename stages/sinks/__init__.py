@@ -19,6 +19,7 @@ SINK_MODULES = {
     "jsonl": "repcoach.stages.sinks.jsonl",
     "summary": "repcoach.stages.sinks.summary",
     "history": "repcoach.stages.sinks.history",
+    "voice": "repcoach.stages.sinks.voice",
 }
 SINK_KINDS = tuple(SINK_MODULES)
 

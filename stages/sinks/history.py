@@ -39,6 +39,7 @@ class HistorySink:
         self.session, self.member, self.level, self.station = session, member, level, station
         self.report_dir = report_dir
         self._started = False
+        self._source_known = False
         self._angle_gap_s = 1.0 / angles_hz if angles_hz > 0 else float("inf")
         self._last_angle_pts: dict[int, float] = {}
         self._angles: list[tuple[int, float, str | None, dict]] = []
@@ -49,6 +50,9 @@ class HistorySink:
         if not self._started:
             self._started = True
             self.history.start_session(self.session, self.member, self.level, source, self.station)
+        if source and not self._source_known:  # the very first state may precede any frame
+            self._source_known = True
+            self.history.set_source(self.session, source)
 
     def on_state(self, state: SessionState) -> None:
         self._start(state.source_id)
@@ -62,8 +66,8 @@ class HistorySink:
             if event.kind in REP_KINDS:
                 # a person the tracker lost and found again keeps their first id
                 person = (event.data.get("tracks") or [event.track_id])[0]
-                detail = {"member": self.member, **event.data}  # the coach knows no members
-                self.history.add_rep(self.session, event.event_id, event.kind, person, detail)
+                # the coach names the member on their own reps only (guests: none)
+                self.history.add_rep(self.session, event.event_id, event.kind, person, event.data)
         pts = packet.meta.pts
         for score in packet.scores:
             last = self._last_angle_pts.get(score.track_id, -1e9)
