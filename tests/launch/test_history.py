@@ -85,3 +85,29 @@ def test_history_bad_input_is_one_line(pipeline, run_root, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_hold_still_under_way_when_the_clip_ends_is_published_and_recorded(
+    pipeline, run_root, tmp_path
+):
+    events = tmp_path / "events.jsonl"
+    result = pipeline.run(
+        "up",
+        "--source",
+        "synthetic:plank,seconds=5",
+        "--no-console",
+        "--exercise",
+        "plank",
+        "--sink",
+        f"jsonl:path={events}",
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    holds = [
+        json.loads(line) for line in events.read_text().splitlines() if '"kind":"hold"' in line
+    ]
+    assert len(holds) == 1 and holds[0]["data"]["seconds"] > 2.0
+    db = sqlite3.connect(run_root / "data" / "history.sqlite")
+    rows = db.execute("SELECT kind, seconds, event_id FROM reps").fetchall()
+    db.close()
+    assert rows == [("hold", holds[0]["data"]["seconds"], holds[0]["id"])]
