@@ -361,7 +361,7 @@ def sink_attach(
     connect: ConnectOption = None,
 ) -> None:
     """Run one more sink against a running pipeline, until it ends or Ctrl-C."""
-    from repcoach.launch.stage import run_stage
+    from repcoach.launch.stage import EXIT_USER_ERROR, run_stage
     from repcoach.stages.sinks import check_sink
 
     given = {"path": path, "port": port, "host": host, "url": url}
@@ -370,7 +370,9 @@ def sink_attach(
     spec = kind + (":" + ",".join(options) if options else "")
     check_sink(spec)
     config = _remote_config(_topology(name, connect), repr(name))
-    raise typer.Exit(run_stage("sink", config, 0, spec))
+    code = run_stage("sink", config, 0, spec)
+    # A sink that cannot start (port in use, ...) printed its one line; exit 1 as other errors do.
+    raise typer.Exit(1 if code == EXIT_USER_ERROR else code)
 
 
 @app.command("stage", hidden=True)

@@ -20,6 +20,7 @@ SINK_MODULES = {
     "summary": "repcoach.stages.sinks.summary",
     "history": "repcoach.stages.sinks.history",
     "voice": "repcoach.stages.sinks.voice",
+    "webhook": "repcoach.stages.sinks.webhook",
 }
 SINK_KINDS = tuple(SINK_MODULES)
 
