@@ -21,6 +21,7 @@ SINK_MODULES = {
     "history": "repcoach.stages.sinks.history",
     "voice": "repcoach.stages.sinks.voice",
     "webhook": "repcoach.stages.sinks.webhook",
+    "video": "repcoach.stages.sinks.video",
 }
 SINK_KINDS = tuple(SINK_MODULES)
 
