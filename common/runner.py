@@ -333,6 +333,9 @@ class Sink(Protocol):
 
     def close(self, missed: int) -> None: ...
 
+    # Optional: `drops() -> Mapping[str, int]`, what the sink itself dropped so
+    # far by reason (a slow sink drops on its own side); shown by `pipeline status`.
+
 
 def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
     """Subscribe, take the current state at once, then follow the stream.
@@ -347,10 +350,13 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
             sink.on_state(state)
     last_number: int | None = None
     missed = 0
+    own_drops = getattr(sink, "drops", None)
     try:
         while not ctx.should_stop():
             ctx.tick()
             sink.tick()
+            if own_drops is not None:
+                ctx.stats.dropped.update(own_drops())
             if not sub.poll(100):
                 continue
             for _ in range(1000):  # drain what is queued, then refresh the view

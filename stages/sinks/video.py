@@ -109,6 +109,9 @@ class VideoSink:
     def on_state(self, state: SessionState) -> None:
         pass
 
+    def drops(self) -> dict[str, int]:
+        return {"slow-sink": self.dropped}
+
     def on_result(self, packet: FramePacket) -> None:
         if packet.pixels is None:
             return

@@ -226,6 +226,9 @@ class VoiceSink:
 
     # --- the speaker thread
 
+    def drops(self) -> dict[str, int]:
+        return dict(Counter(reason for _, reason, _ in list(self.dropped)))
+
     def _drop(self, dropped: list[tuple[Utterance, str]]) -> None:
         when = self.now()
         self.dropped.extend((item, reason, when) for item, reason in dropped)

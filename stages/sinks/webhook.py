@@ -381,6 +381,9 @@ class WebhookSink:
             log.info("webhook %s: %d event(s) left by an earlier run", url, len(outbox))
         self.sender.start()
 
+    def drops(self) -> dict[str, int]:
+        return {"queue-full": self.dropped, "rejected-by-app": self.sender.rejected}
+
     @property
     def dropped(self) -> int:
         """Events this run pushed out of a full queue before they were sent."""

@@ -29,7 +29,7 @@ from repcoach.stages.sinks.webhook import (
     from_spec,
     retry_after_s,
 )
-from tests.conftest import REPO, read_jsonl
+from tests.conftest import REPO, read_jsonl, stage_report
 
 SESSION = "20250101-000000-abcdef"
 
@@ -438,3 +438,32 @@ def test_unreachable_app_is_a_warning_not_an_error(pipeline, tmp_path):
     assert len(lines) == 2, result.stderr
     assert lines[0].startswith(f"warning: webhook {url} does not answer now (")
     assert lines[1].startswith("error: no pipeline named 'default'")
+
+
+def test_what_a_sink_drops_on_its_side_shows_in_pipeline_status(pipeline, tmp_path):
+    """App down and a queue of 2: the sink drops the oldest events itself (the
+    pipeline runs on), and `pipeline status` says how many, by reason."""
+    url = f"http://127.0.0.1:{closed_port()}/events"
+    queue = tmp_path / "q.sqlite"
+    up = pipeline.start(
+        "up",
+        "--source",
+        "synthetic:squat,reps=6",
+        "--realtime",
+        "--no-console",
+        "--sink",
+        f"webhook:url={url},queue={queue},max_queue=2,flush=0",
+    )
+    status = pipeline.wait_for(
+        lambda s: (
+            (stage_report(s, "sink-webhook")["report"] or {})
+            .get("dropped", {})
+            .get("queue-full", 0)
+            >= 2
+        ),
+        timeout=150,
+        what="the webhook sink to report its queue-full drops",
+    )
+    assert stage_report(status, "score")["report"]["dropped"].get("slow-sink", 0) == 0
+    up.send_signal(signal.SIGINT)
+    assert up.wait(60) == 130
