@@ -341,7 +341,11 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
     """Subscribe, take the current state at once, then follow the stream.
     Returns how many published results this sink missed."""
     topo = ctx.config.endpoints()
-    sub = transport.open_socket(transport.SUB, topo.connect("results"), bind=False, hwm=20000)
+    # Frames with pixels are ~1 MB each: a sink taking them keeps a short queue.
+    hwm = 64 if TOPIC_VIDEO in sink.topics else 20000
+    sub = transport.open_socket(transport.SUB, topo.connect("results"), bind=False, hwm=hwm)
+    # A sink on both topics gets each frame twice: count it once.
+    counted_topic = TOPIC_RESULT if TOPIC_RESULT in sink.topics else TOPIC_VIDEO
     transport.subscribe(sub, (*sink.topics, TOPIC_STATE, TOPIC_EOS))
     reply = transport.request(topo.connect("snapshot"), SNAPSHOT, timeout_s=3.0)
     if reply:
@@ -369,9 +373,12 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
                         if last_number is not None and number > last_number + 1:
                             missed += number - last_number - 1
                         last_number = number
-                    ctx.stats.received()
+                    counted = topic.startswith(counted_topic)
+                    if counted:
+                        ctx.stats.received()
                     sink.on_result(message)
-                    ctx.stats.emitted()
+                    if counted:
+                        ctx.stats.emitted()
                 elif isinstance(message, SessionState):
                     sink.on_state(message)
                 elif isinstance(message, EndOfStream):

@@ -18,10 +18,11 @@ SINK_MODULES = {
     "console": "repcoach.stages.sinks.console",
     "jsonl": "repcoach.stages.sinks.jsonl",
     "summary": "repcoach.stages.sinks.summary",
-    "history": "repcoach.stages.sinks.history",
     "voice": "repcoach.stages.sinks.voice",
-    "webhook": "repcoach.stages.sinks.webhook",
     "video": "repcoach.stages.sinks.video",
+    "webhook": "repcoach.stages.sinks.webhook",
+    "history": "repcoach.stages.sinks.history",
+    "web": "repcoach.stages.sinks.web",
 }
 SINK_KINDS = tuple(SINK_MODULES)
 
