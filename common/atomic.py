@@ -11,22 +11,6 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def write_json_atomic(path: Path | str, data: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @contextmanager
 def atomic_file(path: Path | str) -> Iterator[IO[bytes]]:
     """A binary file that replaces `path` only once the block ends without error."""
@@ -42,3 +26,8 @@ def atomic_file(path: Path | str) -> Iterator[IO[bytes]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path | str, data: Any) -> None:
+    with atomic_file(path) as handle:
+        handle.write((json.dumps(data, indent=2) + "\n").encode())
