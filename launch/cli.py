@@ -151,7 +151,10 @@ def up(
     joints: Annotated[JointsBackend, typer.Option(help="Joint backend.")] = JointsBackend.blazepose,
     summary: Annotated[Path | None, typer.Option(help="Write a JSON session summary here.")] = None,
     sink: Annotated[
-        list[str] | None, typer.Option(help="Extra sinks: jsonl:path=F[,frames=1]; repeatable.")
+        list[str] | None,
+        typer.Option(
+            help="Extra sinks, KIND:key=value,...: jsonl, video, web, webhook, voice; repeatable."
+        ),
     ] = None,
     console: Annotated[bool, typer.Option(help="Show the live console view.")] = True,
     realtime: Annotated[
