@@ -3,7 +3,7 @@
     .venv/bin/python bench/coaching.py                 # shared clips + synthetic athletes
     .venv/bin/python bench/coaching.py --no-synthetic  # shared clips only
     .venv/bin/python bench/coaching.py --fresh         # recompute the joints (no cache)
-    .venv/bin/python bench/coaching.py --more          # + 11 synthetic clips, other seeds
+    .venv/bin/python bench/coaching.py --more          # + 14 synthetic clips, other seeds
 
 Joints come from the real embedded vision (BlazePose segmenter + joints
 stage, every frame, in order), cached per clip in $REPCOACH_COACH_CACHE
@@ -38,7 +38,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("GLOG_minloglevel", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.clip_joints import ClipJoints, clips_dir, synthetic_joints, video_joints  # noqa: E402
+from bench.clip_joints import ClipJoints, synthetic_joints, video_joints  # noqa: E402
+from repcoach.common.clips import clips_dir  # noqa: E402
 from repcoach.common.geometry import joint_angle  # noqa: E402
 from repcoach.common.landmarks import Landmark  # noqa: E402
 from repcoach.stages.coaching import Coach  # noqa: E402
@@ -66,12 +67,19 @@ SYNTHETIC = (
     "plank,view=side,seconds=5,fault=hip_sag,seed=20",
     "plank,view=side,seconds=5,fault=hip_pike,seed=21",
     "pushup,reps=4,view=side,fault=partial_range@3,seed=22",
+    "squat,reps=4,view=side,fault=heels_lifting@2,seed=23",
+    "shoulder_press,reps=4,view=front,fault=no_lockout@2-3,seed=24",
+    "lateral_raise,reps=4,view=front,fault=arms_low@1-2,seed=25",
+    "lateral_raise,reps=4,view=front,fault=shrug@3,seed=26",
+    "jumping_jack,reps=4,view=front,fault=arms_not_overhead@2-3,seed=27",
+    "jumping_jack,reps=4,view=front,fault=feet_not_apart@1+feet_not_apart@4,seed=28",
 )
 
 # Other seeds and fault mixes (`--more`), added after thresholds were set on
 # SYNTHETIC; three fixes came from them (front-view squat counting on hip
 # height, the counter's running median, no feet rule on partial jacks), so
-# they are a second look, not a clean held-out set.
+# they are a second look, not a clean held-out set. The last three were added
+# with the no_lockout, arms_low, arms_not_overhead and feet_not_apart faults.
 MORE = (
     "pushup,reps=4,view=front,fault=elbow_flare@1+elbow_flare@4,seed=31",
     "pushup,reps=4,view=front,seed=32",
@@ -84,6 +92,9 @@ MORE = (
     "pushup,reps=4,view=side,fault=hip_sag@1+hip_pike@3,seed=40",
     "plank,view=side,seconds=6,seed=41",
     "squat,reps=4,view=side,fault=torso_lean@3-4,seed=42",
+    "shoulder_press,reps=4,view=front,fault=no_lockout@4,seed=43",
+    "lateral_raise,reps=4,view=front,fault=arms_low@3,seed=44",
+    "jumping_jack,reps=4,view=front,fault=arms_not_overhead@1+feet_not_apart@3,seed=45",
 )
 
 # --- the baseline: one angle, the more visible side, two fixed thresholds
@@ -311,7 +322,9 @@ def main() -> int:
     parser.add_argument("--no-real", action="store_true", help="synthetic athletes only")
     parser.add_argument("--only", default="", help="comma-separated name fragments")
     parser.add_argument("--fresh", action="store_true", help="ignore the joints cache")
-    parser.add_argument("--more", action="store_true", help="also 11 more synthetic clips")
+    parser.add_argument(
+        "--more", action="store_true", help=f"also {len(MORE)} more synthetic clips"
+    )
     args = parser.parse_args()
     if args.fresh:
         os.environ["REPCOACH_COACH_CACHE"] = "/tmp/coach_cache_fresh"

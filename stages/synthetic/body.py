@@ -23,6 +23,7 @@ _BODY_KEYS = (
     "trunk",  # deg: hip->shoulder axis leaning forward from vertical
     "neck",  # deg: head nodding forward relative to the trunk
     "lift",  # m: feet off the floor (jumps)
+    "shrug",  # m: both shoulders raised along the trunk, towards the ears
 )
 _LIMB_KEYS = (
     "upperarm_flex",

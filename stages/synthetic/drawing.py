@@ -255,9 +255,17 @@ class AthleteRenderer:
 
     def _torso(self, skeleton: Skeleton, rings: np.ndarray, colour, part: Part) -> list[Stroke]:
         """A convex hull around cross-sections of the trunk, shaded like a limb."""
-        pelvis, neck = skeleton.points[Point.PELVIS], skeleton.points[Point.NECK]
+        p = skeleton.points
+        pelvis, neck = p[Point.PELVIS], p[Point.NECK]
         up = neck - pelvis  # the trunk turns about the body's right axis (Z) only
-        g = self.body.size * self.body.girth / max(float(np.hypot(up[0], up[1])), 1e-9)
+        length = max(float(np.hypot(up[0], up[1])), 1e-9)
+        g = self.body.size * self.body.girth / length
+        # A shrug lifts the shoulders along the trunk; the shirt's shoulder and
+        # collar rings (at or above the shoulder line) go up with them.
+        lifted = float(np.dot((p[Point.L_SHOULDER] + p[Point.R_SHOULDER]) * 0.5 - neck, up))
+        if abs(lifted) > 1e-6:
+            rings = rings.copy()
+            rings[0, rings[0] >= 1.0] += lifted / (length * length)
         basis = np.array(
             [
                 [up[0], up[1], 0.0],

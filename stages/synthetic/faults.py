@@ -85,7 +85,43 @@ FAULTS: Mapping[str, Fault] = MappingProxyType(
                 "knee_past_toes",
                 ("lunge",),
                 "front knee travels forward past the toes",
-                bottom={"r_shin_flex": -28},
+                bottom={"r_shin_flex": -36},
+            ),
+            Fault(
+                "heels_lifting",
+                ("squat",),
+                "heels come off the floor at the bottom, weight on the toes (side view)",
+                bottom={"foot_pitch": 24},
+            ),
+            Fault(
+                "no_lockout",
+                ("shoulder_press",),
+                "arms stop well short of straight overhead (elbows about 140-150 degrees)",
+                bottom={"upperarm_abd": -27},
+            ),
+            Fault(
+                "arms_low",
+                ("lateral_raise",),
+                "arms stop well below shoulder height (about 65-70 degrees)",
+                bottom={"upperarm_abd": -25, "forearm_abd": -25},
+            ),
+            Fault(
+                "shrug",
+                ("lateral_raise",),
+                "shoulders hunch up towards the ears as the arms rise",
+                bottom={"shrug": 0.08},
+            ),
+            Fault(
+                "arms_not_overhead",
+                ("jumping_jack",),
+                "arms stop a little above shoulder height instead of overhead",
+                bottom={"upperarm_abd": -52, "forearm_abd": -57},
+            ),
+            Fault(
+                "feet_not_apart",
+                ("jumping_jack",),
+                "feet stay about hip width apart",
+                bottom={"thigh_abd": -11, "shin_abd": -12},
             ),
         )
     }

@@ -183,10 +183,11 @@ class Kinematics:
         head_fwd = np.array([math.cos(h), -math.sin(h), 0.0])
         p[Point.SKULL] = p[Point.NECK] + (up + head_up) * 0.5 * b.neck
         p[Point.HEAD] = p[Point.SKULL] + head_up * 0.78 * b.head_u + head_fwd * 0.012
+        shrug = up * g(key_index("shrug"))
         for side in SIDES:
             sign = SIDE_SIGN[side]
             k = {name: g(key_index(f"{side}_{name}")) for name in _LIMB_NAMES}
-            shoulder = p[Point.NECK] + (0.0, 0.0, sign * b.shoulder_half)
+            shoulder = p[Point.NECK] + shrug + (0.0, 0.0, sign * b.shoulder_half)
             elbow = shoulder + _limb_dir(k["upperarm_flex"], k["upperarm_abd"], sign) * b.upper_arm
             forearm = _limb_dir(k["forearm_flex"], k["forearm_abd"], sign)
             wrist = elbow + forearm * b.forearm

@@ -177,6 +177,11 @@ def _x(person, landmark):
     return person.joints_xy[landmark, 0]
 
 
+def _y(person, landmark):
+    """Image row: grows downwards."""
+    return person.joints_xy[landmark, 1]
+
+
 def _hip_drop(person):
     """Pixels the hip lies below the shoulder-knee line (negative: above)."""
     s, h, k = (person.joints_xy[i] for i in (L.RIGHT_SHOULDER, L.RIGHT_HIP, L.RIGHT_KNEE))
@@ -208,6 +213,20 @@ def _hip_drop(person):
             "lunge,fault=knee_past_toes@2",
             lambda p: _x(p, L.RIGHT_KNEE) - _x(p, L.RIGHT_FOOT_INDEX),
             20,
+        ),
+        (
+            "squat,fault=heels_lifting@2",
+            lambda p: _y(p, L.RIGHT_FOOT_INDEX) - _y(p, L.RIGHT_HEEL),
+            15,
+        ),
+        ("shoulder_press,fault=no_lockout@2", lambda p: -p.angles["right_elbow"], 15),
+        ("lateral_raise,fault=arms_low@2", lambda p: -p.angles["right_shoulder"], 15),
+        ("lateral_raise,fault=shrug@2", lambda p: _y(p, L.RIGHT_EAR) - _y(p, L.RIGHT_SHOULDER), 12),
+        ("jumping_jack,fault=arms_not_overhead@2", lambda p: -p.angles["right_shoulder"], 30),
+        (
+            "jumping_jack,fault=feet_not_apart@2",
+            lambda p: -abs(_x(p, L.LEFT_ANKLE) - _x(p, L.RIGHT_ANKLE)),
+            40,
         ),
     ],
 )
