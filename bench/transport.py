@@ -545,7 +545,11 @@ def run_pipeline(
         name,
         *(["--realtime"] if realtime else []),
     ]
-    env = {**os.environ, "REPCOACH_RUN_DIR": str(folder / "run")}
+    env = {
+        **os.environ,
+        "REPCOACH_RUN_DIR": str(folder / "run"),
+        "REPCOACH_DATA_DIR": str(folder / "data"),
+    }
     with FileGrowth(out) as growth, log.open("wb") as log_file:
         started = time.monotonic()
         process = subprocess.Popen(

@@ -511,7 +511,12 @@ def run_pipeline(
         *(["--realtime"] if realtime else []),
         *(["--loop"] if loop else []),
     ]
-    env = {**os.environ, "REPCOACH_RUN_DIR": str(folder / "r")}
+    # history goes to the run's folder, never the user's database
+    env = {
+        **os.environ,
+        "REPCOACH_RUN_DIR": str(folder / "r"),
+        "REPCOACH_DATA_DIR": str(folder / "d"),
+    }
     tail = LineTail(out)
     poller = StatusPoller(name, env, SOAK_POLL_S if via_cli else STATUS_POLL_S, via_cli)
     error = None

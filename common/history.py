@@ -118,7 +118,7 @@ class History:
         if not create and not path.exists():
             raise UserError(
                 f"no history database at {path}; it is created by `pipeline up` "
-                "(give --history PATH if it lives elsewhere)"
+                "(give --history-db PATH if it lives elsewhere)"
             )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,6 +273,11 @@ class History:
             group = by_exercise.setdefault(row["exercise"], [])
             if not group or group[0]["session"] == row["session"]:
                 group.append(row)
+        for exercise, group in by_exercise.items():
+            # side-view reps measure degrees, front-view ones ratios: keep the usual unit
+            units = [r["rom_unit"] for r in group]
+            unit = max(set(units), key=units.count)
+            by_exercise[exercise] = [r for r in group if r["rom_unit"] == unit]
         return {
             exercise: Baseline(
                 exercise=exercise,

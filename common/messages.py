@@ -328,6 +328,13 @@ class FeedbackEvent:
             "data": self.data,
         }
 
+    @property
+    def person(self) -> int:
+        """The person's first track id: stable when the tracker lost them and
+        the coach handed their state to a new track (`data["tracks"]`)."""
+        tracks = self.data.get("tracks")
+        return int(tracks[0]) if tracks else self.track_id
+
     @classmethod
     def from_wire(cls, d: Any) -> FeedbackEvent:
         if not isinstance(d, dict):
@@ -353,7 +360,9 @@ class FramePacket:
 
     A `tombstone` packet stands for a frame a stage dropped as stale: it keeps
     the frame's place in the order (so the re-order buffer never waits for it)
-    and carries no pixels.
+    and carries no pixels. The score stage's last result before end of stream
+    may also be a tombstone: it carries only the events that closed then (a
+    hold under way), stamped with the last frame, and is not a frame itself.
     """
 
     meta: FrameMeta

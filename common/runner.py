@@ -355,12 +355,15 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
     last_number: int | None = None
     missed = 0
     own_drops = getattr(sink, "drops", None)
+    drops_read = 0.0
     try:
         while not ctx.should_stop():
             ctx.tick()
             sink.tick()
-            if own_drops is not None:
-                ctx.stats.dropped.update(own_drops())
+            if own_drops is not None and time.monotonic() - drops_read > 1.0:
+                drops_read = time.monotonic()
+                for reason, count in own_drops().items():  # running totals
+                    ctx.stats.dropped[reason] = count
             if not sub.poll(100):
                 continue
             for _ in range(1000):  # drain what is queued, then refresh the view
@@ -373,7 +376,8 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
                         if last_number is not None and number > last_number + 1:
                             missed += number - last_number - 1
                         last_number = number
-                    counted = topic.startswith(counted_topic)
+                    # the score stage's last events-only packet is not a frame
+                    counted = topic.startswith(counted_topic) and not message.tombstone
                     if counted:
                         ctx.stats.received()
                     sink.on_result(message)

@@ -211,10 +211,17 @@ def up(
     if summary is not None:
         sinks.append(f"summary:path={summary}")
     session_id = PipelineConfig.new_session_id()
-    member, level_name = _member(profile, level, history)
-    if report is not None and not keep_history:
-        raise UserError("--report needs the history database; drop --no-history")
+    if report is not None:
+        if not keep_history:
+            raise UserError("--report needs the history database; drop --no-history")
+        from repcoach.stages.report.writer import check_target
+
+        check_target(report)
+    for spec in sinks:
+        check_sink(spec)
     history_db = str(history or default_history_path()) if keep_history else ""
+    # Last of the checks: it creates the member (and the database) if new.
+    member, level_name = _member(profile, level, Path(history_db) if keep_history else None)
     if keep_history:
         options = {
             "path": history_db,
@@ -225,8 +232,7 @@ def up(
             "report": report,
         }
         sinks.append("history:" + ",".join(f"{k}={v}" for k, v in options.items() if v))
-    for spec in sinks:
-        check_sink(spec)
+        check_sink(sinks[-1])
     topology = Topology.tcp(bind, for_binding=True) if bind else Topology.local(name)
     config = PipelineConfig(
         name=name,
@@ -262,14 +268,15 @@ def up(
 
 
 def _member(profile: str | None, level: Level | None, history: Path | None) -> tuple[str, str]:
-    """The member's name and strictness level; a new member is created and
-    `--level` saved to their profile."""
+    """The member's name and strictness level. With a history database a new
+    member is created there and `--level` saved to their profile; without
+    one (`--no-history`) nothing is read or written."""
     from repcoach.common.history import DEFAULT_LEVEL, History
 
-    if not profile:
-        return "", level.value if level else DEFAULT_LEVEL
-    if not re.fullmatch(r"[\w .'-]{1,64}", profile):
+    if profile and not re.fullmatch(r"[\w .'-]{1,64}", profile):
         raise UserError(f"--profile {profile!r}: use letters, digits, spaces, '.', '-' or '_'")
+    if not profile or history is None:
+        return profile or "", level.value if level else DEFAULT_LEVEL
     db = History.open(history)
     try:
         return profile, db.member_level(profile, level.value if level else "")

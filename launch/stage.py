@@ -81,6 +81,7 @@ def _member_priors(config: PipelineConfig) -> dict:
 
 
 def _run_score(ctx: StageContext) -> None:
+    from repcoach.common.history import DEFAULT_LEVEL
     from repcoach.common.runner import run_publisher
     from repcoach.stages.coaching import Coach
     from repcoach.stages.coaching.levels import for_level
@@ -88,7 +89,7 @@ def _run_score(ctx: StageContext) -> None:
     config = ctx.config
     coach = Coach(
         config.exercise,
-        adapt=for_level(config.level or "intermediate"),
+        adapt=for_level(config.level or DEFAULT_LEVEL),
         session_id=config.session_id,
         member=config.profile,
         priors=_member_priors(config),

@@ -23,7 +23,7 @@ def write_report(history: History, session_id: str, out_dir: Path) -> Path:
     replacing an earlier report there; returns the path of its index.html."""
     data = load_report(history, session_id)
     out = Path(out_dir).expanduser().absolute()
-    _check_target(out)
+    check_target(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -61,7 +61,7 @@ def _draw(data: ReportData, folder: Path) -> dict[str, str | None]:
     return images
 
 
-def _check_target(out: Path) -> None:
+def check_target(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"report folder {out} is a file; give a folder")
     if out.is_dir() and any(out.iterdir()) and not _is_report(out):

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from repcoach.common.errors import UserError
-from repcoach.common.history import REP_KINDS, History, check_level
+from repcoach.common.history import DEFAULT_LEVEL, REP_KINDS, History, check_level
 from repcoach.common.messages import EndOfStream, FramePacket, SessionState
 from repcoach.common.specs import Spec
 
@@ -64,10 +64,10 @@ class HistorySink:
         self._start(packet.meta.source_id)
         for event in packet.events:
             if event.kind in REP_KINDS:
-                # a person the tracker lost and found again keeps their first id
-                person = (event.data.get("tracks") or [event.track_id])[0]
                 # the coach names the member on their own reps only (guests: none)
-                self.history.add_rep(self.session, event.event_id, event.kind, person, event.data)
+                self.history.add_rep(
+                    self.session, event.event_id, event.kind, event.person, event.data
+                )
         pts = packet.meta.pts
         for score in packet.scores:
             last = self._last_angle_pts.get(score.track_id, -1e9)
@@ -88,17 +88,19 @@ class HistorySink:
             self._flush_angles()
 
     def close(self, missed: int) -> None:
-        self._flush_angles()
-        if self._started:
-            row = self.history.session(self.session)
-            status = "ended" if self._ended else "stopped"
-            self.history.update_session(self.session, row["frames"], row["duration_s"], status)
-            if self.report_dir is not None:
-                from repcoach.stages.report import write_report
+        try:
+            self._flush_angles()
+            if self._started:
+                row = self.history.session(self.session)
+                status = "ended" if self._ended else "stopped"
+                self.history.update_session(self.session, row["frames"], row["duration_s"], status)
+                if self.report_dir is not None:
+                    from repcoach.stages.report import write_report
 
-                index = write_report(self.history, self.session, self.report_dir)
-                log.warning("session report written to %s", index)
-        self.history.close()
+                    index = write_report(self.history, self.session, self.report_dir)
+                    log.warning("session report written to %s", index)
+        finally:
+            self.history.close()
 
 
 def from_spec(spec: Spec, build: bool) -> HistorySink | None:
@@ -106,13 +108,13 @@ def from_spec(spec: Spec, build: bool) -> HistorySink | None:
     for key in ("path", "session"):
         if not spec.options.get(key):
             raise UserError(f"history sink needs {key}=... (pipeline up fills it in)")
-    level = check_level(spec.take("level", "intermediate"))
+    level = check_level(spec.take("level", DEFAULT_LEVEL))
     hz = spec.take_number("angles_hz", 10.0, 0.0, 120.0)
     report = spec.options.get("report")
     if report:
-        folder = Path(report).expanduser()
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"--report {folder} is a file; give a folder")
+        from repcoach.stages.report.writer import check_target
+
+        check_target(Path(report).expanduser())  # fail now, not after the session
     if not build:
         return None
     return HistorySink(

@@ -66,7 +66,7 @@ class JsonlSink:
             self._write({"type": "snapshot", **_state_record(state)})
 
     def on_result(self, packet: FramePacket) -> None:
-        if self.every_frame:
+        if self.every_frame and not packet.tombstone:
             self._write(frame_record(packet))
         for event in packet.events:
             self._write({"type": "event", **event.to_wire()})

@@ -51,12 +51,6 @@ PRIORITY = {"rep": 3, "partial_rep": 2, "cue": 2, "visibility": 2, "hold": 2, "e
 PRAISE_PRIORITY = 1  # a cue with severity "info": nice to hear, first to go
 
 
-def person_of(event: FeedbackEvent) -> int:
-    """The person's first track id (stable across tracker hand-overs)."""
-    tracks = event.data.get("tracks")
-    return int(tracks[0]) if tracks else event.track_id
-
-
 def spoken_text(event: FeedbackEvent) -> str:
     if event.kind == "rep":
         return str(event.data.get("rep") or event.text.removeprefix("Rep "))
@@ -72,7 +66,7 @@ def utterance_for(event: FeedbackEvent, now: float, prefix: bool) -> Utterance |
         return None
     if event.kind == "cue" and event.severity == "info":
         priority = PRAISE_PRIORITY
-    person, text = person_of(event), spoken_text(event)
+    person, text = event.person, spoken_text(event)
     count = event.kind == "rep"
     return Utterance(
         text=f"Person {person}: {text}" if prefix else text,
@@ -146,6 +140,7 @@ class VoiceSink:
         self.queue = queue or SpeechQueue()
         self.said: list[_Said] = []
         self.dropped: list[tuple[Utterance, str, float]] = []  # item, reason, when
+        self._drop_counts: Counter[str] = Counter()
         self._present: set[int] = set()
         self._ended = False
         self._busy = False
@@ -179,7 +174,7 @@ class VoiceSink:
     def offer(self, event: FeedbackEvent) -> None:
         if not self.wanted(event):
             return
-        person = person_of(event)
+        person = event.person
         if event.kind == "person_leave":
             self._present.discard(person)
             return
@@ -227,10 +222,11 @@ class VoiceSink:
     # --- the speaker thread
 
     def drops(self) -> dict[str, int]:
-        return dict(Counter(reason for _, reason, _ in list(self.dropped)))
+        return dict(self._drop_counts)
 
     def _drop(self, dropped: list[tuple[Utterance, str]]) -> None:
         when = self.now()
+        self._drop_counts.update(reason for _, reason in dropped)
         self.dropped.extend((item, reason, when) for item, reason in dropped)
 
     def _speak(self) -> None:

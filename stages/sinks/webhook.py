@@ -257,6 +257,7 @@ class Sender(threading.Thread):
 
     def __init__(self, outbox: Outbox, poster: Poster):
         super().__init__(name="webhook-sender", daemon=True)
+        self.failure: str | None = None  # why the thread stopped early, for tick()
         self.outbox = outbox
         self.poster = poster
         self.backoff = Backoff()
@@ -291,6 +292,12 @@ class Sender(threading.Thread):
         until.clear()
 
     def run(self) -> None:
+        try:
+            self._drain()
+        except sqlite3.Error as exc:  # the queue file broke (disk full, removed...)
+            self.failure = f"webhook queue {self.outbox.path} failed: {exc}"
+
+    def _drain(self) -> None:
         while not self._done():
             self._queued.clear()
             head = self.outbox.peek(1)
@@ -420,7 +427,8 @@ class WebhookSink:
         pass
 
     def tick(self) -> None:
-        pass
+        if self.sender.failure is not None:
+            raise UserError(self.sender.failure)
 
     def close(self, missed: int) -> None:
         self.sender.finish(self.flush_s)

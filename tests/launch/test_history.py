@@ -111,3 +111,20 @@ def test_a_hold_still_under_way_when_the_clip_ends_is_published_and_recorded(
     rows = db.execute("SELECT kind, seconds, event_id FROM reps").fetchall()
     db.close()
     assert rows == [("hold", holds[0]["data"]["seconds"], holds[0]["id"])]
+
+
+def test_no_history_reads_and_writes_no_database(pipeline, run_root):
+    result = pipeline.run(
+        "up",
+        "--source",
+        "synthetic:squat,reps=1",
+        "--no-console",
+        "--no-history",
+        "--profile",
+        "zed",
+        "--level",
+        "beginner",
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (run_root / "data").exists()

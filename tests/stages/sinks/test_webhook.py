@@ -444,7 +444,7 @@ def test_what_a_sink_drops_on_its_side_shows_in_pipeline_status(pipeline, tmp_pa
     """App down and a queue of 2: the sink drops the oldest events itself (the
     pipeline runs on), and `pipeline status` says how many, by reason."""
     url = f"http://127.0.0.1:{closed_port()}/events"
-    queue = tmp_path / "q.sqlite"
+    queue, events = tmp_path / "q.sqlite", tmp_path / "events.jsonl"
     up = pipeline.start(
         "up",
         "--source",
@@ -453,6 +453,8 @@ def test_what_a_sink_drops_on_its_side_shows_in_pipeline_status(pipeline, tmp_pa
         "--no-console",
         "--sink",
         f"webhook:url={url},queue={queue},max_queue=2,flush=0",
+        "--sink",
+        f"jsonl:path={events}",
     )
     status = pipeline.wait_for(
         lambda s: (
@@ -465,5 +467,10 @@ def test_what_a_sink_drops_on_its_side_shows_in_pipeline_status(pipeline, tmp_pa
         what="the webhook sink to report its queue-full drops",
     )
     assert stage_report(status, "score")["report"]["dropped"].get("slow-sink", 0) == 0
+    time.sleep(3)  # a few more status reports: the figure is a running total, not a sum of them
+    later = pipeline.status()
     up.send_signal(signal.SIGINT)
     assert up.wait(60) == 130
+    dropped = stage_report(later, "sink-webhook")["report"]["dropped"]["queue-full"]
+    sent_to_sink = sum(1 for r in read_jsonl(events) if r["type"] == "event")
+    assert 2 <= dropped <= sent_to_sink - 2  # the queue keeps the newest 2
