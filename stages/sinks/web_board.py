@@ -170,7 +170,3 @@ class Scoreboard:
     def rows_since(self, start: int) -> list[dict[str, Any]]:
         with self._changed:
             return list(self._rows[start:])
-
-    def document(self) -> dict[str, Any]:
-        with self._changed:
-            return {**self.live(), "reps": list(self._rows)}
