@@ -53,17 +53,23 @@ class StageContext:
         log.info("%s received %s", self.name, signal.Signals(signum).name)
 
     def should_stop(self) -> bool:
+        # Checked here too, not only in tick(): a stage blocked sending to a
+        # stage that died with the supervisor only calls this.
+        if not self.stop_requests and self._orphaned():
+            log.warning("%s: supervisor is gone, stopping", self.name)
+            self.stop_requests += 1
         return self.stop_requests > 0
 
+    def _orphaned(self) -> bool:
+        return self._parent is not None and os.getppid() != self._parent
+
     def tick(self) -> None:
-        """Call often: sends the periodic report and notices an orphaned stage."""
+        """Call often: sends the periodic report (and notices an orphaned stage)."""
         now = time.monotonic()
         if now - self._last_report < REPORT_INTERVAL_S:
             return
         self._last_report = now
-        if self._parent is not None and os.getppid() != self._parent:
-            log.warning("%s: supervisor is gone, stopping", self.name)
-            self.stop_requests += 1
+        self.should_stop()
         self.send_report()
 
     def send_report(self) -> None:

@@ -360,3 +360,26 @@ def test_each_worker_sees_only_its_gpu(pipeline, video):
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert f"CUDA_VISIBLE_DEVICES={gpu}".encode() in environ
     assert up.wait(60) == 0
+
+
+def test_stages_exit_when_the_supervisor_is_killed(pipeline, video, run_root):
+    """Even a stage blocked sending to a stage that died with the supervisor
+    notices it is orphaned and exits: nothing is left running."""
+    import psutil
+
+    up = pipeline.start(
+        "up", "--source", str(video(600)), "--realtime", "--segmenter", "passthrough", *FAST
+    )
+    pipeline.wait_for(
+        lambda s: (stage_report(s, "score")["report"] or {}).get("frames_out", 0) > 20,
+        timeout=60,
+        what="20 frames",
+    )
+    stages = [
+        p for p in psutil.Process(up.pid).children() if "repcoach.launch.stage" in p.cmdline()
+    ]
+    assert len(stages) >= 5
+    up.kill()  # the supervisor alone: its stages become orphans
+    up.wait(10)
+    gone, alive = psutil.wait_procs(stages, timeout=15)
+    assert not alive, [p.cmdline()[3] for p in alive]
