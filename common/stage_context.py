@@ -55,9 +55,11 @@ class StageContext:
     def should_stop(self) -> bool:
         # Checked here too, not only in tick(): a stage blocked sending to a
         # stage that died with the supervisor only calls this.
-        if not self.stop_requests and self._orphaned():
-            log.warning("%s: supervisor is gone, stopping", self.name)
-            self.stop_requests += 1
+        if self.stop_requests < 2 and self._orphaned():
+            # Urgent, like a second Ctrl-C: with the supervisor gone nobody
+            # downstream is left to finish the frames in flight.
+            log.warning("%s: supervisor is gone, stopping now", self.name)
+            self.stop_requests = 2
         return self.stop_requests > 0
 
     def _orphaned(self) -> bool:

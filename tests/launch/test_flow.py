@@ -381,5 +381,5 @@ def test_stages_exit_when_the_supervisor_is_killed(pipeline, video, run_root):
     assert len(stages) >= 5
     up.kill()  # the supervisor alone: its stages become orphans
     up.wait(10)
-    gone, alive = psutil.wait_procs(stages, timeout=15)
+    gone, alive = psutil.wait_procs(stages, timeout=30)
     assert not alive, [p.cmdline()[3] for p in alive]
