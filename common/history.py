@@ -274,10 +274,7 @@ class History:
             if not group or group[0]["session"] == row["session"]:
                 group.append(row)
         for exercise, group in by_exercise.items():
-            # side-view reps measure degrees, front-view ones ratios: keep the usual unit
-            units = [r["rom_unit"] for r in group]
-            unit = max(set(units), key=units.count)
-            by_exercise[exercise] = [r for r in group if r["rom_unit"] == unit]
+            by_exercise[exercise] = _in_usual_unit(group)
         return {
             exercise: Baseline(
                 exercise=exercise,
@@ -312,10 +309,9 @@ def exercise_summary(session: Mapping[str, Any], exercise: str, reps: list[dict]
     for rep in full + holds:
         for fault in rep["faults"]:
             faults[fault] = faults.get(fault, 0) + 1
-    # side-view reps measure degrees, front-view ones ratios: take the usual unit
-    units = [r["rom_unit"] for r in full if r["rom"] is not None]
-    unit = max(set(units), key=units.count) if units else None
-    roms = [r["rom"] for r in full if r["rom"] is not None and r["rom_unit"] == unit]
+    measured = _in_usual_unit([r for r in full if r["rom"] is not None])
+    roms = [r["rom"] for r in measured]
+    unit = measured[0]["rom_unit"] if measured else None
     tempos = [(r["tempo_down_s"] or 0) + (r["tempo_up_s"] or 0) for r in full]
     return {
         "session": session["id"],
@@ -332,6 +328,14 @@ def exercise_summary(session: Mapping[str, Any], exercise: str, reps: list[dict]
         "median_tempo_s": round(median(tempos), 2) if tempos else None,
         "faults": dict(sorted(faults.items(), key=lambda kv: -kv[1])),
     }
+
+
+def _in_usual_unit(reps: list) -> list:
+    """The reps whose range is in the most common unit: side-view reps
+    measure degrees, front-view ones ratios, and the two do not mix."""
+    units = [r["rom_unit"] for r in reps]
+    usual = max(set(units), key=units.count) if units else None
+    return [r for r in reps if r["rom_unit"] == usual]
 
 
 def _rep_dict(row: sqlite3.Row) -> dict:
