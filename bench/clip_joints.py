@@ -3,11 +3,11 @@ vision, computed once and cached.
 
 The coaching engine only needs joints, and the vision costs ~50-150 ms a
 frame here, so `bench/coaching.py` and the coaching tests run the vision
-(`BlazePoseSegmenter` + `JointsStage` with `make_joint_estimator("blazepose")`,
-every frame, in order, pts = frame index / fps) once per clip and keep the
-result in `$REPCOACH_COACH_CACHE` (default /tmp/coach_cache), never in the
-repository. A cache entry is used only while the clip file (size, mtime) and
-the vision code are unchanged.
+(`BlazePoseSegmenter(landmarks=True)` + `JointsStage` tracking and smoothing,
+as the default pipeline runs them; every frame, in order, pts = frame index /
+fps) once per clip and keep the result in `$REPCOACH_COACH_CACHE` (default
+/tmp/coach_cache), never in the repository. A cache entry is used only
+while the clip file (size, mtime) and the vision code are unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 _VISION_CODE = (
     "stages/blazepose.py",
     "stages/pose_detector.py",
+    "stages/pose_landmarks.py",
     "stages/joints.py",
     "stages/tracking.py",
     "common/filters.py",
@@ -126,22 +127,19 @@ class ClipJoints:
 def run_vision(name: str, fps: float, images: Iterable[np.ndarray]) -> ClipJoints:
     """The embedded vision on every frame, in order, as the pipeline runs it."""
     from repcoach.stages.blazepose import BlazePoseSegmenter
-    from repcoach.stages.joints import JointsStage, make_joint_estimator
+    from repcoach.stages.joints import JointsStage
 
-    segmenter = BlazePoseSegmenter()
-    stage = JointsStage(make_joint_estimator("blazepose"))
+    segmenter = BlazePoseSegmenter(landmarks=True)
+    stage = JointsStage(None)
     frames = []
     width = height = 0
     for index, image in enumerate(images):
         height, width = image.shape[:2]
         meta = FrameMeta(name, index, index - 1, 0, 0.0, index / fps, width, height)
-        persons = tuple(segmenter.segment(image))
+        persons = tuple(segmenter.segment(image, meta.pts))
         out = stage.process(FramePacket(meta, image, persons=persons))
         frames.append(out.joints)
     stage.end(EndOfStream(name, len(frames) - 1, len(frames), 0, "end of file"))
-    close = getattr(stage.estimator, "close", None)
-    if close is not None:
-        close()
     return ClipJoints(name, fps, width, height, tuple(frames))
 
 

@@ -14,8 +14,9 @@ a temp folder (the 23.976 fps originals play 1.25x faster); one person.
                       static_image_mode=False).process` on every frame in one
                       loop (single person)
      sequential       the product's own work in one process, no parallelism:
-                      decode, `BlazePoseSegmenter.segment`, `JointsStage`
-                      (tracking, BlazePoseJoints, smoothing), `Coach`
+                      decode, `BlazePoseSegmenter(landmarks=True).segment`
+                      (people, masks and landmarks, as the segment workers
+                      run it), `JointsStage` (tracking, smoothing), `Coach`
      pipeline wN      `pipeline up --source CLIP --workers N --no-console
                       --sink jsonl:path=F,frames=1 --summary S` (N = 1, 2)
 
@@ -245,7 +246,7 @@ def _baseline_worker(kind: str, path: str, log_path: str, conn) -> None:
     for fd in (1, 2):  # mediapipe and LiteRT log at the C level
         os.dup2(log, fd)
     from repcoach.common.messages import FrameMeta, FramePacket
-    from repcoach.stages.blazepose import BlazePoseJoints, BlazePoseSegmenter
+    from repcoach.stages.blazepose import BlazePoseSegmenter
     from repcoach.stages.blazepose import import_pose_solution as pose_solution
     from repcoach.stages.coaching import Coach
     from repcoach.stages.joints import JointsStage
@@ -259,15 +260,16 @@ def _baseline_worker(kind: str, path: str, log_path: str, conn) -> None:
             return pose.process(rgb).pose_landmarks is not None
 
     else:
-        segmenter = BlazePoseSegmenter()
-        joints = JointsStage(BlazePoseJoints(), Tracker())
+        segmenter = BlazePoseSegmenter(landmarks=True)
+        joints = JointsStage(None, Tracker())
         scorer = Coach("auto")
 
         def work(frame: np.ndarray, seq: int) -> bool:
             meta = FrameMeta(
                 "bench", seq, seq - 1, time.monotonic_ns(), time.time(), seq / FPS, WIDTH, HEIGHT
             )
-            packet = FramePacket(meta, frame, persons=tuple(segmenter.segment(frame)))
+            persons = segmenter.segment(frame, meta.pts)
+            packet = FramePacket(meta, frame, persons=tuple(persons))
             return bool(scorer.process(joints.process(packet)).joints)
 
     capture = cv2.VideoCapture(path)

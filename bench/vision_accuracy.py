@@ -1,17 +1,16 @@
 """Person-found rate and per-frame cost of the embedded BlazePose vision.
 
 For each shared clip (../shared/clips, or $REPCOACH_SHARED_CLIPS) it runs
-`BlazePoseSegmenter.segment` and then `JointsStage.process` (tracking,
-per-track BlazePose landmarks, smoothing) on every `--step`-th frame, resized
-to `--width`, and prints:
+the default pipeline's vision, `BlazePoseSegmenter(landmarks=True).segment`
+(people, masks, landmarks) and then `JointsStage.process` (tracking,
+smoothing), on every `--step`-th frame, resized to `--width`, and prints:
 
   found   share of frames with at least one person segmented
   multi   share with more than one (false alarms on these one-person clips)
   joints  share with landmarks for at least one person
   detect  the person detector alone (a separate pass), part of seg
   seg / joints / total   wall milliseconds per frame, mean/p95 (decoding and
-          resizing excluded; the first frame of a new track, which starts a
-          mediapipe graph, included)
+          resizing excluded); seg includes the landmark model
   cpu     CPU milliseconds per frame of segment + joints, all threads, mean
           (less disturbed than wall time by other work on a shared machine)
 
@@ -34,7 +33,7 @@ import numpy as np
 
 from repcoach.common.clips import clips_dir
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket
-from repcoach.stages.blazepose import BlazePoseJoints, BlazePoseSegmenter, import_pose_solution
+from repcoach.stages.blazepose import BlazePoseSegmenter, import_pose_solution
 from repcoach.stages.joints import JointsStage
 from repcoach.stages.tracking import Tracker
 
@@ -73,7 +72,7 @@ def run_clip(path, frames, segmenter, stage, pose_module) -> dict[str, list[floa
     height, width = frames[0][1].shape[:2]
     for seq, (pts, frame) in enumerate(frames):
         c0, t0 = time.process_time(), time.perf_counter()
-        persons = segmenter.segment(frame)
+        persons = segmenter.segment(frame, pts)
         t1 = time.perf_counter()
         meta = FrameMeta(path.name, seq, seq - 1, 0, 0.0, pts, width, height)
         out = stage.process(FramePacket(meta, frame, persons=tuple(persons)))
@@ -131,8 +130,8 @@ def main() -> int:
         print(f"no clips found in {folder} (set REPCOACH_SHARED_CLIPS)", file=sys.stderr)
         return 1
 
-    segmenter = BlazePoseSegmenter()
-    stage = JointsStage(BlazePoseJoints(), Tracker())
+    segmenter = BlazePoseSegmenter(landmarks=True)
+    stage = JointsStage(None, Tracker())
     pose_module = None if args.no_baseline else import_pose_solution()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(

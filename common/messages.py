@@ -141,13 +141,17 @@ class PersonInstance:
 
     `box` is (x0, y0, x1, y1) in pixels. `mask` is a boolean array covering the
     integer box `mask_box()` only (cropping keeps it small); on the wire it is
-    bit-packed. `track_id` is -1 until the tracker assigns one.
+    bit-packed. `track_id` is -1 until the tracker assigns one. `landmarks`
+    are set when the segmentation backend found them in the same pass
+    (BlazePose does); the joints stage then tracks and smooths them instead
+    of running a landmark model of its own.
     """
 
     box: tuple[float, float, float, float]
     score: float
     mask: np.ndarray | None = None
     track_id: int = -1
+    landmarks: PersonJoints | None = None
 
     def __post_init__(self) -> None:
         x0, y0, x1, y1 = self.box
@@ -180,12 +184,14 @@ class PersonInstance:
         return out
 
     def with_track(self, track_id: int) -> PersonInstance:
-        return PersonInstance(self.box, self.score, self.mask, track_id)
+        return dataclasses.replace(self, track_id=track_id)
 
     def to_wire(self) -> dict:
         wire: dict[str, Any] = {"box": list(self.box), "score": self.score, "track": self.track_id}
         if self.mask is not None:
             wire["mask"] = np.packbits(self.mask, axis=None).tobytes()
+        if self.landmarks is not None:
+            wire["landmarks"] = self.landmarks.to_wire()
         return wire
 
     @classmethod
@@ -206,11 +212,13 @@ class PersonInstance:
                 raise MessageError("truncated", f"person.mask has {len(packed)} bytes for {w}x{h}")
             bits = np.unpackbits(np.frombuffer(packed, np.uint8), count=w * h)
             mask = bits.reshape(h, w).astype(bool)
+        landmarks = _optional(d, "landmarks", dict, "person")
         return cls(
             box=(x0, y0, x1, y1),
             score=_field(d, "score", float, "person"),
             mask=mask,
             track_id=_field(d, "track", int, "person"),
+            landmarks=None if landmarks is None else PersonJoints.from_wire(landmarks),
         )
 
 

@@ -44,27 +44,36 @@ def _run_capture(ctx: StageContext) -> None:
 
 def _run_segment(ctx: StageContext, index: int) -> None:
     from repcoach.common.runner import run_segment_worker
-    from repcoach.stages.segmenters import make_segmenter
+    from repcoach.stages.segmenters import finds_landmarks, make_segmenter
 
-    segmenter = make_segmenter(ctx.config.segmenter, weights_dir(ctx.config), seed=index)
+    config = ctx.config
+    segmenter = make_segmenter(
+        config.segmenter,
+        weights_dir(config),
+        seed=index,
+        landmarks=finds_landmarks(config.segmenter, config.joints),
+    )
     run_segment_worker(segmenter, ctx, identity=f"segment-{index}")
 
 
-def _joints_logic(name: str):
-    if name == "none":
+def _joints_logic(config: PipelineConfig):
+    if config.joints == "none":
         from repcoach.stages.base import PassThrough
 
         return PassThrough()
     from repcoach.stages.joints import JointsStage, make_joint_estimator
+    from repcoach.stages.segmenters import finds_landmarks
     from repcoach.stages.tracking import Tracker
 
-    return JointsStage(make_joint_estimator(name), Tracker())
+    if finds_landmarks(config.segmenter, config.joints):
+        return JointsStage(None, Tracker())  # the segment workers found them
+    return JointsStage(make_joint_estimator(config.joints), Tracker())
 
 
 def _run_joints(ctx: StageContext) -> None:
     from repcoach.common.runner import run_ordered_stage
 
-    run_ordered_stage(_joints_logic(ctx.config.joints), ctx)
+    run_ordered_stage(_joints_logic(ctx.config), ctx)
 
 
 def _member_priors(config: PipelineConfig) -> dict:

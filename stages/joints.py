@@ -7,6 +7,7 @@ builds a landmark backend by name.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,12 +68,18 @@ class _TrackSmoother:
 class JointsStage:
     """Assigns track ids, estimates joints, smooths them per track.
 
-    `tracker`: `Tracker()` when None; `smoothing`: One Euro filtering of image
-    and world coordinates (visibility passes through unfiltered).
+    `estimator`: the landmark backend, or None when the segmentation stage
+    attaches each person's landmarks itself (the BlazePose default does, in
+    its parallel workers); `tracker`: `Tracker()` when None; `smoothing`: One
+    Euro filtering of image and world coordinates (visibility passes through
+    unfiltered).
     """
 
     def __init__(
-        self, estimator: JointEstimator, tracker: Tracker | None = None, smoothing: bool = True
+        self,
+        estimator: JointEstimator | None,
+        tracker: Tracker | None = None,
+        smoothing: bool = True,
     ):
         self.estimator = estimator
         self.tracker = tracker if tracker is not None else Tracker()
@@ -85,7 +92,16 @@ class JointsStage:
         pts = packet.meta.pts
         persons = self.tracker.update(list(packet.persons), pts)
         self._forget(self.tracker.pop_retired())
-        joints = self.estimator.estimate(packet.pixels, persons, pts)
+        if self.estimator is None:
+            joints = [
+                dataclasses.replace(p.landmarks, track_id=p.track_id)
+                for p in persons
+                if p.landmarks is not None
+            ]
+            # Downstream reads the joints; the copy inside each person is spent.
+            persons = [dataclasses.replace(p, landmarks=None) for p in persons]
+        else:
+            joints = self.estimator.estimate(packet.pixels, persons, pts)
         if self.smoothing:
             joints = [self._smooth(j, pts) for j in joints]
         return packet.replace(persons=tuple(persons), joints=tuple(joints))
@@ -94,7 +110,7 @@ class JointsStage:
         self.tracker.reset()
         self._forget(self.tracker.pop_retired())
         self._smoothers.clear()
-        reset = getattr(self.estimator, "reset", None)
+        reset = getattr(self.estimator, "reset", None)  # None for no estimator too
         if reset is not None:
             reset()
 

@@ -84,12 +84,16 @@ class PoseDetection:
 
     `box` is the detector's (x0, y0, x1, y1) box around head and upper body;
     `keypoints` (4, 2) are hip centre, full-body circle point, shoulder centre,
-    upper-body circle point (index with `HIP_CENTRE` ...).
+    upper-body circle point (index with `HIP_CENTRE` ...); `roi_scale` how far
+    the landmark ROI reaches beyond the body circle; `tracked` is True for a
+    position taken from the person's landmarks rather than from the detector.
     """
 
     score: float
     box: tuple[float, float, float, float]
     keypoints: np.ndarray
+    roi_scale: float = ROI_SCALE
+    tracked: bool = False
 
     @property
     def centre(self) -> np.ndarray:
@@ -107,10 +111,10 @@ class PoseDetection:
         dx, dy = self.keypoints[BODY_CIRCLE] - self.keypoints[HIP_CENTRE]
         return math.pi / 2 - math.atan2(-dy, dx)
 
-    def roi_to_frame(self, size: int, scale: float = ROI_SCALE) -> np.ndarray:
+    def roi_to_frame(self, size: int) -> np.ndarray:
         """2x3 affine map from an upright `size`x`size` crop of this person's
         ROI to frame pixels (use with `cv2.WARP_INVERSE_MAP` to cut the crop)."""
-        side = 2.0 * self.radius * scale
+        side = 2.0 * self.radius * self.roi_scale
         s = side / size
         cos, sin = math.cos(self.angle) * s, math.sin(self.angle) * s
         m = np.array([[cos, -sin, 0.0], [sin, cos, 0.0]])

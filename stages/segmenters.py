@@ -62,8 +62,19 @@ def check_segmenter(text: str, weights_dir: Path) -> Spec:
     return spec
 
 
-def make_segmenter(text: str, weights_dir: Path, seed: int | None = None) -> Segmenter:
-    """Build the backend a worker process runs (loads the model once)."""
+def finds_landmarks(segmenter: str, joints: str) -> bool:
+    """Whether the segment workers find the landmarks too: the BlazePose
+    segmenter does when BlazePose joints are wanted, on the crop it already
+    cut, so the landmark model runs in parallel workers rather than in the
+    one ordered joints stage."""
+    return segmenter.split(":")[0].strip().lower() == "blazepose" and joints == "blazepose"
+
+
+def make_segmenter(
+    text: str, weights_dir: Path, seed: int | None = None, landmarks: bool = False
+) -> Segmenter:
+    """Build the backend a worker process runs (loads the model once).
+    `landmarks`: attach each person's landmarks (BlazePose only)."""
     spec = check_segmenter(text, weights_dir)
     if spec.name == "passthrough":
         return PassthroughSegmenter(_jitter(spec), seed)
@@ -75,4 +86,4 @@ def make_segmenter(text: str, weights_dir: Path, seed: int | None = None) -> Seg
         )
     from repcoach.stages.blazepose import BlazePoseSegmenter
 
-    return BlazePoseSegmenter()
+    return BlazePoseSegmenter(landmarks=landmarks)

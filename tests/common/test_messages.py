@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 
 import msgpack
@@ -133,6 +134,24 @@ def test_bad_mask_and_joint_sizes_are_truncated_not_crashes():
     head = full_packet().header(with_pixels=False)
     head["joints"][0]["xy"] = b"\x00" * 8
     with pytest.raises(MessageError, match="truncated"):
+        decode([msgpack.packb(head)])
+
+
+def test_landmarks_found_by_the_segmenter_travel_inside_their_person():
+    found = dataclasses.replace(person(track=-1), landmarks=joints(track=-1))
+    packet = dataclasses.replace(full_packet(), persons=(found,))
+    decoded = decode(packet.to_wire()).persons[0]
+    assert decoded.landmarks is not None and decoded.landmarks.track_id == -1
+    assert np.array_equal(decoded.landmarks.world_xyz, found.landmarks.world_xyz)
+    assert decoded.with_track(5).landmarks is decoded.landmarks
+    assert decode(full_packet().to_wire()).persons[0].landmarks is None
+
+    head = packet.header(with_pixels=False)
+    head["persons"][0]["landmarks"]["vis"] = b"\x00" * 3
+    with pytest.raises(MessageError, match="truncated"):
+        decode([msgpack.packb(head)])
+    head["persons"][0]["landmarks"] = [1, 2]
+    with pytest.raises(MessageError, match="malformed"):
         decode([msgpack.packb(head)])
 
 

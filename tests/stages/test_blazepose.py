@@ -57,6 +57,12 @@ def segmenter() -> BlazePoseSegmenter:
 
 
 @pytest.fixture(scope="module")
+def finder() -> BlazePoseSegmenter:
+    """The default pipeline's segmenter: it finds the landmarks too."""
+    return BlazePoseSegmenter(landmarks=True)
+
+
+@pytest.fixture(scope="module")
 def estimator() -> Iterator[BlazePoseJoints]:
     joints = BlazePoseJoints()
     yield joints
@@ -79,13 +85,21 @@ def packet(seq: int, pts: float, frame: np.ndarray, persons) -> FramePacket:
         "pushup_side_5reps_gym_letterboxed.mp4",
     ],
 )
-def test_one_visible_person_is_found_and_tracked(clip, segmenter, estimator):
+@pytest.mark.parametrize("landmarks_from", ["segmenter", "joints stage"])
+def test_one_visible_person_is_found_and_tracked(
+    clip, landmarks_from, segmenter, finder, estimator
+):
+    """Both ways the pipeline finds joints: in the segment workers (the
+    default), or per track in the joints stage (behind Mask R-CNN)."""
     frames = clip_frames(clip, step=4, count=36)
-    stage = JointsStage(estimator, Tracker())
+    if landmarks_from == "segmenter":
+        segmenter, stage = finder, JointsStage(None, Tracker())
+    else:
+        stage = JointsStage(estimator, Tracker())
     found = single = with_joints = inside = visible = 0
     ids = set()
     for seq, (pts, frame) in enumerate(frames):
-        persons = segmenter.segment(frame)
+        persons = segmenter.segment(frame, pts if landmarks_from == "segmenter" else None)
         found += len(persons) >= 1
         single += len(persons) == 1
         out = stage.process(packet(seq, pts, frame, persons))
@@ -110,6 +124,7 @@ def test_one_visible_person_is_found_and_tracked(clip, segmenter, estimator):
     assert inside / visible >= 0.95, "visible landmarks must lie on the segmented person"
     assert len(ids) == 1, f"one person must keep one track id, got {sorted(ids)}"
     assert estimator.active_tracks() == []  # end() dropped the per-track models
+    assert all(p.landmarks is None for p in out.persons), "joints travel once, in packet.joints"
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +167,27 @@ def test_two_people_get_their_own_joints(segmenter, estimator, two_people):
         assert ((hips[:, 0] > own_half[0]) & (hips[:, 0] < own_half[1])).all()
         assert joints[track_id].world_xyz.shape == (33, 3)
         assert np.abs(joints[track_id].world_xyz).max() < 2.0  # metres around the hips
+
+
+@pytest.mark.clips
+def test_segmenter_finds_each_persons_own_landmarks(finder, two_people):
+    height, width = two_people.shape[:2]
+    persons = sorted(finder.segment(two_people, 0.0), key=lambda p: p.box[0])
+    assert len(persons) == 2
+    for person, own_half in zip(persons, ((0, width / 2), (width / 2, width)), strict=True):
+        landmarks = person.landmarks
+        assert landmarks is not None and landmarks.track_id == -1
+        hips = landmarks.image_xy[HIPS]
+        assert ((hips[:, 0] > own_half[0]) & (hips[:, 0] < own_half[1])).all()
+        seen = landmarks.visibility > 0.5
+        assert seen.sum() >= 20
+        x0, y0, x1, y1 = person.box
+        pad = 0.15 * max(x1 - x0, y1 - y0)
+        xy = landmarks.image_xy[seen]
+        on_person = (xy >= (x0 - pad, y0 - pad)) & (xy <= (x1 + pad, y1 + pad))
+        assert on_person.all(axis=1).mean() > 0.9
+        assert np.abs(landmarks.world_xyz).max() < 2.0  # metres around the hips
+        assert np.abs(landmarks.world_xyz[HIPS].mean(axis=0)).max() < 0.1
 
 
 @pytest.mark.clips

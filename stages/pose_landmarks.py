@@ -1,0 +1,130 @@
+"""BlazePose Full landmarks (`pose_landmark_full.tflite` from the mediapipe
+wheel) run directly with LiteRT on a person's upright ROI crop.
+
+Running the model here instead of through `mediapipe.solutions.pose` means it
+needs no per-person graph and no frame order: any process holding a frame and
+a person's ROI can find their landmarks, so the segmentation workers do it in
+parallel on the crop they already cut for the mask.
+
+The model takes a 256x256 RGB crop in [0, 1] and returns 39 landmarks (x, y,
+z, visibility logit, presence logit; x and y in crop pixels), a pose-presence
+score, a segmentation, 64x64 heatmaps per landmark (logits) and 39 world
+landmarks in metres. Landmarks 0-32 are the pose; 33 and 34 (hip centre and a
+point on the full-body circle) place the ROI for the next frame. The decoding
+follows MediaPipe's pose landmark graph (`tensors_to_pose_landmarks_and_
+segmentation.pbtxt`, `pose_landmarks_to_roi.pbtxt`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from repcoach.common.landmarks import NUM_LANDMARKS
+from repcoach.stages.pose_detector import ROI_SCALE, load_interpreter, mediapipe_model
+
+INPUT_SIZE = 256
+_ALL_LANDMARKS = 39
+_HEATMAP_KERNEL = 7
+_MIN_HEATMAP_CONFIDENCE = 0.5  # MediaPipe's default for refining from the heatmap
+MIN_POSE_SCORE = 0.5  # MediaPipe's threshold for "a pose is present"
+# The next frame's ROI is the landmarks' body circle scaled as a detection's
+# is. Measured on rendered clips: with the 1.5 of MediaPipe's published
+# tracking graph this model's circle grows ~5% a frame (the ROI balloons and
+# joint error triples); at 1.25 it holds steady and matches per-track
+# `mediapipe.solutions.pose` (median key-joint error 1.45% of body height).
+TRACKING_ROI_SCALE = ROI_SCALE
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """One person's landmarks in frame coordinates.
+
+    `image_xy` (33, 2) pixels; `visibility` (33,) in [0, 1]; `world_xyz`
+    (33, 3) metres with the origin between the hips, rotated back to the
+    frame's orientation; `aux_xy` (2, 2) hip centre and full-body circle
+    point, pixels; `score` the model's confidence that a pose is present.
+    """
+
+    image_xy: np.ndarray
+    visibility: np.ndarray
+    world_xyz: np.ndarray
+    aux_xy: np.ndarray
+    score: float
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
+
+
+def refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+    """Move each landmark (normalised crop coordinates, (N, 2)) to the
+    confidence-weighted mean cell of its heatmap channel in a 7x7 window
+    around it, where the heatmap is confident there (max >= 0.5)."""
+    height, width, _ = heatmap.shape
+    out = xy.copy()
+    half = (_HEATMAP_KERNEL - 1) // 2
+    cols = (xy[:, 0] * width).astype(int)
+    rows = (xy[:, 1] * height).astype(int)
+    for index in range(len(xy)):
+        col, row = cols[index], rows[index]
+        if not (0 <= col < width and 0 <= row < height):
+            continue
+        r0, r1 = max(row - half, 0), min(row + half + 1, height)
+        c0, c1 = max(col - half, 0), min(col + half + 1, width)
+        confidence = _sigmoid(heatmap[r0:r1, c0:c1, index])
+        total = float(confidence.sum())
+        if total <= 0.0 or float(confidence.max()) < _MIN_HEATMAP_CONFIDENCE:
+            continue
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        out[index, 0] = float((cc * confidence).sum()) / total / width
+        out[index, 1] = float((rr * confidence).sum()) / total / height
+    return out
+
+
+class PoseLandmarkModel:
+    """Runs the landmark model on one upright ROI crop at a time."""
+
+    def __init__(self, num_threads: int = 1):
+        self._interpreter = load_interpreter(
+            mediapipe_model("pose_landmark/pose_landmark_full.tflite"), num_threads
+        )
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        # Output order is not guaranteed: pick the tensors by their shapes.
+        by_shape = {
+            tuple(d["shape"][1:]): d["index"] for d in self._interpreter.get_output_details()
+        }
+        self._landmarks = by_shape[(_ALL_LANDMARKS * 5,)]
+        self._presence = by_shape[(1,)]
+        self._heatmap = by_shape[(64, 64, _ALL_LANDMARKS)]
+        self._world = by_shape[(_ALL_LANDMARKS * 3,)]
+
+    def run(self, crop_rgb: np.ndarray, roi_to_frame: np.ndarray) -> Landmarks | None:
+        """Landmarks of the person in `crop_rgb` ((256, 256, 3) float32 RGB in
+        [0, 1], cut with the 2x3 crop-to-frame map `roi_to_frame`), or None
+        when the model sees no pose there."""
+        interpreter = self._interpreter
+        interpreter.set_tensor(self._input, crop_rgb[None])
+        interpreter.invoke()
+        score = float(_sigmoid(interpreter.get_tensor(self._presence).reshape(())))
+        if score < MIN_POSE_SCORE:
+            return None
+        raw = interpreter.get_tensor(self._landmarks).reshape(_ALL_LANDMARKS, 5)
+        heatmap = interpreter.get_tensor(self._heatmap)[0]
+        normalised = refine_from_heatmap(raw[:, :2] / INPUT_SIZE, heatmap)
+        crop_xy = normalised * INPUT_SIZE
+        frame_xy = crop_xy @ roi_to_frame[:, :2].T + roi_to_frame[:, 2]
+        # The crop is rotated upright; world landmarks turn back with it.
+        linear = roi_to_frame[:, :2]
+        rotation = linear / np.sqrt(abs(np.linalg.det(linear)))
+        world = interpreter.get_tensor(self._world).reshape(_ALL_LANDMARKS, 3)[:NUM_LANDMARKS]
+        world_xyz = world.astype(np.float32).copy()
+        world_xyz[:, :2] = world[:, :2] @ rotation.T
+        return Landmarks(
+            image_xy=frame_xy[:NUM_LANDMARKS].astype(np.float32),
+            visibility=_sigmoid(raw[:NUM_LANDMARKS, 3]).astype(np.float32),
+            world_xyz=world_xyz,
+            aux_xy=frame_xy[NUM_LANDMARKS : NUM_LANDMARKS + 2].astype(np.float64),
+            score=score,
+        )

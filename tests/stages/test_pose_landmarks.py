@@ -1,0 +1,54 @@
+"""The landmark model run directly on ROI crops: heatmap refinement, and the
+mapping back to the frame (turn the frame, the landmarks turn with it)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from repcoach.common.landmarks import Landmark
+from repcoach.stages.blazepose import BlazePoseSegmenter
+from repcoach.stages.pose_landmarks import refine_from_heatmap
+
+synthetic = pytest.importorskip("repcoach.stages.synthetic")
+
+KEY_JOINTS = [
+    Landmark.LEFT_SHOULDER,
+    Landmark.RIGHT_SHOULDER,
+    Landmark.LEFT_HIP,
+    Landmark.RIGHT_HIP,
+    Landmark.LEFT_KNEE,
+    Landmark.RIGHT_KNEE,
+]
+
+
+def test_a_confident_heatmap_pulls_the_landmark_to_its_peak():
+    heatmap = np.full((64, 64, 3), -10.0, dtype=np.float32)  # logits: nothing anywhere
+    heatmap[20, 31, 0] = 10.0  # a sharp peak 2 cells right of landmark 0
+    heatmap[40, 40, 1] = -1.0  # landmark 1: below the 0.5 confidence to refine
+    xy = np.array([[29.5 / 64, 20.5 / 64], [40.5 / 64, 40.5 / 64], [1.5, 0.2]], np.float32)
+    refined = refine_from_heatmap(xy, heatmap)
+    assert refined[0] * 64 == pytest.approx([31.0, 20.0], abs=0.05)
+    assert np.array_equal(refined[1:], xy[1:])  # unsure, or outside the heatmap: kept
+
+
+def test_landmarks_turn_with_the_frame():
+    source = synthetic.SyntheticSource.from_spec("squat,reps=1,seed=2")
+    image, _ = next(iter(source.frames()))
+    height, width = image.shape[:2]
+    upright = BlazePoseSegmenter(landmarks=True).segment(image)[0].landmarks
+    turned_image = cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    turned = BlazePoseSegmenter(landmarks=True).segment(turned_image)[0].landmarks
+    assert upright is not None and turned is not None
+    # Clockwise: frame pixel (x, y) lands at (height - 1 - y, x).
+    expected = np.stack([height - 1 - upright.image_xy[:, 1], upright.image_xy[:, 0]], axis=1)
+    miss = np.linalg.norm(turned.image_xy[KEY_JOINTS] - expected[KEY_JOINTS], axis=1)
+    body = np.ptp(upright.image_xy[KEY_JOINTS, 1]) + 1.0
+    assert np.median(miss) < 0.04 * body, miss
+    # World coordinates turn with the camera too (x right, y down in the image).
+    world_expected = np.stack([-upright.world_xyz[:, 1], upright.world_xyz[:, 0]], axis=1)
+    world_miss = np.linalg.norm(
+        turned.world_xyz[KEY_JOINTS, :2] - world_expected[KEY_JOINTS], axis=1
+    )
+    assert np.median(world_miss) < 0.08, world_miss
