@@ -139,7 +139,13 @@ def up(
         typer.Option(help="cameraN, a video file, rtsp://... or http(s)://..., synthetic:EXERCISE"),
     ],
     workers: Annotated[
-        int | None, typer.Option(min=1, max=64, help="Segmentation workers.")
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Segmentation workers (default: one per GPU, else one per core up to 4; "
+            "1 for maskrcnn on CPU).",
+        ),
     ] = None,
     gpus: Annotated[str | None, typer.Option(help="GPU ids, one per worker in turn: 0,1")] = None,
     exercise: Annotated[
@@ -193,7 +199,7 @@ def up(
     from repcoach.common.history import default_history_path
     from repcoach.common.weights import default_weights_dir
     from repcoach.launch.supervisor import Supervisor
-    from repcoach.stages.segmenters import check_segmenter
+    from repcoach.stages.segmenters import check_segmenter, default_workers
     from repcoach.stages.sinks import check_sink
 
     if exercise not in _exercises():
@@ -240,7 +246,7 @@ def up(
         policy=policy,
         realtime=realtime,
         loop=loop,
-        workers=workers or max(len(gpu_ids), 1),
+        workers=workers or default_workers(segmenter, gpu_ids),
         gpus=gpu_ids,
         segmenter=segmenter,
         joints=joints.value,

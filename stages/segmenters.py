@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -60,6 +61,18 @@ def check_segmenter(text: str, weights_dir: Path) -> Spec:
     else:
         spec.check_known(set())
     return spec
+
+
+def default_workers(segmenter: str, gpus: list[int]) -> int:
+    """Segment workers when `--workers` is not given: one per GPU; one for
+    Mask R-CNN on CPU (a worker holds ~2 GB and keeps every core busy);
+    otherwise one per core, up to 4 (with BlazePose the workers do most of
+    the work: on 2 cores, 2 workers run 1.9x the frames/s of 1)."""
+    if gpus:
+        return len(gpus)
+    if segmenter.split(":")[0].strip().lower() == "maskrcnn":
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 def finds_landmarks(segmenter: str, joints: str) -> bool:
