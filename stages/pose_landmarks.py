@@ -61,25 +61,36 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
     """Move each landmark (normalised crop coordinates, (N, 2)) to the
     confidence-weighted mean cell of its heatmap channel in a 7x7 window
-    around it, where the heatmap is confident there (max >= 0.5)."""
-    height, width, _ = heatmap.shape
-    out = xy.copy()
-    half = (_HEATMAP_KERNEL - 1) // 2
-    cols = (xy[:, 0] * width).astype(int)
+    around it, where the heatmap is confident there (max >= 0.5). Cells
+    outside the heatmap weigh nothing; landmarks outside it stay put."""
+    height, width, count = heatmap.shape
+    cols = (xy[:, 0] * width).astype(int)  # truncation, as MediaPipe casts
     rows = (xy[:, 1] * height).astype(int)
-    for index in range(len(xy)):
-        col, row = cols[index], rows[index]
-        if not (0 <= col < width and 0 <= row < height):
-            continue
-        r0, r1 = max(row - half, 0), min(row + half + 1, height)
-        c0, c1 = max(col - half, 0), min(col + half + 1, width)
-        confidence = _sigmoid(heatmap[r0:r1, c0:c1, index])
-        total = float(confidence.sum())
-        if total <= 0.0 or float(confidence.max()) < _MIN_HEATMAP_CONFIDENCE:
-            continue
-        rr, cc = np.mgrid[r0:r1, c0:c1]
-        out[index, 0] = float((cc * confidence).sum()) / total / width
-        out[index, 1] = float((rr * confidence).sum()) / total / height
+    offsets = np.arange(-(_HEATMAP_KERNEL // 2), _HEATMAP_KERNEL // 2 + 1)
+    window_rows = rows[:, None] + offsets  # (N, 7)
+    window_cols = cols[:, None] + offsets
+    inside_rows = (window_rows >= 0) & (window_rows < height)
+    inside_cols = (window_cols >= 0) & (window_cols < width)
+    logits = heatmap[
+        np.clip(window_rows, 0, height - 1)[:, :, None],
+        np.clip(window_cols, 0, width - 1)[:, None, :],
+        np.arange(count)[:, None, None],
+    ]  # (N, 7, 7): each landmark's own channel
+    confidence = _sigmoid(logits) * (inside_rows[:, :, None] & inside_cols[:, None, :])
+    total = confidence.sum(axis=(1, 2))
+    refined_x = (confidence * window_cols[:, None, :]).sum(axis=(1, 2)) / np.maximum(total, 1e-12)
+    refined_y = (confidence * window_rows[:, :, None]).sum(axis=(1, 2)) / np.maximum(total, 1e-12)
+    refine = (
+        (cols >= 0)
+        & (cols < width)
+        & (rows >= 0)
+        & (rows < height)
+        & (total > 0.0)
+        & (confidence.max(axis=(1, 2)) >= _MIN_HEATMAP_CONFIDENCE)
+    )
+    out = xy.copy()
+    out[refine, 0] = refined_x[refine] / width
+    out[refine, 1] = refined_y[refine] / height
     return out
 
 
