@@ -42,8 +42,7 @@ from repcoach.stages.pose_landmarks import (
     PoseLandmarkModel,
 )
 
-_CROP_SIZE = 256  # both the selfie and the landmark model take 256x256
-assert INPUT_SIZE == _CROP_SIZE
+_CROP_SIZE = INPUT_SIZE  # 256: the landmark and the selfie model share one crop
 # Mask blobs smaller than this share of the person's own blob are noise
 # (wall posters, dumbbells); a detached hand is still larger.
 _MIN_BLOB_SHARE = 0.02

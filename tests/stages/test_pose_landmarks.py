@@ -7,20 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from repcoach.common.landmarks import Landmark
 from repcoach.stages.blazepose import BlazePoseSegmenter
 from repcoach.stages.pose_landmarks import refine_from_heatmap
+from tests.stages.test_blazepose_synthetic import KEY_JOINTS
 
 synthetic = pytest.importorskip("repcoach.stages.synthetic")
-
-KEY_JOINTS = [
-    Landmark.LEFT_SHOULDER,
-    Landmark.RIGHT_SHOULDER,
-    Landmark.LEFT_HIP,
-    Landmark.RIGHT_HIP,
-    Landmark.LEFT_KNEE,
-    Landmark.RIGHT_KNEE,
-]
 
 
 def test_a_confident_heatmap_pulls_the_landmark_to_its_peak():
