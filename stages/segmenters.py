@@ -63,14 +63,19 @@ def check_segmenter(text: str, weights_dir: Path) -> Spec:
     return spec
 
 
+def _backend(segmenter: str) -> str:
+    """The backend's name in a `--segmenter` value (`maskrcnn:speed=fast`)."""
+    return segmenter.split(":")[0].strip().lower()
+
+
 def default_workers(segmenter: str, gpus: list[int]) -> int:
     """Segment workers when `--workers` is not given: one per GPU; one for
     Mask R-CNN on CPU (a worker holds ~2 GB and keeps every core busy);
     otherwise one per core, up to 4 (with BlazePose the workers do most of
-    the work: on 2 cores, 2 workers run 1.9x the frames/s of 1)."""
+    the work: on 2 cores, 2 workers ran 1.4-2.0x the frames/s of 1)."""
     if gpus:
         return len(gpus)
-    if segmenter.split(":")[0].strip().lower() == "maskrcnn":
+    if _backend(segmenter) == "maskrcnn":
         return 1
     return max(1, min(os.cpu_count() or 1, 4))
 
@@ -80,7 +85,7 @@ def finds_landmarks(segmenter: str, joints: str) -> bool:
     segmenter does when BlazePose joints are wanted, on the crop it already
     cut, so the landmark model runs in parallel workers rather than in the
     one ordered joints stage."""
-    return segmenter.split(":")[0].strip().lower() == "blazepose" and joints == "blazepose"
+    return _backend(segmenter) == "blazepose" and joints == "blazepose"
 
 
 def make_segmenter(
