@@ -37,7 +37,6 @@ from repcoach.stages.pose_detector import (
 )
 from repcoach.stages.pose_landmarks import (
     INPUT_SIZE,
-    TRACKING_ROI_SCALE,
     Landmarks,
     PoseLandmarkModel,
 )
@@ -304,7 +303,14 @@ def _grey_out_others_in_crop(claim: _Claim, claims: list[_Claim]) -> np.ndarray:
 def _next_position(claim: _Claim) -> PoseDetection | None:
     """Where to look for this person in the next frame: the ROI their
     landmarks give; without landmarks, a fresh detection until the next one
-    (a followed person whose landmarks were lost is dropped)."""
+    (a followed person whose landmarks were lost is dropped).
+
+    The landmarks' body circle is scaled as a detection's is (1.25). Measured
+    on rendered clips: with the 1.5 of MediaPipe's published tracking graph
+    this model's circle grows ~5% a frame (the ROI balloons and joint error
+    triples); at 1.25 it holds steady and matches per-track
+    `mediapipe.solutions.pose` (median key-joint error 1.45% of body height).
+    """
     found = claim.landmarks
     if found is None:
         return None if claim.detection.tracked else claim.detection
@@ -313,13 +319,7 @@ def _next_position(claim: _Claim) -> PoseDetection | None:
     ) / 2.0
     hip, circle = found.aux_xy
     keypoints = np.array([hip, circle, shoulders, circle], dtype=np.float64)
-    return PoseDetection(
-        claim.detection.score,
-        claim.detection.box,
-        keypoints,
-        roi_scale=TRACKING_ROI_SCALE,
-        tracked=True,
-    )
+    return PoseDetection(claim.detection.score, claim.detection.box, keypoints, tracked=True)
 
 
 def _to_instance(claim: _Claim, width: int, height: int) -> PersonInstance:

@@ -84,15 +84,14 @@ class PoseDetection:
 
     `box` is the detector's (x0, y0, x1, y1) box around head and upper body;
     `keypoints` (4, 2) are hip centre, full-body circle point, shoulder centre,
-    upper-body circle point (index with `HIP_CENTRE` ...); `roi_scale` how far
-    the landmark ROI reaches beyond the body circle; `tracked` is True for a
-    position taken from the person's landmarks rather than from the detector.
+    upper-body circle point (index with `HIP_CENTRE` ...); `tracked` is True
+    for a position taken from the person's landmarks rather than from the
+    detector.
     """
 
     score: float
     box: tuple[float, float, float, float]
     keypoints: np.ndarray
-    roi_scale: float = ROI_SCALE
     tracked: bool = False
 
     @property
@@ -114,7 +113,7 @@ class PoseDetection:
     def roi_to_frame(self, size: int) -> np.ndarray:
         """2x3 affine map from an upright `size`x`size` crop of this person's
         ROI to frame pixels (use with `cv2.WARP_INVERSE_MAP` to cut the crop)."""
-        side = 2.0 * self.radius * self.roi_scale
+        side = 2.0 * self.radius * ROI_SCALE
         s = side / size
         cos, sin = math.cos(self.angle) * s, math.sin(self.angle) * s
         m = np.array([[cos, -sin, 0.0], [sin, cos, 0.0]])

@@ -22,19 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from repcoach.common.landmarks import NUM_LANDMARKS
-from repcoach.stages.pose_detector import ROI_SCALE, load_interpreter, mediapipe_model
+from repcoach.stages.pose_detector import load_interpreter, mediapipe_model
 
 INPUT_SIZE = 256
 _ALL_LANDMARKS = 39
 _HEATMAP_KERNEL = 7
 _MIN_HEATMAP_CONFIDENCE = 0.5  # MediaPipe's default for refining from the heatmap
 MIN_POSE_SCORE = 0.5  # MediaPipe's threshold for "a pose is present"
-# The next frame's ROI is the landmarks' body circle scaled as a detection's
-# is. Measured on rendered clips: with the 1.5 of MediaPipe's published
-# tracking graph this model's circle grows ~5% a frame (the ROI balloons and
-# joint error triples); at 1.25 it holds steady and matches per-track
-# `mediapipe.solutions.pose` (median key-joint error 1.45% of body height).
-TRACKING_ROI_SCALE = ROI_SCALE
 
 
 @dataclass(frozen=True)
@@ -44,14 +38,13 @@ class Landmarks:
     `image_xy` (33, 2) pixels; `visibility` (33,) in [0, 1]; `world_xyz`
     (33, 3) metres with the origin between the hips, rotated back to the
     frame's orientation; `aux_xy` (2, 2) hip centre and full-body circle
-    point, pixels; `score` the model's confidence that a pose is present.
+    point, pixels (they place the next frame's ROI).
     """
 
     image_xy: np.ndarray
     visibility: np.ndarray
     world_xyz: np.ndarray
     aux_xy: np.ndarray
-    score: float
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -137,5 +130,4 @@ class PoseLandmarkModel:
             visibility=_sigmoid(raw[:NUM_LANDMARKS, 3]).astype(np.float32),
             world_xyz=world_xyz,
             aux_xy=frame_xy[NUM_LANDMARKS : NUM_LANDMARKS + 2].astype(np.float64),
-            score=score,
         )

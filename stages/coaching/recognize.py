@@ -9,8 +9,7 @@ elbows move, plank if nothing does. Standing: jumping jack if arms and feet
 both swing, squat or lunge if the knees bend (lunge when the two hips are far
 apart in flexion, as in a split stance), shoulder press or lateral raise if
 the arms rise (press when the elbows also straighten), bicep curl if only the
-elbows move. An answer
-must hold for `STABLE_S` before it is given.
+elbows move. An answer must hold for `STABLE_S` before it is given.
 """
 
 from __future__ import annotations
