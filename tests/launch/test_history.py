@@ -3,12 +3,14 @@ survive a crash; `pipeline history` reads them back."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import time
 
+import psutil
 import pytest
 
 
@@ -44,8 +46,16 @@ def test_reps_already_counted_survive_a_crash_mid_session(pipeline, run_root):
         assert up.poll() is None, up.stderr.read()
         assert time.monotonic() < deadline, "no reps reached the history database"
         time.sleep(0.5)
-    os.killpg(up.pid, signal.SIGKILL)  # every stage dies at once, mid-set
+    # Every process dies at once, mid-set, as in a power cut. Each stage runs
+    # in its own session, so killing the supervisor's group alone would leave
+    # them to notice the orphaning and close cleanly ("stopped").
+    stages = psutil.Process(up.pid).children(recursive=True)
+    os.killpg(up.pid, signal.SIGKILL)
+    for stage in stages:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            stage.kill()
     up.wait(10)
+    psutil.wait_procs(stages, timeout=10)
     reps = _reps(db_path)
     assert len(reps) >= 2
     assert [r[0] for r in reps] == list(range(1, len(reps) + 1))
