@@ -77,6 +77,7 @@ import cv2
 import numpy as np
 import psutil
 
+from repcoach.common.chunks import Chunker, continues
 from repcoach.common.clips import clips_dir
 
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
@@ -263,12 +264,19 @@ def _baseline_worker(kind: str, path: str, log_path: str, conn) -> None:
         segmenter = BlazePoseSegmenter(landmarks=True)
         joints = JointsStage(None, Tracker())
         scorer = Coach("auto")
+        chunker = Chunker()
+        previous: list[FrameMeta] = []  # the frame before, as a worker remembers it
 
         def work(frame: np.ndarray, seq: int) -> bool:
+            pts = seq / FPS
             meta = FrameMeta(
-                "bench", seq, seq - 1, time.monotonic_ns(), time.time(), seq / FPS, WIDTH, HEIGHT
+                "bench", seq, seq - 1, time.monotonic_ns(), time.time(), pts, WIDTH, HEIGHT,
+                chunk=chunker.chunk_of(pts),
+            )  # fmt: skip
+            persons = segmenter.segment(
+                frame, pts, continues(previous[-1] if previous else None, meta)
             )
-            persons = segmenter.segment(frame, meta.pts)
+            previous[:] = [meta]
             packet = FramePacket(meta, frame, persons=tuple(persons))
             return bool(scorer.process(joints.process(packet)).joints)
 

@@ -7,6 +7,11 @@ frames they may hold (`HELLO`, credits); each finished frame returns one credit
 worker that dies (its restarted self says HELLO again) or goes silent loses
 nothing: its frames go to the front of the queue. Duplicates that this can
 create are removed by the re-order buffer downstream.
+
+Lossless streams are cut into chunks (`repcoach.common.chunks`): every frame
+of a chunk goes to the worker that took its first frame, beyond its credits
+if need be (up to a chunk's length), so a file's result does not depend on
+which worker was free.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from repcoach.common import transport
+from repcoach.common.chunks import MAX_CHUNK_FRAMES, NOT_CHUNKED, Chunker
 from repcoach.common.config import FlowPolicy
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket, decode_plain
 from repcoach.common.stage_context import StageContext
@@ -28,6 +34,8 @@ from repcoach.common.stage_context import StageContext
 log = logging.getLogger(__name__)
 
 EOS_KEY = -2
+# Chunks whose worker is remembered: enough for frames re-sent after a crash.
+_OWNERS_KEPT = 16
 STOP = b"STOP"
 HELLO = b"HELLO"
 DONE = b"DONE"
@@ -157,6 +165,10 @@ class Dispatcher:
         self.stopping_since: float | None = None
         self.stop_grace_s = stop_grace_s
         self.discarded = 0
+        lossless = self.config.policy is FlowPolicy.LOSSLESS
+        self.chunker = Chunker() if lossless else None
+        self.chunk_owners: dict[int, bytes] = {}
+        self.pending: FramePacket | EndOfStream | None = None  # taken, no worker yet
 
     def run(self) -> None:
         topo = self.config.endpoints()
@@ -164,7 +176,7 @@ class Dispatcher:
             transport.ROUTER,
             topo.bind("work"),
             bind=True,
-            hwm=max(16, 4 * self.config.prefetch),
+            hwm=max(16, 4 * self.config.prefetch) + MAX_CHUNK_FRAMES,
             options=transport.router_options(),
         )
         self.wakeups = transport.open_socket(transport.PULL, WAKEUP_ENDPOINT, bind=True, hwm=64)
@@ -282,6 +294,7 @@ class Dispatcher:
             width=w,
             height=h,
             total=self.source.total,
+            chunk=NOT_CHUNKED if self.chunker is None else self.chunker.chunk_of(captured.pts),
         )
         self.prev_dispatched = captured.seq
         self.ctx.stats.received()
@@ -290,12 +303,14 @@ class Dispatcher:
 
     def _dispatch(self) -> None:
         while True:
-            identity = self._worker_with_credit()
-            if identity is None:
-                return
-            item = self._next_item()
+            item = self.pending or self._next_item()
             if item is None:
                 return
+            identity = self._worker_for(item)
+            if identity is None:
+                self.pending = item  # its worker is busy: keep the order
+                return
+            self.pending = None
             slot = self.workers[identity]
             key = EOS_KEY if isinstance(item, EndOfStream) else item.meta.seq
             if not transport.route(self.router, identity, item.to_wire()):
@@ -308,6 +323,21 @@ class Dispatcher:
             if isinstance(item, FramePacket):
                 self.ctx.stats.emitted()
 
+    def _worker_for(self, item: FramePacket | EndOfStream) -> bytes | None:
+        """Who takes `item`: the worker that holds its chunk (it may go up to
+        a chunk's length past its credits), else the least busy one with
+        credit, which then holds the chunk."""
+        chunk = item.meta.chunk if isinstance(item, FramePacket) else NOT_CHUNKED
+        owner = self.chunk_owners.get(chunk)
+        if owner is not None and owner in self.workers:
+            return owner if self.workers[owner].credits > -MAX_CHUNK_FRAMES else None
+        identity = self._worker_with_credit()
+        if identity is not None and chunk != NOT_CHUNKED:
+            self.chunk_owners[chunk] = identity
+            while len(self.chunk_owners) > _OWNERS_KEPT:
+                del self.chunk_owners[next(iter(self.chunk_owners))]
+        return identity
+
     def _worker_with_credit(self) -> bytes | None:
         candidates = [(len(s.outstanding), i) for i, s in self.workers.items() if s.credits > 0]
         return min(candidates)[1] if candidates else None
@@ -316,6 +346,7 @@ class Dispatcher:
         if (
             self.eos_done
             and not self.requeue
+            and self.pending is None
             and not any(s.outstanding for s in self.workers.values())
         ):
             return True

@@ -28,7 +28,7 @@ import numpy as np
 
 from repcoach.common.landmarks import NUM_LANDMARKS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PIXEL_FORMAT = "bgr24"
 
 
@@ -81,7 +81,9 @@ class FrameMeta:
     `prev_seq` is the seq of the frame dispatched just before this one (-1 for
     the first), which lets the re-order buffer release frames without
     guessing. `pts` is media time in seconds (file position, or seconds since
-    a live source opened) and is what tempo is measured in.
+    a live source opened) and is what tempo is measured in. `chunk` numbers
+    the run of consecutive frames one segment worker handles from a fresh
+    start (see `repcoach.common.chunks`); -1 for live frames, never chunked.
     """
 
     source_id: str
@@ -94,6 +96,7 @@ class FrameMeta:
     height: int
     pixel_format: str = PIXEL_FORMAT
     total: int = 0  # frames in the source when known (files), else 0
+    chunk: int = -1
 
     def to_wire(self) -> dict:
         return {
@@ -107,6 +110,7 @@ class FrameMeta:
             "h": self.height,
             "fmt": self.pixel_format,
             "total": self.total,
+            "chunk": self.chunk,
         }
 
     @classmethod
@@ -124,6 +128,7 @@ class FrameMeta:
             height=_field(d, "h", int, "meta"),
             pixel_format=_field(d, "fmt", str, "meta"),
             total=_field(d, "total", int, "meta"),
+            chunk=_field(d, "chunk", int, "meta"),
         )
         if meta.pixel_format != PIXEL_FORMAT:
             raise MessageError("malformed", f"pixel format {meta.pixel_format!r} unsupported")

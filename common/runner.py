@@ -18,10 +18,12 @@ from collections import Counter
 from typing import Protocol
 
 from repcoach.common import transport
+from repcoach.common.chunks import MAX_CHUNK_FRAMES, continues
 from repcoach.common.config import FlowPolicy
 from repcoach.common.dispatch import DONE, EOS_KEY, HELLO, STOP
 from repcoach.common.messages import (
     EndOfStream,
+    FrameMeta,
     FramePacket,
     PersonScore,
     SessionState,
@@ -60,13 +62,14 @@ def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -
         transport.DEALER,
         topo.connect("work"),
         bind=False,
-        hwm=ctx.config.prefetch + 4,
+        hwm=ctx.config.prefetch + MAX_CHUNK_FRAMES + 4,  # a chunk may exceed credits
         identity=identity.encode(),
     )
     out = transport.open_socket(transport.PUSH, topo.connect("segmented"), bind=False, hwm=4)
     hello = [HELLO, encode_plain({"credits": ctx.config.prefetch})]
     transport.send(work, hello)
     last_message = time.monotonic()
+    segmented: FrameMeta | None = None  # the frame whose people the segmenter follows
     try:
         while not ctx.should_stop():
             ctx.tick()
@@ -89,7 +92,11 @@ def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -
                     ctx.stats.drop("stale")
                     result = message.replace(pixels=None, tombstone=True)
                 else:
-                    persons = segmenter.segment(message.pixels, message.meta.pts)
+                    meta = message.meta
+                    persons = segmenter.segment(
+                        message.pixels, meta.pts, continues(segmented, meta)
+                    )
+                    segmented = meta
                     result = message.replace(persons=tuple(persons))
                 if not transport.send_patiently(out, result.to_wire(), ctx.should_stop):
                     return

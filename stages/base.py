@@ -13,9 +13,15 @@ from repcoach.common.messages import EndOfStream, FramePacket, PersonInstance, P
 class Segmenter(Protocol):
     """Finds every person in a BGR frame (track ids left at -1). `pts` (the
     frame's time in seconds, when known) lets a backend reuse work from the
-    frames just before; without it every frame stands alone."""
+    frames just before; without it every frame stands alone. `continues`
+    (see `repcoach.common.chunks`): True when this frame directly follows the
+    last one given, in the same chunk; False to start afresh (a chunk's first
+    frame); None when there is no such promise (live), and the backend judges
+    by time."""
 
-    def segment(self, frame: np.ndarray, pts: float | None = None) -> list[PersonInstance]: ...
+    def segment(
+        self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
+    ) -> list[PersonInstance]: ...
 
 
 class JointEstimator(Protocol):

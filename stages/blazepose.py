@@ -152,8 +152,10 @@ class BlazePoseSegmenter:
     `max_people`: most people returned (highest scores first);
     `mask_threshold`: selfie-segmentation probability that counts as person;
     `num_threads`: LiteRT threads per model (1 suits a 2-core pipeline);
-    `redetect_s`: with frame times given, the detector runs at most this
-    often while people are in view; in between, each person's mask is cut
+    `redetect_s`: live (no `continues` promise), with frame times given, the
+    detector runs at most this often while people are in view; in a chunk of
+    a file (`repcoach.common.chunks`) it runs at the chunk's first frame and
+    while nobody is followed. In between, each person's mask is cut
     from the ROI of their last detection. The ROI is a generous circle around
     the whole body, and the mask (hence the box) is recomputed every frame,
     so the box follows the movement; newcomers are found within `redetect_s`.
@@ -192,16 +194,23 @@ class BlazePoseSegmenter:
         self._selfie_out = self._selfie.get_output_details()[0]["index"]
         self._landmark_model = PoseLandmarkModel(num_threads) if landmarks else None
 
-    def segment(self, frame: np.ndarray, pts: float | None = None) -> list[PersonInstance]:
+    def segment(
+        self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
+    ) -> list[PersonInstance]:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise UserError(
                 f"expected a BGR uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}"
             )
-        if pts is not None and pts < self._held_pts:
-            self._held = []  # time went backwards: a new stream, nobody is followed
-        due = not (
-            pts is not None and bool(self._held) and 0.0 < pts - self._held_pts < self.redetect_s
-        )
+        if continues is False or (pts is not None and pts < self._held_pts):
+            self._held = []  # a fresh chunk, or time went backwards: nobody is followed
+        if continues is None:  # live: look again every `redetect_s`
+            due = not (
+                pts is not None
+                and bool(self._held)
+                and 0.0 < pts - self._held_pts < self.redetect_s
+            )
+        else:  # a chunk: look at its first frame, and while nobody is followed
+            due = not self._held
         if due:
             detections = self.detector.detect(frame)[: self.max_people]
             self._held = self._followed_or_new(detections)

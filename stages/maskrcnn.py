@@ -121,8 +121,11 @@ class MaskRCNNSegmenter:
             masks=masks,
         )
 
-    def segment(self, frame: np.ndarray, pts: float | None = None) -> list[PersonInstance]:
-        """The people in a BGR frame, each mask cropped to its box (track ids -1)."""
+    def segment(
+        self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
+    ) -> list[PersonInstance]:
+        """The people in a BGR frame, each mask cropped to its box (track ids
+        -1). Every frame stands alone."""
         found = self.detect(frame)
         height, width = frame.shape[:2]
         persons = []

@@ -18,18 +18,29 @@ SEGMENTERS = ("blazepose", "maskrcnn", "passthrough")
 
 
 class PassthroughSegmenter:
-    """Finds nobody, optionally after a random delay: measures the transport
-    alone and stands in for a slow model when testing flow control."""
+    """Finds nobody: measures the transport alone (with `jitter_ms`, stands in
+    for a slow model when testing flow control)."""
 
-    def __init__(self, jitter_ms: tuple[float, float] = (0.0, 0.0), seed: int | None = None):
+    def segment(
+        self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
+    ) -> list[PersonInstance]:
+        return []
+
+
+class Jittered:
+    """Another segmenter, after a random delay: makes workers finish out of
+    order, as a loaded machine does (tests of flow control and determinism)."""
+
+    def __init__(self, inner: Segmenter, jitter_ms: tuple[float, float], seed: int | None = None):
+        self.inner = inner
         self.jitter_ms = jitter_ms
         self._random = random.Random(seed)
 
-    def segment(self, frame: np.ndarray, pts: float | None = None) -> list[PersonInstance]:
-        low, high = self.jitter_ms
-        if high > 0:
-            time.sleep(self._random.uniform(low, high) / 1000.0)
-        return []
+    def segment(
+        self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
+    ) -> list[PersonInstance]:
+        time.sleep(self._random.uniform(*self.jitter_ms) / 1000.0)
+        return self.inner.segment(frame, pts, continues)
 
 
 def _jitter(spec: Spec) -> tuple[float, float]:
@@ -49,17 +60,15 @@ def check_segmenter(text: str, weights_dir: Path) -> Spec:
     spec = Spec.parse(text, "--segmenter")
     if spec.name not in SEGMENTERS:
         raise UserError(f"unknown segmenter {spec.name!r}; valid: {', '.join(SEGMENTERS)}")
-    if spec.name == "passthrough":
-        spec.check_known({"jitter_ms"})
-        _jitter(spec)
-    elif spec.name == "maskrcnn":
-        spec.check_known({"speed"})
+    if spec.name == "maskrcnn":
+        spec.check_known({"speed", "jitter_ms"})
         spec.take("speed", "average", {"full", "average", "fast", "rapid"})
         from repcoach.stages.maskrcnn import require_weights, weights_path
 
         require_weights(weights_path(weights_dir))
     else:
-        spec.check_known(set())
+        spec.check_known({"jitter_ms"})
+    _jitter(spec)
     return spec
 
 
@@ -94,14 +103,18 @@ def make_segmenter(
     """Build the backend a worker process runs (loads the model once).
     `landmarks`: attach each person's landmarks (BlazePose only)."""
     spec = check_segmenter(text, weights_dir)
+    segmenter: Segmenter
     if spec.name == "passthrough":
-        return PassthroughSegmenter(_jitter(spec), seed)
-    if spec.name == "maskrcnn":
+        segmenter = PassthroughSegmenter()
+    elif spec.name == "maskrcnn":
         from repcoach.stages.maskrcnn import MaskRCNNSegmenter, weights_path
 
-        return MaskRCNNSegmenter(
+        segmenter = MaskRCNNSegmenter(
             weights_path(weights_dir), infer_speed=spec.take("speed", "average")
         )
-    from repcoach.stages.blazepose import BlazePoseSegmenter
+    else:
+        from repcoach.stages.blazepose import BlazePoseSegmenter
 
-    return BlazePoseSegmenter(landmarks=landmarks)
+        segmenter = BlazePoseSegmenter(landmarks=landmarks)
+    jitter = _jitter(spec)
+    return Jittered(segmenter, jitter, seed) if jitter[1] > 0 else segmenter

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from repcoach.common.messages import SCHEMA_VERSION
 from tests.conftest import read_jsonl, stage_report
 
 FAST = ["--joints", "none", "--no-console"]
@@ -150,12 +151,12 @@ def test_malformed_messages_are_rejected_counted_and_survived(pipeline, video, t
     bad_messages = [
         [b"\xc1 not msgpack"],
         [msgpack.packb({"v": 99, "type": "frame"})],
-        [msgpack.packb({"v": 1, "type": "frame", "meta": {"src": "x"}})],
-        [msgpack.packb({"v": 1, "type": "teapot"})],
+        [msgpack.packb({"v": SCHEMA_VERSION, "type": "frame", "meta": {"src": "x"}})],
+        [msgpack.packb({"v": SCHEMA_VERSION, "type": "teapot"})],
         [
             msgpack.packb(
                 {
-                    "v": 1,
+                    "v": SCHEMA_VERSION,
                     "type": "frame",
                     "px": True,
                     "meta": {
@@ -169,6 +170,7 @@ def test_malformed_messages_are_rejected_counted_and_survived(pipeline, video, t
                         "h": 64,
                         "fmt": "bgr24",
                         "total": 0,
+                        "chunk": -1,
                     },
                     "persons": [],
                     "joints": [],
