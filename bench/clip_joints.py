@@ -20,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from repcoach.common.chunks import Chunker, continues
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket, PersonJoints
 
 REPO = Path(__file__).resolve().parents[1]
 # The code whose output is cached: a change to any of them invalidates the cache.
 _VISION_CODE = (
+    "common/chunks.py",
     "stages/blazepose.py",
     "stages/pose_detector.py",
     "stages/pose_landmarks.py",
@@ -36,6 +38,15 @@ _VISION_CODE = (
 
 def cache_dir() -> Path:
     return Path(os.environ.get("REPCOACH_COACH_CACHE", "/tmp/coach_cache"))
+
+
+def _same_key(stored: str, wanted: str) -> bool:
+    """Keys match; with REPCOACH_COACH_ANY_VISION=1 the vision fingerprint (the
+    key's last field) is ignored, so coaching work can iterate on joints
+    computed before a vision change."""
+    if os.environ.get("REPCOACH_COACH_ANY_VISION") == "1":
+        return stored.rsplit("|", 1)[0] == wanted.rsplit("|", 1)[0]
+    return stored == wanted
 
 
 def _vision_fingerprint() -> str:
@@ -113,7 +124,7 @@ class ClipJoints:
             data = np.load(path)
         except (OSError, ValueError):
             return None
-        if str(data["key"]) != key:
+        if not _same_key(str(data["key"]), key):
             return None
         fps, width, height, n = data["meta"]
         frames: list[list[PersonJoints]] = [[] for _ in range(int(n))]
@@ -125,18 +136,25 @@ class ClipJoints:
 
 
 def run_vision(name: str, fps: float, images: Iterable[np.ndarray]) -> ClipJoints:
-    """The embedded vision on every frame, in order, as the pipeline runs it."""
+    """The embedded vision on every frame, in order, as the pipeline runs a
+    file (in chunks, so the result equals the pipeline's with any workers)."""
     from repcoach.stages.blazepose import BlazePoseSegmenter
     from repcoach.stages.joints import JointsStage
 
     segmenter = BlazePoseSegmenter(landmarks=True)
     stage = JointsStage(None)
+    chunker = Chunker()
     frames = []
     width = height = 0
+    previous = None
     for index, image in enumerate(images):
         height, width = image.shape[:2]
-        meta = FrameMeta(name, index, index - 1, 0, 0.0, index / fps, width, height)
-        persons = tuple(segmenter.segment(image, meta.pts))
+        pts = index / fps
+        meta = FrameMeta(
+            name, index, index - 1, 0, 0.0, pts, width, height, chunk=chunker.chunk_of(pts)
+        )
+        persons = tuple(segmenter.segment(image, pts, continues(previous, meta)))
+        previous = meta
         out = stage.process(FramePacket(meta, image, persons=persons))
         frames.append(out.joints)
     stage.end(EndOfStream(name, len(frames) - 1, len(frames), 0, "end of file"))
@@ -144,22 +162,20 @@ def run_vision(name: str, fps: float, images: Iterable[np.ndarray]) -> ClipJoint
 
 
 def _video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
-    import cv2
+    """The file's frames as the capture stage reads them (upright when the
+    container stores a display rotation)."""
+    from repcoach.stages.capture import VideoFileSource
 
-    cap = cv2.VideoCapture(str(path))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    source = VideoFileSource(path)
 
     def frames() -> Iterator[np.ndarray]:
         try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                yield np.ascontiguousarray(frame)
+            while (frame := source.read()) is not None:
+                yield frame
         finally:
-            cap.release()
+            source.close()
 
-    return fps, frames()
+    return source.fps, frames()
 
 
 def video_joints(path: Path, use_cache: bool = True) -> ClipJoints:

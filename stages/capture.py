@@ -8,6 +8,7 @@ line that says what is wrong.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
@@ -51,7 +52,44 @@ def _bgr(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
+# cv2.rotate codes that turn decoded frames the way players show them, by the
+# container's display rotation as OpenCV reports it (CAP_PROP_ORIENTATION_META:
+# degrees to turn clockwise; a phone's portrait clip says 90).
+_UPRIGHT_TURNS = {
+    90: cv2.ROTATE_90_CLOCKWISE,
+    180: cv2.ROTATE_180,
+    270: cv2.ROTATE_90_COUNTERCLOCKWISE,
+}
+
+
+def _upright_turn(capture: cv2.VideoCapture, source_id: str) -> int | None:
+    """The cv2.rotate code that makes this capture's frames upright, or None.
+
+    OpenCV's own auto-rotation is switched off so frames are turned exactly
+    once, here, whatever the installed OpenCV's default is (on up to 4.10,
+    off in 4.11 by a regression: opencv/opencv#26795)."""
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+    if capture.get(cv2.CAP_PROP_ORIENTATION_AUTO):
+        return None  # a backend that turns frames itself and will not stop
+    meta = capture.get(cv2.CAP_PROP_ORIENTATION_META)
+    angle = round(meta) % 360 if math.isfinite(meta) else 0
+    if angle == 0:
+        return None
+    if angle not in _UPRIGHT_TURNS:
+        log.warning(
+            "%s: display rotation %g is not a right angle; frames kept as stored", source_id, meta
+        )
+        return None
+    log.info(
+        "%s: stored with a %d degree display rotation; turning frames upright", source_id, angle
+    )
+    return _UPRIGHT_TURNS[angle]
+
+
 class VideoFileSource:
+    """A video file's frames, turned upright the way players show them when
+    the container stores a display rotation (phone clips)."""
+
     live = False
 
     def __init__(self, path: Path):
@@ -59,12 +97,13 @@ class VideoFileSource:
             raise UserError(f"video file {path} does not exist: check the path")
         if not path.is_file():
             raise UserError(f"{path} is not a file: give a video file, cameraN or a URL")
+        self.source_id = str(path)
         self._capture = cv2.VideoCapture(str(path))
+        self._turn = _upright_turn(self._capture, self.source_id)
         ok, first = self._capture.read() if self._capture.isOpened() else (False, None)
         if not ok:
             self._capture.release()
             raise UserError(f"{path} is not a readable video (OpenCV could not decode a frame)")
-        self.source_id = str(path)
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0
         self.total = max(int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
         self._first: np.ndarray | None = first
@@ -72,9 +111,12 @@ class VideoFileSource:
     def read(self) -> np.ndarray | None:
         if self._first is not None:
             frame, self._first = self._first, None
-            return _bgr(frame)
+            return self._upright(frame)
         ok, frame = self._capture.read()
-        return _bgr(frame) if ok else None
+        return self._upright(frame) if ok else None
+
+    def _upright(self, frame: np.ndarray) -> np.ndarray:
+        return _bgr(frame if self._turn is None else cv2.rotate(frame, self._turn))
 
     def close(self) -> None:
         self._capture.release()
