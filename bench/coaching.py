@@ -1,28 +1,36 @@
-"""Figures for the coaching engine (issue 5): rep counts and form faults.
+"""Figures for the coaching engine: rep counts, people and determinism of the
+real pipeline on labelled clips, and fault detection on synthetic athletes.
 
-    .venv/bin/python bench/coaching.py                 # shared clips + synthetic athletes
-    .venv/bin/python bench/coaching.py --no-synthetic  # shared clips only
-    .venv/bin/python bench/coaching.py --fresh         # recompute the joints (no cache)
-    .venv/bin/python bench/coaching.py --more          # + 14 synthetic clips, other seeds
+    .venv/bin/python bench/coaching.py                      # ../shared/clips + synthetic athletes
+    .venv/bin/python bench/coaching.py DIR [DIR ...]        # any folders holding a labels.json
+    .venv/bin/python bench/coaching.py --no-synthetic --only pecdeck,squat_side_3
+    .venv/bin/python bench/coaching.py --no-synthetic --repeat 2 --workers 1,2,4
+    .venv/bin/python bench/coaching.py --no-real --more     # synthetic only, + 14 more clips
 
-Joints come from the real embedded vision (BlazePose segmenter + joints
-stage, every frame, in order), cached per clip in $REPCOACH_COACH_CACHE
-(default /tmp/coach_cache; see bench/clip_joints.py): the first run takes
-~10 min per 10 clips on 2 cores, later runs seconds.
+Labelled clips (default ../shared/clips or $REPCOACH_SHARED_CLIPS; the
+labels.json format is in that folder's README): every clip goes through the
+real CLI, `pipeline up --source CLIP --summary ... --sink jsonl:... --exercise
+E --no-console --no-history`, each run in its own run folder, once with the
+labelled exercise and once with `--exercise auto`. A label `exercise_id:
+other` is given the shipped exercise its `exercise` text names
+(`bench/labels.py`), else only auto runs. Per clip: labelled and counted reps
+(+ partial reps) of the main person (the id with the most reps), the exercise
+auto named, ids in the summary against people labelled, reps given to people
+not exercising (`reps_by_person` entries with 0 reps, and ids beyond the
+labelled exercisers, matched by count: the i-th most counted id is the i-th
+most labelled person), faults flagged, and whether repeated runs agreed.
 
-Real clips (../shared/clips with labels.json, or $REPCOACH_SHARED_CLIPS;
-skipped if absent): exact rep count per clip, with the exercise given, for
-`Coach` and, in the same run on the same joints, a plain counter (one angle
-on the more visible side, two fixed thresholds per exercise, counted on the
-way back) as the baseline; the labelled form faults (by rep) against those
-flagged.
+Determinism: `--repeat N --workers 1,2,4` runs each mode N times per worker
+count; the runs agree when their summaries and JSONL event streams are equal
+byte for byte once wall-clock fields are removed (`bench/pipeline_run.py`).
 
-Synthetic athletes (`SyntheticSource`, exact truth): each exercise clean and
-each fault the renderer injects once. Rep counts (full and partial, against
-the truth's reps without and with `partial_range`), and fault detection per
-rep: recall = injected faults flagged on their rep / injected, precision =
-flagged faults that were injected / flagged (a partial rep counts as flagging
-`partial_range`; on a plank, faults are per hold).
+Baseline in the same run: a plain counter (one angle, two fixed thresholds
+per exercise; `bench/plain_counter.py`) on the joints of the embedded vision,
+cached per clip by `bench/clip_joints.py` (the first run computes them: ~1-2
+min per clip on 2 cores).
+
+Synthetic athletes (28 rendered clips, `--more` for 14 others): run
+in-process on cached joints, see `bench/coaching_synthetic.py`.
 """
 
 from __future__ import annotations
@@ -31,318 +39,383 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("GLOG_minloglevel", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.clip_joints import ClipJoints, synthetic_joints, video_joints  # noqa: E402
+from bench.clip_joints import video_joints  # noqa: E402
+from bench.coaching_synthetic import MORE, SYNTHETIC, synthetic  # noqa: E402
+from bench.labels import ClipLabel, load_labels  # noqa: E402
+from bench.pipeline_run import (  # noqa: E402
+    CountedPerson,
+    PipelineRun,
+    canonical,
+    first_difference,
+    run_pipeline,
+)
+from bench.plain_counter import PLAIN, plain_count  # noqa: E402
 from repcoach.common.clips import clips_dir  # noqa: E402
-from repcoach.common.geometry import joint_angle  # noqa: E402
-from repcoach.common.landmarks import Landmark  # noqa: E402
-from repcoach.stages.coaching import Coach  # noqa: E402
-
-SYNTHETIC = (
-    "squat,reps=4,view=side,seed=1",
-    "squat,reps=4,view=front,seed=2",
-    "pushup,reps=4,view=side,seed=3",
-    "pushup,reps=4,view=front,seed=4",
-    "lunge,reps=4,view=side,seed=5",
-    "bicep_curl,reps=4,view=side,seed=6",
-    "shoulder_press,reps=4,view=front,seed=7",
-    "lateral_raise,reps=4,view=front,seed=8",
-    "jumping_jack,reps=4,view=front,seed=9",
-    "plank,view=side,seconds=5,seed=10",
-    "squat,reps=4,view=side,fault=shallow_depth@2-3,seed=11",
-    "squat,reps=4,view=side,fault=torso_lean@2,seed=12",
-    "squat,reps=4,view=front,fault=knees_caving@1-2,seed=13",
-    "pushup,reps=4,view=side,fault=hip_sag@2-3,seed=14",
-    "pushup,reps=4,view=side,fault=hip_pike@1,seed=15",
-    "pushup,reps=4,view=front,fault=elbow_flare@2-3,seed=16",
-    "bicep_curl,reps=4,view=side,fault=elbow_swing@1-3,seed=17",
-    "lateral_raise,reps=4,view=front,fault=partial_range@2,seed=18",
-    "lunge,reps=4,view=side,fault=knee_past_toes@2-3,seed=19",
-    "plank,view=side,seconds=5,fault=hip_sag,seed=20",
-    "plank,view=side,seconds=5,fault=hip_pike,seed=21",
-    "pushup,reps=4,view=side,fault=partial_range@3,seed=22",
-    "squat,reps=4,view=side,fault=heels_lifting@2,seed=23",
-    "shoulder_press,reps=4,view=front,fault=no_lockout@2-3,seed=24",
-    "lateral_raise,reps=4,view=front,fault=arms_low@1-2,seed=25",
-    "lateral_raise,reps=4,view=front,fault=shrug@3,seed=26",
-    "jumping_jack,reps=4,view=front,fault=arms_not_overhead@2-3,seed=27",
-    "jumping_jack,reps=4,view=front,fault=feet_not_apart@1+feet_not_apart@4,seed=28",
-)
-
-# Other seeds and fault mixes (`--more`), added after thresholds were set on
-# SYNTHETIC; three fixes came from them (front-view squat counting on hip
-# height, the counter's running median, no feet rule on partial jacks), so
-# they are a second look, not a clean held-out set. The last three were added
-# with the no_lockout, arms_low, arms_not_overhead and feet_not_apart faults.
-MORE = (
-    "pushup,reps=4,view=front,fault=elbow_flare@1+elbow_flare@4,seed=31",
-    "pushup,reps=4,view=front,seed=32",
-    "lunge,reps=4,view=side,fault=knee_past_toes@1-2,seed=33",
-    "lunge,reps=4,view=side,seed=34",
-    "bicep_curl,reps=4,view=side,fault=partial_range@2,seed=36",
-    "squat,reps=4,view=front,fault=shallow_depth@1,seed=37",
-    "jumping_jack,reps=5,view=front,fault=partial_range@3,seed=38",
-    "shoulder_press,reps=4,view=front,fault=partial_range@1,seed=39",
-    "pushup,reps=4,view=side,fault=hip_sag@1+hip_pike@3,seed=40",
-    "plank,view=side,seconds=6,seed=41",
-    "squat,reps=4,view=side,fault=torso_lean@3-4,seed=42",
-    "shoulder_press,reps=4,view=front,fault=no_lockout@4,seed=43",
-    "lateral_raise,reps=4,view=front,fault=arms_low@3,seed=44",
-    "jumping_jack,reps=4,view=front,fault=arms_not_overhead@1+feet_not_apart@3,seed=45",
-)
-
-# --- the baseline: one angle, the more visible side, two fixed thresholds
-
-# exercise -> (angle joints without side, rest-side threshold, turn-side threshold)
-PLAIN: dict[str, tuple[tuple[str, str, str], float, float]] = {
-    "squat": (("HIP", "KNEE", "ANKLE"), 165, 100),
-    "lunge": (("HIP", "KNEE", "ANKLE"), 160, 110),
-    "pushup": (("SHOULDER", "ELBOW", "WRIST"), 150, 100),
-    "bicep_curl": (("SHOULDER", "ELBOW", "WRIST"), 140, 70),
-    "shoulder_press": (("SHOULDER", "ELBOW", "WRIST"), 110, 150),
-    "lateral_raise": (("HIP", "SHOULDER", "ELBOW"), 30, 70),
-    "jumping_jack": (("HIP", "SHOULDER", "ELBOW"), 40, 110),
-}
+from repcoach.common.errors import UserError  # noqa: E402
 
 
-def plain_count(clip: ClipJoints, exercise: str) -> int | None:
-    """Reps of the main track: counted when the angle, having passed the
-    turn-side threshold, comes back past the rest-side one."""
-    if exercise not in PLAIN:
+@dataclass(frozen=True)
+class Scored:
+    """One pipeline run of one clip, held against the clip's label."""
+
+    main: CountedPerson | None  # the id with the most reps
+    exact: bool  # main's reps and partial reps as labelled (auto: and the exercise)
+    named: bool  # main's exercise is the one labelled
+    ids: int
+    exercisers: tuple[int, ...]  # reps of the ids matched to the labelled exercisers
+    idle_reps: int  # reps and partial reps of the ids matched to nobody exercising
+    idle_partial: int
+
+
+def score(run: PipelineRun, label: ClipLabel, exercise: str | None, auto: bool) -> Scored:
+    ranked = sorted(run.people, key=lambda p: (p.reps, p.partial), reverse=True)
+    main = ranked[0] if ranked else None
+    matched, idle = ranked[: len(label.exercisers)], ranked[len(label.exercisers) :]
+    named = main is not None and main.exercise == exercise
+    exact = (
+        main is not None
+        and main.reps == label.reps
+        and main.partial == label.partial_reps
+        and (named or not auto)
+    )
+    return Scored(
+        main=main,
+        exact=exact,
+        named=named,
+        ids=len(ranked),
+        exercisers=tuple(p.reps for p in matched),
+        idle_reps=sum(p.reps for p in idle),
+        idle_partial=sum(p.partial for p in idle),
+    )
+
+
+@dataclass
+class Mode:
+    """Every run of a clip in one mode (given exercise or auto); the first is
+    the one measured, the others only checked against it."""
+
+    exercise: str
+    runs: list[PipelineRun]
+    scored: Scored | None = None
+
+    @property
+    def first(self) -> PipelineRun:
+        return self.runs[0]
+
+    def disagreement(self) -> str | None:
+        """The first difference between a run and the first one, or None."""
+        base = self.first
+        for i, run in enumerate(self.runs[1:], start=2):
+            which = f"run {i} (workers {run.workers or 'default'})"
+            if not run.ok:
+                return f"{which} failed: {run.error}"
+            if canonical(run.summary) != canonical(base.summary):
+                return f"{which} summary {first_difference(base.summary, run.summary)}"
+            if canonical(run.events) != canonical(base.events):
+                return f"{which} events {first_difference(base.events, run.events)}"
         return None
-    names, rest, turn = PLAIN[exercise]
-    rising = turn > rest
-    main = clip.main_track()
-    reps, at_turn = 0, False
-    for joints in clip.frames:
-        for j in joints:
-            if j.track_id != main:
-                continue
-            best = None
-            for side in ("LEFT", "RIGHT"):
-                marks = [Landmark[f"{side}_{n}"] for n in names]
-                vis = float(j.visibility[marks].mean())
-                if best is None or vis > best[0]:
-                    best = (vis, joint_angle(*(j.image_xy[m] for m in marks)))
-            angle = best[1]
-            if (angle > turn) if rising else (angle < turn):
-                at_turn = True
-            elif at_turn and ((angle < rest) if rising else (angle > rest)):
-                reps, at_turn = reps + 1, False
-    return reps
-
-
-# --- running the coach
 
 
 @dataclass
-class Outcome:
-    reps: int = 0
-    partial: int = 0
-    log: list[dict] = field(default_factory=list)
+class ClipResult:
+    label: ClipLabel
+    exercise: str | None  # the shipped exercise given; None: none matches the label
+    plain: int | None = None
+    given: Mode | None = None
+    auto: Mode | None = None
+    notes: list[str] = field(default_factory=list)
 
 
-def coach_clip(clip: ClipJoints, exercise: str) -> Outcome:
-    """The coach over a clip; the person with the most reps is reported."""
-    coach = Coach(exercise)
-    for packet in clip.packets():
-        coach.process(packet)
-    coach.end(clip.eos())
-    people = coach.people()
-    if not people:
-        return Outcome()
-    best = max(people, key=lambda p: (p.reps, p.partial_reps))
-    return Outcome(best.reps, best.partial_reps, coach.rep_log()[best.track_id])
-
-
-def auto_clip(clip: ClipJoints) -> tuple[str, int]:
-    """`--exercise auto`: what the coach recognised for the person with the
-    most reps, and how many reps it counted."""
-    coach = Coach("auto")
-    for packet in clip.packets():
-        coach.process(packet)
-    coach.end(clip.eos())
-    people = [p for p in coach.people() if p.exercise]
-    if not people:
-        return "-", 0
-    best = max(people, key=lambda p: p.reps)
-    return best.exercise or "-", best.reps
-
-
-def faults_by_rep(log: list[dict]) -> dict[int, list[str]]:
-    return {r["rep"]: r["faults"] for r in log if "rep" in r and not r["partial"]}
-
-
-def real_clips(folder: Path) -> tuple[int, int, int]:
-    labels = json.loads((folder / "labels.json").read_text())
-    print(f"Shared clips: {folder}")
-    print(
-        f"{'clip':42s} {'truth':>5s} {'plain':>5s} {'coach':>5s} {'part':>4s}  "
-        f"{'faults labelled (rep: fault)':34s} {'faults flagged':34s} auto: exercise reps"
-    )
-    exact = plain_exact = flagged_clean = auto_exact = 0
-    for label in labels:
-        clip = video_joints(folder / label["file"])
-        exercise = label["exercise_id"]
-        outcome = coach_clip(clip, exercise)
-        plain = plain_count(clip, exercise)
-        exact += outcome.reps == label["reps"] and outcome.partial == label["partial_reps"]
-        plain_exact += plain == label["reps"]
-        wanted = ", ".join(f"{f['rep']}:{f['fault']}" for f in label["form_faults"]) or "-"
-        flagged = faults_by_rep(outcome.log)
-        found = ", ".join(f"{n}:{'+'.join(fs)}" for n, fs in flagged.items() if fs) or "-"
-        labelled = {(f["rep"], f["fault"]) for f in label["form_faults"]}
-        flagged_clean += sum(1 for n, fs in flagged.items() for f in fs if (n, f) not in labelled)
-        auto, auto_reps = auto_clip(clip)
-        auto_exact += auto == exercise and auto_reps == label["reps"]
-        print(
-            f"{label['file'][:42]:42s} {label['reps']:5d} {plain if plain is not None else '-':>5} "
-            f"{outcome.reps:5d} {outcome.partial:4d}  {wanted[:34]:34s} {found[:34]:34s} "
-            f"{auto} {auto_reps}"
-        )
-    n = len(labels)
-    print(f"exact rep count: coach {exact}/{n}, plain counter {plain_exact}/{n}")
-    print(f"auto: right exercise and exact reps {auto_exact}/{n}")
-    print(f"faults flagged that are not labelled: {flagged_clean}")
-    return exact, plain_exact, n
-
-
-@dataclass
-class Tally:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-
-    def add(self, truth: set[str], found: set[str]) -> None:
-        self.tp += len(truth & found)
-        self.fp += len(found - truth)
-        self.fn += len(truth - found)
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
-
-
-def synthetic(specs: tuple[str, ...]) -> tuple[int, int, Tally]:
-    print("\nSynthetic athletes (BlazePose on rendered frames):")
-    print(
-        f"{'spec':52s} {'truth':>7s} {'plain':>5s} {'coach':>7s}  "
-        f"{'injected (rep: fault)':26s} {'flagged':26s} tp fp fn"
-    )
-    total = Tally()
-    exact = auto_exact = 0
-    for spec in specs:
-        clip, truth = synthetic_joints(spec)
-        person = truth["people"][0]
-        exercise = person["exercise"]
-        outcome = coach_clip(clip, exercise)
-        tally = Tally()
-        if person["hold"]:
-            found = {f for r in outcome.log for f in r["faults"]}
-            tally.add(set(person["hold_faults"]), found)
-            holds = [r for r in outcome.log if "hold" in r]
-            ok = len(holds) == 1
-            counts = f"{len(holds)} hold" if holds else "no hold"
-            shown_truth, shown_found = "1 hold", counts
-            injected = ",".join(person["hold_faults"]) or "-"
-            flagged = ",".join(sorted(found)) or "-"
-            plain = "-"
+def run_clip(folder: Path, label: ClipLabel, args: argparse.Namespace) -> ClipResult:
+    path = folder / label.file
+    result = ClipResult(label, label.exercise)
+    if result.exercise is None:
+        result.notes.append(f"no shipped exercise for {label.exercise_text!r}: auto only")
+    modes = ([result.exercise] if result.exercise else []) + ([] if args.no_auto else ["auto"])
+    for exercise in modes:
+        runs = [
+            run_pipeline(path, exercise, workers, args.timeout)
+            for workers in args.workers
+            for _ in range(args.repeat)
+        ]
+        mode = Mode(exercise, runs)
+        if mode.first.ok:
+            auto = exercise == "auto"
+            mode.scored = score(mode.first, label, result.exercise, auto)
         else:
-            reps = person["reps"]
-            full = sum("partial_range" not in r["faults"] for r in reps)
-            partial = len(reps) - full
-            ok = outcome.reps == full and outcome.partial == partial
-            shown_truth, shown_found = f"{full}+{partial}p", f"{outcome.reps}+{outcome.partial}p"
-            injected_parts, flagged_parts = [], []
-            for rep in reps:
-                detected = [
-                    r
-                    for r in outcome.log
-                    if rep["start_frame"] - 3 <= r["bottom_frame"] <= rep["end_frame"] + 3
-                ]
-                found = set()
-                for r in detected:
-                    found |= set(r["faults"]) | ({"partial_range"} if r["partial"] else set())
-                tally.add(set(rep["faults"]), found)
-                if rep["faults"]:
-                    injected_parts.append(f"{rep['index']}:{'+'.join(rep['faults'])}")
-                if found:
-                    flagged_parts.append(f"{rep['index']}:{'+'.join(sorted(found))}")
-            matched = {
-                id(r)
-                for rep in reps
-                for r in outcome.log
-                if rep["start_frame"] - 3 <= r["bottom_frame"] <= rep["end_frame"] + 3
-            }
-            for r in outcome.log:  # a rep the truth does not have
-                if id(r) not in matched:
-                    tally.fp += len(r["faults"]) + bool(r["partial"])
-            injected = ",".join(injected_parts) or "-"
-            flagged = ",".join(flagged_parts) or "-"
-            plain_reps = plain_count(clip, exercise)
-            plain = "-" if plain_reps is None else str(plain_reps)
-        exact += ok
-        auto, auto_reps = auto_clip(clip)
-        want = (
-            0 if person["hold"] else sum("partial_range" not in r["faults"] for r in person["reps"])
-        )
-        auto_exact += auto == exercise and auto_reps == want
-        total.tp, total.fp, total.fn = (
-            total.tp + tally.tp,
-            total.fp + tally.fp,
-            total.fn + tally.fn,
-        )
-        print(
-            f"{spec[:52]:52s} {shown_truth:>7s} {plain:>5s} {shown_found:>7s}  "
-            f"{injected[:26]:26s} {flagged[:26]:26s} {tally.tp:2d} {tally.fp:2d} {tally.fn:2d}"
-            f"{'' if ok else '  <- count'}"
-        )
-    n = len(specs)
+            result.notes.append(f"{exercise}: {mode.first.error}")
+        if len(runs) > 1 and (differs := mode.disagreement()):
+            result.notes.append(f"{exercise}: {differs}")
+        if exercise == "auto":
+            result.auto = mode
+        else:
+            result.given = mode
+    if result.exercise in PLAIN:
+        result.plain = plain_count(video_joints(path), result.exercise)
+    return result
+
+
+# --- printing
+
+
+def _count(reps: int, partial: int) -> str:
+    return f"{reps}+{partial}p"
+
+
+def _faults(person: CountedPerson | None) -> str:
+    if person is None:
+        return "-"
+    found = [f"{i}:{'+'.join(f)}" for i, f in enumerate(person.rep_faults, start=1) if f]
+    return ", ".join(found) or "-"
+
+
+def _agreed(result: ClipResult) -> str:
+    modes = [m for m in (result.given, result.auto) if m is not None]
+    runs = sum(len(m.runs) for m in modes)
+    if all(len(m.runs) == 1 for m in modes):
+        return "-"
+    return f"{'same' if not any(m.disagreement() for m in modes) else 'DIFF'} x{runs}"
+
+
+HEADER = (
+    f"{'clip':44s} {'truth':>5s} {'plain':>5s} {'given':>6s}  {'auto':22s} "
+    f"{'ids':>5s} {'idle':>5s}  {'faults flagged (given)':24s} runs"
+)
+
+
+def print_clip(result: ClipResult) -> None:
+    label = result.label
+    given = result.given.scored if result.given else None
+    auto = result.auto.scored if result.auto else None
+    scored = _people_run(result)
+    shown_given = _count(given.main.reps, given.main.partial) if given and given.main else "-"
+    shown_auto = "-"
+    if auto is not None:
+        name = auto.main.exercise if auto.main else "none"
+        shown_auto = f"{name} {_count(auto.main.reps, auto.main.partial) if auto.main else ''}"
+    idle = _count(scored.idle_reps, scored.idle_partial) if scored else "-"
+    ids = f"{scored.ids}/{label.people}" if scored else "-"
+    plain = "-" if result.plain is None else str(result.plain)
+    faults = _faults(given.main if given else None)
     print(
-        f"exact counts {exact}/{n}; faults: recall {total.recall:.2f}, "
-        f"precision {total.precision:.2f} (tp {total.tp}, fp {total.fp}, fn {total.fn})"
+        f"{label.file[:44]:44s} {_count(label.reps, label.partial_reps):>5s} {plain:>5s} "
+        f"{shown_given:>6s}  {shown_auto[:22]:22s} {ids:>5s} {idle:>5s}  "
+        f"{faults[:24]:24s} {_agreed(result)}"
     )
-    print(f"auto: right exercise and exact reps {auto_exact}/{n}")
-    return exact, n, total
+    if label.by_person and scored:
+        labelled = ",".join(str(p.reps) for p in label.by_person)
+        counted = ",".join(str(r) for r in scored.exercisers) or "-"
+        print(f"    people labelled {labelled}; matched exercisers counted {counted}")
+    for note in result.notes:
+        print(f"    note: {note}")
 
 
-def main() -> int:
+def _people_run(result: ClipResult) -> Scored | None:
+    """The run whose ids are judged: with the exercise given, else auto."""
+    for mode in (result.given, result.auto):
+        if mode is not None and mode.scored is not None:
+            return mode.scored
+    return None
+
+
+def _fault_hits(result: ClipResult) -> tuple[int, int, int]:
+    """Labelled faults, those flagged on their rep, and faults flagged that
+    are not labelled (run with the exercise given)."""
+    labelled = set(result.label.form_faults)
+    scored = result.given.scored if result.given else None
+    if scored is None or scored.main is None:
+        return len(labelled), 0, 0
+    flagged = {
+        (rep, fault)
+        for rep, faults in enumerate(scored.main.rep_faults, start=1)
+        for fault in faults
+    }
+    return len(labelled), len(labelled & flagged), len(flagged - labelled)
+
+
+def totals(results: list[ClipResult]) -> dict:
+    given = [r.given.scored for r in results if r.given and r.given.scored]
+    autos = [r.auto.scored for r in results if r.auto and r.auto.scored]
+    plain = [r for r in results if r.plain is not None]
+    people = [(r, s) for r in results if (s := _people_run(r)) is not None]
+    checked = [r for r in results if _agreed(r) != "-"]
+    faults = [_fault_hits(r) for r in results if r.given]
+    return {
+        "clips": len(results),
+        "given_exact": sum(s.exact for s in given),
+        "given_clips": sum(1 for r in results if r.given),
+        "auto_exact": sum(s.exact for s in autos),
+        "auto_named": sum(s.named for s in autos),
+        "auto_clips": sum(1 for r in results if r.auto),
+        "plain_exact": sum(r.plain == r.label.reps for r in plain),
+        "plain_clips": len(plain),
+        "idle_reps": sum(s.idle_reps for _, s in people),
+        "idle_partial": sum(s.idle_partial for _, s in people),
+        "idle_clips": sum(1 for _, s in people if s.idle_reps or s.idle_partial),
+        "ids_over": sum(max(0, s.ids - r.label.people) for r, s in people),
+        "ids_over_clips": sum(1 for r, s in people if s.ids > r.label.people),
+        "faults_labelled": sum(f[0] for f in faults),
+        "faults_found": sum(f[1] for f in faults),
+        "faults_unlabelled": sum(f[2] for f in faults),
+        "deterministic": sum(_agreed(r).startswith("same") for r in checked),
+        "determinism_clips": len(checked),
+        "failed_runs": sum(
+            not run.ok for r in results for m in (r.given, r.auto) if m for run in m.runs
+        ),
+    }
+
+
+def print_totals(t: dict, runs_per_mode: int) -> None:
+    print(
+        f"exact (main person's reps and partial reps): given {t['given_exact']}/"
+        f"{t['given_clips']}, auto {t['auto_exact']}/{t['auto_clips']} (and the exercise "
+        f"named), plain counter {t['plain_exact']}/{t['plain_clips']} (reps only; clips it "
+        "has an angle for)"
+    )
+    print(f"auto named the labelled exercise: {t['auto_named']}/{t['auto_clips']}")
+    print(
+        f"reps given to people not exercising: {t['idle_reps']} + {t['idle_partial']} partial "
+        f"on {t['idle_clips']} clips"
+    )
+    print(f"ids over labelled people: {t['ids_over']} on {t['ids_over_clips']} clips")
+    print(
+        f"faults: {t['faults_found']}/{t['faults_labelled']} labelled faults flagged on their "
+        f"rep; {t['faults_unlabelled']} flagged that are not labelled"
+    )
+    if t["determinism_clips"]:
+        print(
+            f"determinism: {t['deterministic']}/{t['determinism_clips']} clips gave the same "
+            f"summary and event stream over {runs_per_mode} runs per mode (wall-clock fields "
+            "removed)"
+        )
+    if t["failed_runs"]:
+        print(f"failed pipeline runs: {t['failed_runs']}")
+
+
+def clip_record(result: ClipResult) -> dict:
+    def mode(m: Mode | None) -> dict | None:
+        if m is None:
+            return None
+        s = m.scored
+        return {
+            "exercise": m.exercise,
+            "runs": len(m.runs),
+            "error": m.first.error or None,
+            "main": None if s is None or s.main is None else asdict(s.main),
+            "exact": s.exact if s else False,
+            "named": s.named if s else False,
+            "ids": s.ids if s else None,
+            "exercisers": list(s.exercisers) if s else None,
+            "idle_reps": s.idle_reps if s else None,
+            "idle_partial": s.idle_partial if s else None,
+            "disagreement": m.disagreement() if len(m.runs) > 1 else None,
+            "seconds": [round(r.seconds, 1) for r in m.runs],
+        }
+
+    label = result.label
+    return {
+        "file": label.file,
+        "exercise": result.exercise,
+        "truth": {"reps": label.reps, "partial_reps": label.partial_reps},
+        "people": label.people,
+        "by_person": [p.reps for p in label.by_person],
+        "plain": result.plain,
+        "given": mode(result.given),
+        "auto": mode(result.auto),
+        "notes": result.notes,
+    }
+
+
+def labelled_folder(folder: Path, args: argparse.Namespace) -> list[ClipResult]:
+    labels = load_labels(folder)
+    wanted = [w for w in args.only.split(",") if w]
+    labels = [lab for lab in labels if not wanted or any(w in lab.file for w in wanted)]
+    workers = ",".join(str(w or "default") for w in args.workers)
+    runs = f"{args.repeat} run(s) x workers {workers}"
+    print(f"Labelled clips: {folder} ({len(labels)} clips; per mode {runs})")
+    print(HEADER)
+    results = []
+    for label in labels:
+        result = run_clip(folder, label, args)
+        print_clip(result)
+        results.append(result)
+    return results
+
+
+def _workers(text: str) -> list[int | None]:
+    if not text:
+        return [None]
+    try:
+        counts = [int(w) for w in text.split(",") if w]
+    except ValueError:
+        raise UserError(f"--workers {text!r}: give worker counts like 1,2,4") from None
+    if not counts or min(counts) < 1:
+        raise UserError(f"--workers {text!r}: give worker counts like 1,2,4")
+    return counts  # type: ignore[return-value]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--no-synthetic", action="store_true", help="shared clips only")
+    parser.add_argument("folders", nargs="*", type=Path, metavar="DIR", help="clips + labels.json")
+    parser.add_argument("--no-synthetic", action="store_true", help="labelled clips only")
     parser.add_argument("--no-real", action="store_true", help="synthetic athletes only")
+    parser.add_argument("--no-auto", action="store_true", help="skip the --exercise auto runs")
     parser.add_argument("--only", default="", help="comma-separated name fragments")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per worker count and mode")
+    parser.add_argument("--workers", default="", help="worker counts to run, e.g. 1,2,4")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per pipeline run")
+    parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--fresh", action="store_true", help="ignore the joints cache")
     parser.add_argument(
         "--more", action="store_true", help=f"also {len(MORE)} more synthetic clips"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be 1 or more")
+    args.workers = _workers(args.workers)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.fresh:
         os.environ["REPCOACH_COACH_CACHE"] = "/tmp/coach_cache_fresh"
-    wanted = [w for w in args.only.split(",") if w]
+    figures: dict = {"labelled": [], "synthetic": {}}
     if not args.no_real:
-        folder = clips_dir()
-        if (folder / "labels.json").exists():
-            real_clips(folder)
-        else:
-            print(f"shared clips absent ({folder}): real-clip figures skipped")
+        results = []
+        for folder in args.folders or [clips_dir()]:
+            if not (folder / "labels.json").exists():
+                print(f"no labels.json in {folder}: skipped")
+                continue
+            results += labelled_folder(folder, args)
+        if results:
+            summed = totals(results)
+            print_totals(summed, args.repeat * len(args.workers))
+            figures["labelled"] = [clip_record(r) for r in results]
+            figures["totals"] = summed
     if not args.no_synthetic:
+        wanted = [w for w in args.only.split(",") if w]
         specs = tuple(s for s in SYNTHETIC if not wanted or any(w in s for w in wanted))
-        synthetic(specs)
+        figures["synthetic"]["main"] = synthetic(specs)
         if args.more:
             print("\nMore synthetic clips (other seeds and fault mixes):", end="")
-            synthetic(MORE)
+            figures["synthetic"]["more"] = synthetic(MORE)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"figures written to {args.json}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

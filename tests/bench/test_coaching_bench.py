@@ -1,0 +1,108 @@
+"""The coaching benchmark's own logic: reading labels, removing wall-clock
+fields before runs are compared, and matching counted ids to labelled people."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.coaching import score
+from bench.labels import load_labels
+from bench.pipeline_run import PipelineRun, canonical, first_difference, strip_wall_clock
+from repcoach.common.errors import UserError
+
+
+def write_labels(folder, entries):
+    (folder / "labels.json").write_text(json.dumps(entries))
+    return load_labels(folder)
+
+
+def entry(**fields):
+    base = {"file": "a.mp4", "exercise_id": "squat", "people": 1, "reps": 3, "partial_reps": 0}
+    return {**base, **fields}
+
+
+@pytest.mark.parametrize(
+    ("exercise_id", "text", "expected"),
+    [
+        ("squat", "bodyweight squat", "squat"),
+        ("other", "seated machine chest fly (pec deck)", "pec_deck_fly"),
+        ("other", "cable crossover", None),
+    ],
+)
+def test_label_names_the_exercise_to_give(tmp_path, exercise_id, text, expected):
+    [label] = write_labels(tmp_path, [entry(exercise_id=exercise_id, exercise=text)])
+    assert label.exercise == expected
+
+
+def test_people_may_be_a_sentence(tmp_path):
+    [label] = write_labels(tmp_path, [entry(people="1 exerciser + his mirror reflection")])
+    assert (label.people, label.people_text) == (1, "1 exerciser + his mirror reflection")
+
+
+def test_bad_people_names_the_entry(tmp_path):
+    with pytest.raises(UserError, match="a.mp4.*'people'"):
+        write_labels(tmp_path, [entry(people="several")])
+
+
+def test_wall_clock_fields_do_not_make_runs_differ():
+    first = {"wall_s": 4.6, "people": [{"id": 1, "reps": 3}]}
+    second = {"wall_s": 9.1, "people": [{"id": 1, "reps": 3}]}
+    assert canonical(strip_wall_clock(first)) == canonical(strip_wall_clock(second))
+    events = [
+        {"type": "event", "id": "20261202-183055-d5b26e:26:2", "seq": 26},
+        {"type": "frame", "seq": 26, "age_ms": 12.5},
+    ]
+    later = [
+        {"type": "event", "id": "20261202-190001-0a0b0c:26:2", "seq": 26},
+        {"type": "frame", "seq": 26, "age_ms": 40.0},
+    ]
+    assert canonical(strip_wall_clock(events)) == canonical(strip_wall_clock(later))
+
+
+def test_first_difference_says_where():
+    a = {"people": [{"id": 1, "reps": 3}]}
+    b = {"people": [{"id": 1, "reps": 4}]}
+    assert first_difference(a, b) == ".people[0].reps: 3 != 4"
+    assert first_difference(a, a) is None
+
+
+def summary(*people):
+    return {
+        "people": [
+            {
+                "id": pid,
+                "exercises": [
+                    {"exercise": ex, "reps": reps, "partial_reps": partial, "reps_detail": []}
+                ],
+            }
+            for pid, ex, reps, partial in people
+        ]
+    }
+
+
+def test_ids_are_matched_to_labelled_people_by_count(tmp_path):
+    by_person = [{"person": "athlete", "reps": 8}, {"person": "coach", "reps": 0}]
+    [label] = write_labels(
+        tmp_path,
+        [
+            entry(
+                exercise_id="other", exercise="pec deck", people=2, reps=8, reps_by_person=by_person
+            )
+        ],
+    )
+    run = PipelineRun("pec_deck_fly", None, 0, 1.0)
+    run.summary = summary((3, "pec_deck_fly", 1, 1), (1, "pec_deck_fly", 8, 0), (7, "x", 2, 0))
+    scored = score(run, label, "pec_deck_fly", auto=False)
+    assert scored.main.id == 1 and scored.exact
+    assert scored.exercisers == (8,)
+    assert (scored.idle_reps, scored.idle_partial, scored.ids) == (3, 1, 3)
+
+
+def test_auto_is_exact_only_with_the_right_exercise(tmp_path):
+    [label] = write_labels(tmp_path, [entry(reps=3)])
+    run = PipelineRun("auto", None, 0, 1.0)
+    run.summary = summary((1, "lunge", 3, 0))
+    assert not score(run, label, "squat", auto=True).exact
+    assert score(run, label, "squat", auto=False).exact
