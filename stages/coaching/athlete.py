@@ -108,10 +108,20 @@ class Athlete:
         self._hold_cue_pts: dict[str, float] = {}
         self.phase = ""
         self.angles: dict[str, float] = {}
-        partial = self.spec.cues["partial"]
+        # What the counter found wrong with a partial rep, by counting entry:
+        # too little range by the exercise's thresholds, or short of the person's own.
         self._partial_rules = {
-            i: Rule("partial_range", c.measure, "turn", spec.views, "warn", partial, penalty=15.0)
+            (i, short): Rule(
+                "partial_range",
+                c.measure,
+                "turn",
+                spec.views,
+                "warn",
+                spec.cues["short" if short else "partial"],
+                penalty=15.0,
+            )
             for i, c in enumerate(spec.counting)
+            for short in (False, True)
         }
 
     # --- per frame
@@ -253,7 +263,7 @@ class Athlete:
         extra: tuple[Rule, ...] = ()
         if not movement.full:
             rules = tuple(r for r in rules if not r.skip_on_partial)
-            extra = (self._partial_rules[index],)
+            extra = (self._partial_rules[index, movement.short],)
         verdict = judge(rules, frames, turn, extra)
         if movement.full:
             self.reps += 1
@@ -264,10 +274,12 @@ class Athlete:
             number, kind = self.partial_reps, "partial_rep"
         detail = self._rep_detail(number, movement, counting, verdict)
         comparison = None
-        if movement.full:
+        if movement.full and not movement.cut:  # a cut rep's range or tempo is not all seen
+            baseline = self.baselines[index]
             tempo = movement.seconds_away + movement.seconds_back
-            compared, comparison = self.baselines[index].add(movement.range, tempo)
+            compared, comparison = baseline.add(movement.range, tempo, movement.depth)
             detail.update(compared)
+            self.counters[index].reference = baseline.depth
         self.log.append(detail)
         self.last_rep_pts = movement.end.pts
         text = f"Rep {number}" if movement.full else f"Partial rep {number}: not counted"
@@ -284,6 +296,8 @@ class Athlete:
         return {
             "rep": number,
             "partial": not movement.full,
+            "short": movement.short,
+            "cut": movement.cut or None,
             "exercise": self.spec.name,
             "start_frame": movement.start.seq,
             "bottom_frame": movement.turn.seq,
@@ -296,6 +310,7 @@ class Athlete:
             "measure": counting.measure,
             "rom_deg": round(movement.range, 1) if degrees else None,
             "rom": round(movement.range, 3),
+            "depth": round(movement.depth, 3),
             "rom_unit": self.spec.measures[counting.measure].unit,
             "score": round(verdict.score, 1),
             "faults": verdict.fault_ids,
@@ -415,18 +430,18 @@ class Athlete:
         return Note("hold", f"Held {seconds:.0f} s", "info", detail)
 
     def finish(self) -> list[Note]:
-        """End of stream: a hold in progress ends; a rep half-way is dropped."""
+        """End of stream: a hold in progress ends; a rep the end cut off is
+        judged by what was seen of it (see `reps.py`)."""
         notes: list[Note] = []
         for index, counter in enumerate(self.counters):
-            movement = counter.flush()
             counting = self.spec.counting[index]
-            if (
-                movement is not None
-                and movement.turn.seq > self._last_end_seq
-                and self._view_at(movement.turn.seq, self.view or "") in counting.views
-            ):
-                self._last_end_seq = movement.end.seq
-                notes.extend(self._finish_rep(movement, index))
+            for movement in counter.flush():
+                if (
+                    movement.turn.seq > self._last_end_seq
+                    and self._view_at(movement.turn.seq, self.view or "") in counting.views
+                ):
+                    self._last_end_seq = movement.end.seq
+                    notes.extend(self._finish_rep(movement, index))
         if self._hold is not None:
             notes.append(self._finish_hold())
         return notes

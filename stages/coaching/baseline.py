@@ -4,7 +4,9 @@ The first `CALIBRATION_REPS` full reps of an exercise set the baseline; when
 they are done the set is compared with the member's last session (from the
 history database), and every later rep with the baseline: a rep clearly
 shallower or faster than the person's own norm gets a cue, even when it
-passes the exercise's fixed thresholds.
+passes the exercise's fixed thresholds. The calibrated `depth` (how far the
+turn lies past the rest boundary) is what the rep counter holds later reps
+against: one clearly short of it is a partial rep (see `reps.py`).
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ class Comparison:
 
 
 class PersonalBaseline:
-    """Feed each full rep's range and duration; `add` says what stands out."""
+    """Feed each full rep's range, duration and depth; `add` says what stands out."""
 
     def __init__(self, unit: str, prior: Baseline | None = None):
         self.unit = unit
         self.prior = prior if prior is not None and prior.rom_unit == unit else None
         self._roms: list[float] = []
         self._tempos: list[float] = []
+        self._depths: list[float] = []
         self.rom: float | None = None
         self.tempo_s: float | None = None
+        self.depth: float | None = None
 
     @property
     def calibrating(self) -> bool:
@@ -46,15 +50,20 @@ class PersonalBaseline:
         share = ROM_SHARE * abs(rom)
         return max(DEGREE_MARGIN, share) if self.unit == "deg" else share
 
-    def add(self, rom: float, tempo_s: float) -> tuple[dict, Comparison | None]:
+    def add(
+        self, rom: float, tempo_s: float, depth: float | None = None
+    ) -> tuple[dict, Comparison | None]:
         """The rep's comparison data (for its detail) and a cue, if any."""
         if self.calibrating:
             self._roms.append(rom)
             self._tempos.append(tempo_s)
+            if depth is not None:
+                self._depths.append(depth)
             data = {"calibration": True}
             if len(self._roms) < CALIBRATION_REPS:
                 return data, None
             self.rom, self.tempo_s = median(self._roms), median(self._tempos)
+            self.depth = median(self._depths) if self._depths else None
             data.update(baseline_rom=round(self.rom, 3), baseline_tempo_s=round(self.tempo_s, 2))
             return data, self._against_prior()
         assert self.rom is not None and self.tempo_s is not None

@@ -1,8 +1,9 @@
 """Counting reps from one measure over time: a state machine with hysteresis.
 
-    rest --(passes `start`)--> moving --(back past `end`)--> rest
+    rest --(passes `start`)--> moving --(back past `end`, settled)--> rest
                                   |
-                                  +--> full rep if it passed `full`,
+                                  +--> full rep if it passed `full` (and was not
+                                       short of the person's own range),
                                        partial if it went `min_partial` past `start`,
                                        nothing otherwise (noise, a sway)
 
@@ -12,10 +13,42 @@ frame or two can neither be the turning point nor make a rep full.
 `end` lies on the rest side of `start`, so a signal hovering around either
 threshold cannot cycle, and the return to rest must last `settle_s` before
 the rep counts, so a landmark glitch of a frame or two mid-rep cannot split
-it in two. A new rep can only start after the signal has been
-seen in the rest zone (so a person who appears mid-movement, or comes back
-from behind something, is not counted half-way through), and a gap in the
-signal longer than `max_gap_s` abandons the movement in progress.
+it in two. A gap in the signal longer than `max_gap_s` abandons the movement
+in progress.
+
+The person's own range. A rep's `depth` is how far its turn lies past the
+rest boundary `end`: unlike the range from the last rest sample, it does not
+move when the signal jumps about at rest. Once the athlete has calibrated the
+person's own depth (`reference`, the median of their first full reps; see
+`baseline.py`), a rep that passed `full` but reached less than `SHORT_SHARE`
+of it is partial and marked `short` (a three-quarter curl, a half squat):
+the exercise's fixed threshold alone would let it pass.
+
+The edges of the stream. A new rep normally starts only after the signal was
+seen in the rest zone, so a person who appears mid-movement (walks in, comes
+back from behind something or after a gap) is not counted half-way through.
+The stream itself can cut a rep, though, and then what was seen decides:
+
+- Cut at the start: the first readable sample comes within `STREAM_START_S`
+  of the stream's start (pts is media time from the source's opening) and
+  lies outside the rest zone: the set was under way when the stream began.
+  That sample stands in for the rest the movement left from. The turn was
+  approached inside the stream when the signal was seen travelling at least
+  `SEEN_SHARE` of the way from `start` to it. Approached and past `full`: a
+  full rep (a push-up set filmed from near the top of rep 1). One of the two:
+  partial (a raise that opens with the arms up shows only the lowering from
+  a full turn). Neither: nothing (someone kneeling with bent arms who
+  straightens them to get into position).
+- Cut at the end (`flush`): a movement back in the rest zone but not yet
+  settled counts as usual. One still away from rest is full when it passed
+  `full` and its turn is confirmed: the signal came back from the turn by more
+  than `tolerance`, or stayed within `tolerance` of it for `TURN_HOLD_S`, or
+  reached `REACH_SHARE` of the person's own depth, within the spread of
+  their full reps (the part that makes a rep was seen; only the return, which
+  every rep has, is missing). Otherwise it is partial when it went
+  `min_partial` past `start` (a descent that never came back up).
+- Cut at both ends (never seen at rest): nothing shows it was a rep, so it is
+  not reported (a constant signal away from rest counts nothing).
 """
 
 from __future__ import annotations
@@ -29,6 +62,11 @@ import numpy as np
 from repcoach.stages.coaching.spec import Counting
 
 SMOOTH_HALF = 2
+STREAM_START_S = 0.5  # a first sample this close to the stream's start is "at the start"
+SEEN_SHARE = 0.5  # of the way from `start` to the turn, seen, makes a cut start a full rep
+TURN_HOLD_S = 0.2  # this long within `tolerance` of the turn confirms it at the stream's end
+SHORT_SHARE = 0.75  # a rep under this share of the person's own range is short (partial)
+REACH_SHARE = 0.9  # a rep cut at the end that reached this share of it reached its turn
 
 
 @dataclass(frozen=True)
@@ -40,17 +78,25 @@ class Sample:
 
 @dataclass(frozen=True)
 class Movement:
-    """One finished excursion from rest and back.
+    """One excursion from rest and back.
 
     `start` is the last sample still in the rest zone before it left, `turn`
     the sample furthest from rest, `end` the first sample back in the rest
-    zone. `full`: it reached the `full` threshold (else it is a partial rep).
+    zone. `depth`: how far the turn lies past the rest boundary (`end`).
+    `full`: it counts as a rep (else it is a partial rep). `cut`:
+    "start" when it was under way as the stream began (`start` is then the
+    first sample), "end" when the stream ended before it came back (`end` is
+    then the last sample), "" otherwise. `short`: it passed `full` but fell
+    clearly short of the person's own range.
     """
 
     start: Sample
     turn: Sample
     end: Sample
+    depth: float
     full: bool
+    cut: str = ""
+    short: bool = False
 
     @property
     def seconds_away(self) -> float:
@@ -67,23 +113,30 @@ class Movement:
 
 class RepCounter:
     """Feeds on one value per frame (NaN when it cannot be read) and reports
-    each finished movement."""
+    each finished movement. `reference`: the person's own depth, once known."""
 
     def __init__(self, counting: Counting, max_gap_s: float = 1.0, settle_s: float = 0.1):
         self.counting = counting
         self.max_gap_s = max_gap_s
         self.settle_s = settle_s
         self.tolerance = 0.1 * abs(counting.full - counting.end)  # "at the turn"
-        self.reset()
-
-    def reset(self) -> None:
-        self._ready = False  # seen in the rest zone since the last reset
-        self._rest: Sample | None = None  # latest sample in the rest zone
-        self._start: Sample | None = None  # set while moving
-        self._turn: Sample | None = None
-        self._back: Sample | None = None  # first sample back in the rest zone, unconfirmed
-        self._last_valid: float | None = None
+        self.reference: float | None = None
         self._window: deque[Sample] = deque(maxlen=2 * SMOOTH_HALF + 1)
+        self._first = True  # no readable sample seen yet: the stream may start mid-rep
+        self._last_valid: Sample | None = None
+        self._abandon()
+
+    def _abandon(self) -> None:
+        """Forgets the movement under way; a new one needs the rest zone first."""
+        self._ready = False  # a movement may start (seen in the rest zone, or stream start)
+        self._rest: Sample | None = None  # where the next movement starts from
+        self._rest_cut = False  # `_rest` is the stream's first sample, not a rest sample
+        self._start: Sample | None = None  # set while moving
+        self._cut_start = False
+        self._turn: Sample | None = None
+        self._held: Sample | None = None  # first sample of the stay near the turn
+        self._turned = False  # seen coming back from the turn
+        self._back: Sample | None = None  # first sample back in the rest zone, unconfirmed
         self.phase = "unknown"
 
     @property
@@ -92,43 +145,61 @@ class RepCounter:
 
     def update(self, seq: int, pts: float, value: float) -> Movement | None:
         """Takes this frame's value; may report the movement that ended
-        `SMOOTH_HALF` frames ago."""
-        self._window.append(Sample(seq, pts, value))
+        `SMOOTH_HALF` frames ago. A value that is not finite is unreadable."""
+        self._window.append(Sample(seq, pts, value if math.isfinite(value) else math.nan))
         if len(self._window) <= SMOOTH_HALF:
             return None
-        return self._step(self._smoothed(len(self._window) - 1 - SMOOTH_HALF))
+        return self._step(self._smoothed(tuple(self._window), len(self._window) - 1 - SMOOTH_HALF))
 
-    def _smoothed(self, i: int) -> Sample:
-        centre = self._window[i]
+    @staticmethod
+    def _smoothed(window: tuple[Sample, ...], i: int) -> Sample:
+        centre = window[i]
         if math.isnan(centre.value):
             return centre
-        around = [
-            s.value for s in list(self._window)[max(0, i - SMOOTH_HALF) : i + SMOOTH_HALF + 1]
-        ]
+        around = [s.value for s in window[max(0, i - SMOOTH_HALF) : i + SMOOTH_HALF + 1]]
         return Sample(centre.seq, centre.pts, float(np.nanmedian(around)))
 
     def _step(self, sample: Sample) -> Movement | None:
-        c = self.counting
-        value, pts = sample.value, sample.pts
+        value = sample.value
         if math.isnan(value):
-            if self._last_valid is not None and pts - self._last_valid > self.max_gap_s:
-                self.reset()  # too long unseen: whatever was under way is lost
+            last = self._last_valid
+            if last is not None and sample.pts - last.pts > self.max_gap_s:
+                self._abandon()  # too long unseen: whatever was under way is lost
             self.phase = "unknown" if not self._ready else self.phase
             return None
-        self._last_valid = pts
+        c = self.counting
+        if self._first:
+            self._first = False
+            if sample.pts <= STREAM_START_S and c.past(value, c.end):
+                self._ready, self._rest, self._rest_cut = True, sample, True
+        self._last_valid = sample
         if self._start is None:
-            if not c.past(value, c.end):
-                self._ready, self._rest = True, sample
-                self.phase = "rest"
-            elif self._ready and c.past(value, c.start) and self._rest is not None:
-                self._start, self._turn = self._rest, sample
-                self.phase = "away"
+            self._leave_rest(sample)
             return None
-        assert self._turn is not None
-        if c.past(value, c.end):
+        return self._away(sample)
+
+    def _leave_rest(self, sample: Sample) -> None:
+        c = self.counting
+        if not c.past(sample.value, c.end):
+            self._ready, self._rest, self._rest_cut = True, sample, False
+            self.phase = "rest"
+        elif self._ready and c.past(sample.value, c.start) and self._rest is not None:
+            self._start, self._cut_start = self._rest, self._rest_cut
+            self._turn = self._held = sample
+            self._turned = False
+            self.phase = "away"
+
+    def _away(self, sample: Sample) -> Movement | None:
+        c = self.counting
+        assert self._turn is not None and self._held is not None
+        if c.past(sample.value, c.end):
             self._back = None  # not back yet (or that was a glitch)
-            if c.past(value, self._turn.value):
+            if c.past(sample.value, self._turn.value):
                 self._turn = sample
+                if abs(sample.value - self._held.value) > self.tolerance:
+                    self._held, self._turned = sample, False  # a new, further turn
+            elif abs(sample.value - self._turn.value) > self.tolerance:
+                self._turned = True
             self.phase = self._moving_phase(sample)
             return None
         if self._back is None:
@@ -136,21 +207,44 @@ class RepCounter:
         if sample.pts - self._back.pts < self.settle_s:
             self.phase = "back"
             return None
-        return self._finish(sample)
-
-    def _finish(self, now: Sample) -> Movement | None:
-        c = self.counting
-        assert self._start is not None and self._turn is not None and self._back is not None
-        full = c.past(self._turn.value, c.full) or self._turn.value == c.full
-        movement = Movement(self._start, self._turn, self._back, full)
-        self._start = self._turn = self._back = None
-        self._ready, self._rest = True, now
-        self.phase = "rest"
-        if movement.end.pts - movement.start.pts < c.min_seconds:
-            return None  # too quick for a person: a glitch
-        if not movement.full and abs(movement.turn.value - c.start) < c.min_partial:
-            return None  # barely left rest: a sway, not an attempt
+        movement = self._movement(self._back, cut_end=False)
+        self._rest_here(sample)
         return movement
+
+    def _rest_here(self, sample: Sample) -> None:
+        self._abandon()
+        self._ready, self._rest = True, sample
+        self.phase = "rest"
+
+    def _movement(self, end: Sample, cut_end: bool) -> Movement | None:
+        """The movement from `_start` to `end`, judged; None when it is no rep
+        at all (a glitch, a sway, or never seen at rest)."""
+        c = self.counting
+        start, turn = self._start, self._turn
+        assert start is not None and turn is not None
+        if self._cut_start and cut_end:
+            return None
+        reached = c.past(turn.value, c.full) or turn.value == c.full
+        depth = abs(turn.value - c.end)
+        own = self.reference
+        short = reached and own is not None and depth < SHORT_SHARE * own
+        full = reached and not short
+        if self._cut_start:
+            approached = abs(turn.value - start.value) >= SEEN_SHARE * abs(turn.value - c.start)
+            if not (approached or reached):
+                return None  # only seen coming back from somewhere: no sign of a rep
+            full = full and approached
+        if cut_end:
+            assert self._held is not None
+            held = end.pts - self._held.pts >= TURN_HOLD_S
+            reached_own = own is not None and depth >= REACH_SHARE * own
+            full = full and (self._turned or held or reached_own)
+        if end.pts - start.pts < c.min_seconds:
+            return None  # too quick for a person: a glitch
+        if not full and abs(turn.value - c.start) < c.min_partial:
+            return None  # barely left rest: a sway, not an attempt
+        cut = "start" if self._cut_start else ("end" if cut_end else "")
+        return Movement(start, turn, end, depth, full, cut, short)
 
     def _moving_phase(self, sample: Sample) -> str:
         assert self._turn is not None
@@ -160,14 +254,21 @@ class RepCounter:
             return "turn"
         return "back"
 
-    def flush(self) -> Movement | None:
-        """End of stream: a movement already back in the rest zone is
-        finished; one that never came back is not a rep."""
-        movement = None
-        window = len(self._window)
-        for i in range(max(window - SMOOTH_HALF, 0), window):  # the frames still held back
-            movement = self._step(self._smoothed(i)) or movement
-        if self._back is not None:
-            movement = self._finish(self._back) or movement
-        self.reset()
-        return movement
+    def flush(self) -> tuple[Movement, ...]:
+        """End of stream: the frames still held back by the running median are
+        counted, then the movement under way is judged as cut by the end (see
+        the module docstring). Returns the movements finished, oldest first."""
+        found: list[Movement] = []
+        window = tuple(self._window)  # `_step` may abandon state; the frames stay
+        for i in range(max(len(window) - SMOOTH_HALF, 0), len(window)):
+            movement = self._step(self._smoothed(window, i))
+            if movement is not None:
+                found.append(movement)
+        if self._start is not None and self._last_valid is not None:
+            end = self._back if self._back is not None else self._last_valid
+            movement = self._movement(end, cut_end=self._back is None)
+            if movement is not None:
+                found.append(movement)
+        self._window.clear()
+        self._abandon()
+        return tuple(found)

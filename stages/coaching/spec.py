@@ -186,7 +186,7 @@ class ExerciseSpec:
     rules: tuple[Rule, ...]
     side_joints: tuple[str, ...]  # sided joint names that pick the near side
     required: tuple[JointRef, ...]  # must be visible to count at all
-    cues: Mapping[str, str]  # "out_of_view", "turn_side", "turn_front", "partial"
+    cues: Mapping[str, str]  # "out_of_view", "turn_side", "turn_front", "partial", "short"
     source: str  # the file it came from
 
     @property
@@ -378,6 +378,8 @@ _DEFAULT_CUES = {
     "turn_side": "Turn side-on to the camera",
     "turn_front": "Face the camera",
     "partial": "Go through the full range of motion",
+    # a rep past the exercise's threshold but short of the person's own range
+    "short": "Shorter than your first reps: use your full range",
 }
 
 
