@@ -1,5 +1,5 @@
-"""Pinhole cameras, one per athlete, and the layout that places one to three
-athletes side by side in the frame.
+"""Pinhole cameras, one per person, and the layout that places athletes,
+bystanders and a mirror twin side by side in the frame.
 
 A camera looks at a target point (the middle of the athlete's motion) from
 `distance` metres away. Pixel coordinates are "metres at the target's
@@ -43,6 +43,10 @@ class Lens:
     target: np.ndarray  # (3,) world point the camera aims at
     distance: float  # metres from the camera to the target
 
+    def mirrored(self) -> Lens:
+        """The same view flipped left-right, as seen in a mirror."""
+        return Lens(self.axes * np.array([[-1.0], [1.0], [1.0]]), self.target, self.distance)
+
     def plane(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2) right/up in metres at the target's distance, and (N,) nearness."""
         cam = (points - self.target) @ self.axes.T
@@ -76,24 +80,37 @@ class Camera:
         return self.scale * self.lens.distance / max(self.lens.distance - float(near[0]), 0.05)
 
 
+def alternating_depths(count: int) -> list[float]:
+    """Every other athlete stands a little further back (smaller, feet higher),
+    so neighbours that overlap occlude each other the way people in a room do."""
+    return [1.0 if count == 1 or i % 2 == 1 else 0.9 for i in range(count)]
+
+
+def feet_row(depth: float) -> float:
+    """Where the floor under a figure lands, as a fraction of the frame height:
+    the further back (smaller `depth` scale), the higher."""
+    return 0.95 if depth == 1.0 else 0.9 if depth == 0.9 else 0.95 - 0.5 * (1.0 - depth)
+
+
 def layout(
     extents: list[tuple[float, float, float, float]],
     lenses: list[Lens],
     width: int,
     height: int,
-) -> list[Camera]:
-    """One camera per athlete so that all fit the frame side by side.
+    depths: list[float] | None = None,
+) -> tuple[list[Camera], float]:
+    """One camera per figure so that all fit the frame side by side, and the
+    shared scale (px per metre at depth 1).
 
     `extents` are (right_min, right_max, up_min, up_max) in lens-plane metres
-    over the whole clip. Athletes share one scale, except that every other
-    athlete stands a little further back (smaller, feet higher), so neighbours
-    that overlap occlude each other the way people in a room do."""
+    over the whole clip. Figures share one scale times their `depths` entry
+    (default `alternating_depths`)."""
     count = len(extents)
     slot = width / count
-    depth_scale = [1.0 if count == 1 or i % 2 == 1 else 0.9 for i in range(count)]
+    depth_scale = depths or alternating_depths(count)
     scale = min(
         min(
-            0.9 * height / (up_max - up_min),
+            min(0.9, feet_row(depth_scale[i])) * height / (up_max - up_min),
             (1.35 if count > 1 else 0.92) * slot / (right_max - right_min),
         )
         / depth_scale[i]
@@ -102,7 +119,9 @@ def layout(
     cameras = []
     for i, (right_min, right_max, up_min, _up_max) in enumerate(extents):
         s = scale * depth_scale[i]
-        bottom = height * (0.95 if depth_scale[i] == 1.0 else 0.9)
-        origin = (slot * (i + 0.5) - s * (right_min + right_max) * 0.5, bottom + up_min * s)
-        cameras.append(Camera(lenses[i], s, origin))
-    return cameras
+        bottom = height * feet_row(depth_scale[i])
+        x = slot * (i + 0.5) - s * (right_min + right_max) * 0.5
+        if s * (right_max - right_min) <= width:  # neighbours may overlap, the edges cut nobody
+            x = min(max(x, -s * right_min), width - s * right_max)
+        cameras.append(Camera(lenses[i], s, (x, bottom + up_min * s)))
+    return cameras, scale

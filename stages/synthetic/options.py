@@ -13,6 +13,20 @@ Options:
     size=WxH      frame size in pixels (default 640x480)
     seed=N        random seed (default 0): same seed, byte-identical frames
     seconds=S     length of a clip of holds only (plank; default 4)
+    extra=F[+F..] people who do not exercise, in this order (at most 3):
+                  bystander   stands to one side, arms crossed, hands on hips or
+                              hanging, swaying a little
+                  walker      walks across the frame behind the athletes, in at
+                              one edge and out at the other
+    rest=S[@N|@N-M]  the athletes stand still S seconds (0.5-60) after rep N
+                  (or reps N..M; default: after every rep but the last)
+    mirror=N      a mirror twin of athlete N (1-based; 0: none, the default):
+                  the athlete flipped left-right, smaller and dimmer, beside
+                  them in a wall mirror, moving in sync
+
+Truth marks each person's `role` (athlete, bystander, walker, mirror) and
+whether they exercise; non-exercisers have no reps. Person indexes: the
+athletes first, then the extras in the order named, then the mirror twin.
 
 Exercises and their views (the first is the default):
     squat, lunge, bicep_curl   side, front
@@ -33,9 +47,25 @@ from repcoach.common.specs import Spec
 from repcoach.stages.synthetic.camera import VIEWS
 from repcoach.stages.synthetic.exercises import EXERCISE_NAMES, EXERCISES
 from repcoach.stages.synthetic.faults import FaultPlan, check_plans, parse_faults
+from repcoach.stages.synthetic.timeline import RestPlan
 
-OPTIONS = ("reps", "view", "fault", "people", "fps", "size", "seed", "seconds")
+OPTIONS = (
+    "reps",
+    "view",
+    "fault",
+    "people",
+    "fps",
+    "size",
+    "seed",
+    "seconds",
+    "extra",
+    "rest",
+    "mirror",
+)
 MAX_PEOPLE = 3
+EXTRAS = ("bystander", "walker")
+MAX_EXTRAS = 3
+MAX_SIDE_BY_SIDE = 4  # athletes, bystanders and a mirror twin share the width
 
 
 @dataclass(frozen=True)
@@ -52,6 +82,9 @@ class SyntheticConfig:
     height: int
     seed: int
     hold_seconds: float
+    extras: tuple[str, ...] = ()  # EXTRAS, in the order named
+    rest: RestPlan | None = None
+    mirror_of: int | None = None  # 0-based athlete mirrored, None: no mirror
 
 
 def _integer(spec: Spec, key: str, default: int, lo: int, hi: int) -> int:
@@ -64,6 +97,52 @@ def _integer(spec: Spec, key: str, default: int, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise UserError(f"synthetic: {key}={raw} is outside [{lo}, {hi}]")
     return value
+
+
+def _extras(spec: Spec) -> tuple[str, ...]:
+    raw = spec.options.get("extra", "")
+    names = tuple(name.strip() for name in raw.split("+")) if raw else ()
+    for name in names:
+        if name not in EXTRAS:
+            raise UserError(
+                f"synthetic: extra={raw!r}: unknown figure {name!r}; valid: {', '.join(EXTRAS)}"
+            )
+    if len(names) > MAX_EXTRAS:
+        raise UserError(
+            f"synthetic: extra={raw!r} names {len(names)} figures; at most {MAX_EXTRAS}"
+        )
+    return names
+
+
+_REST = re.compile(r"(?P<seconds>\d+(?:\.\d+)?)(?:@(?P<first>\d+)(?:-(?P<last>\d+))?)?")
+
+
+def _rest(spec: Spec, reps: int, exercises: tuple[str, ...]) -> RestPlan | None:
+    raw = spec.options.get("rest")
+    if raw is None:
+        return None
+    match = _REST.fullmatch(raw)
+    if match is None:
+        raise UserError(f"synthetic: rest={raw!r} is not S, S@N or S@N-M (seconds after rep N)")
+    seconds = float(match["seconds"])
+    if not 0.5 <= seconds <= 60.0:
+        raise UserError(f"synthetic: rest={raw}: {seconds:g} seconds is outside [0.5, 60]")
+    if all(EXERCISES[name].is_hold for name in exercises):
+        raise UserError(f"synthetic: rest={raw}: a hold ({'+'.join(exercises)}) has no reps")
+    if reps < 2:
+        raise UserError(f"synthetic: rest={raw} needs reps=2 or more (rests fall between reps)")
+    first = int(match["first"]) if match["first"] else 1
+    last = int(match["last"]) if match["last"] else (first if match["first"] else reps - 1)
+    if not 1 <= first <= last < reps:
+        raise UserError(
+            f"synthetic: rest={raw}: rests come after reps 1..{reps - 1} (reps={reps}), N <= M"
+        )
+    return RestPlan(seconds, first, last)
+
+
+def _mirror(spec: Spec, exercises: tuple[str, ...]) -> int | None:
+    athlete = _integer(spec, "mirror", 0, 0, len(exercises))
+    return athlete - 1 if athlete else None
 
 
 def parse_spec(text: str) -> SyntheticConfig:
@@ -100,6 +179,14 @@ def parse_spec(text: str) -> SyntheticConfig:
     reps = _integer(spec, "reps", 3, 1, 50)
     faults = parse_faults(spec.options.get("fault", ""))
     check_plans(faults, list(exercises), reps)
+    extras = _extras(spec)
+    mirror_of = _mirror(spec, exercises)
+    side_by_side = len(exercises) + extras.count("bystander") + (mirror_of is not None)
+    if side_by_side > MAX_SIDE_BY_SIDE:
+        raise UserError(
+            f"synthetic: {side_by_side} figures side by side (athletes, bystanders, mirror); "
+            f"at most {MAX_SIDE_BY_SIDE}"
+        )
     size = spec.options.get("size", "640x480")
     match = re.fullmatch(r"(\d+)x(\d+)", size)
     if match is None:
@@ -118,4 +205,7 @@ def parse_spec(text: str) -> SyntheticConfig:
         height=height,
         seed=_integer(spec, "seed", 0, 0, 2**32 - 1),
         hold_seconds=spec.take_number("seconds", 4.0, 0.5, 600.0),
+        extras=extras,
+        rest=_rest(spec, reps, exercises),
+        mirror_of=mirror_of,
     )

@@ -50,6 +50,12 @@ class Palette:
 
         return cls(pick(_SKINS), pick(_HAIRS), pick(_SHIRTS), pick(_SHORTS), pick(_SHOES))
 
+    def dimmed(self, factor: float) -> Palette:
+        """Every colour darkened (a reflection in a mirror)."""
+        return Palette(
+            *(shade(c, factor) for c in (self.skin, self.hair, self.shirt, self.shorts, self.shoes))
+        )
+
 
 @lru_cache(maxsize=512)
 def shade(colour: Colour, factor: float) -> Colour:

@@ -1,4 +1,5 @@
-"""The room around the athletes: a wall over a wooden floor, and soft shadows."""
+"""The room around the athletes: a wall over a wooden floor, a wall mirror,
+and soft shadows."""
 
 from __future__ import annotations
 
@@ -32,6 +33,23 @@ def background(width: int, height: int, floor_y: float, rng: np.random.Generator
     noise = rng.normal(0.0, 3.0, size=(height, width, 1)).astype(np.float32)
     image += noise
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def draw_mirror(image: np.ndarray, box: tuple[float, float, float, float]) -> None:
+    """A framed mirror pane over `box` (x0, y0, x1, y1 pixels): a cool, bright
+    tint over what is behind it, so the wall's grain still shows through."""
+    h, w = image.shape[:2]
+    x0, y0 = max(int(box[0]), 0), max(int(box[1]), 0)
+    x1, y1 = min(int(box[2]), w), min(int(box[3]), h)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return
+    frame = image[y0:y1, x0:x1]
+    frame[:] = cv2.addWeighted(frame, 0.45, np.full_like(frame, _PANE), 0.55, 0.0)
+    cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), _PANE_FRAME, 3, cv2.LINE_8)
+
+
+_PANE = (236, 226, 212)  # BGR: pale blue-grey glass
+_PANE_FRAME = (90, 90, 96)
 
 
 def draw_shadow(image: np.ndarray, camera: Camera, skeleton: Skeleton) -> None:

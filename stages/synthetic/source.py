@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from repcoach.common.landmarks import Landmark
 from repcoach.stages.synthetic.body import BodyShape, pose_vector
-from repcoach.stages.synthetic.camera import Camera, Lens, layout, view_axes
+from repcoach.stages.synthetic.camera import (
+    Camera,
+    Lens,
+    alternating_depths,
+    feet_row,
+    layout,
+    view_axes,
+)
 from repcoach.stages.synthetic.drawing import AthleteRenderer, Part
-from repcoach.stages.synthetic.exercises import EXERCISES, Exercise
+from repcoach.stages.synthetic.exercises import EXERCISES, CameraAngle, Exercise
+from repcoach.stages.synthetic.extras import Bystander, Walk
 from repcoach.stages.synthetic.faults import FAULTS
-from repcoach.stages.synthetic.kinematics import Kinematics, Point, Skeleton
+from repcoach.stages.synthetic.kinematics import Kinematics, Point, Rig, Skeleton
 from repcoach.stages.synthetic.options import SyntheticConfig, parse_spec
 from repcoach.stages.synthetic.palette import Palette
-from repcoach.stages.synthetic.scenery import background, draw_shadow
-from repcoach.stages.synthetic.timeline import TAIL_S, Rep, Schedule
+from repcoach.stages.synthetic.scenery import background, draw_mirror, draw_shadow
+from repcoach.stages.synthetic.timeline import TAIL_S, Rep, Rest, Schedule
 from repcoach.stages.synthetic.truth import (
     ANGLE_NAMES,
+    MIRROR_SWAP,
+    ROLES,
     FrameTruth,
     PersonTruth,
     angles,
@@ -28,21 +38,63 @@ from repcoach.stages.synthetic.truth import (
     visibility,
 )
 
-TRUTH_FORMAT = "repcoach-synthetic-truth/1"
+TRUTH_FORMAT = "repcoach-synthetic-truth/2"
 _MARGIN_M = 0.17  # room around the joints for head, limb widths and shoes
+# Scale of each kind of figure relative to the nearest athlete: smaller is
+# further back (feet higher in the frame, painted first).
+BYSTANDER_DEPTH = 0.88
+WALKER_DEPTH = 0.8
+MIRROR_DEPTH = 0.78
+MIRROR_DIM = 0.8  # a reflection is darker than the person
+_WALK_MARGIN_S = 0.2  # the walker sets off this long after the clip starts at the earliest
 
 
 @dataclass(frozen=True)
-class Athlete:
-    """Everything fixed about one athlete for the whole clip."""
+class Person:
+    """Everything fixed about one rendered person for the whole clip.
+
+    `role`: athlete, bystander, walker or mirror (a mirror twin of athlete
+    `about["mirror_of"]`); only athletes exercise and have an exercise, reps
+    and rests. `about` holds the role's own truth (stance, walking direction)."""
 
     index: int
-    exercise: Exercise
+    role: str
     view: str
     body: BodyShape
-    reps: tuple[Rep, ...]
+    palette: Palette
     skeletons: tuple[Skeleton, ...]  # one per frame
-    rep_of_frame: np.ndarray  # (frames,) int, 0 = none
+    exercise: Exercise | None = None
+    reps: tuple[Rep, ...] = ()
+    rests: tuple[Rest, ...] = ()
+    rep_of_frame: np.ndarray | None = None  # (frames,) int, 0 = none
+    about: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def exercising(self) -> bool:
+        return self.role == "athlete"
+
+
+Athlete = Person  # the name earlier code used for the people who exercise
+
+
+@dataclass(frozen=True)
+class _Crossing:
+    """A walker's camera and their walk across the frame."""
+
+    camera: Camera
+    start_s: float  # sets off (whole body still out of the frame)
+    duration: float  # seconds until the whole body is out at the other edge
+    half_path: float  # metres from the path's middle to either end
+    speed: float  # metres per second
+
+    def frames(self, fps: float) -> int:
+        """Frames the clip needs to show the whole crossing."""
+        return math.ceil((self.start_s + self.duration + _WALK_MARGIN_S) * fps)
+
+
+def _solve(body: BodyShape, poses: np.ndarray, rig: Rig | None = None) -> tuple[Skeleton, ...]:
+    kin = Kinematics(body, rig or Rig())
+    return tuple(kin.solve(pose) for pose in poses)
 
 
 class SyntheticSource:
@@ -56,74 +108,239 @@ class SyntheticSource:
         self.fps = float(config.fps)
         self.width = config.width
         self.height = config.height
-        seeds = np.random.SeedSequence(config.seed).spawn(len(config.exercises) + 1)
+        athletes = len(config.exercises)
+        # Children of one SeedSequence do not depend on how many are spawned:
+        # adding extras leaves the athletes and the room as they were.
+        seeds = np.random.SeedSequence(config.seed).spawn(athletes + 1 + len(config.extras))
         rngs = [np.random.default_rng(s) for s in seeds]
-        schedules, bodies, palettes = [], [], []
+        self._schedules, self._looks = [], []
         for i, name in enumerate(config.exercises):
             rng = rngs[i + 1]
-            bodies.append(BodyShape.sample(rng))
-            palettes.append(Palette.sample(rng))
-            schedules.append(
-                Schedule.plan(EXERCISES[name], config.reps, self.fps, config.faults, rng)
-            )
-        moving = [s.duration for s in schedules if not s.exercise.is_hold]
-        seconds = max(moving) + TAIL_S if moving else config.hold_seconds
-        self.total_frames = max(2, math.ceil(seconds * self.fps))
-        self.athletes: list[Athlete] = []
-        for i, (schedule, body) in enumerate(zip(schedules, bodies, strict=True)):
-            kin = Kinematics(body, schedule.exercise.rig)
-            kin.set_pins(pose_vector(schedule.exercise.top))
-            poses, rep_of_frame = schedule.poses(self.total_frames, self.fps)
-            self.athletes.append(
-                Athlete(
-                    index=i,
-                    exercise=schedule.exercise,
-                    view=config.views[i],
-                    body=body,
-                    reps=schedule.reps(self.fps),
-                    skeletons=tuple(kin.solve(pose) for pose in poses),
-                    rep_of_frame=rep_of_frame,
+            self._looks.append((BodyShape.sample(rng), Palette.sample(rng)))
+            self._schedules.append(
+                Schedule.plan(
+                    EXERCISES[name], config.reps, self.fps, config.faults, rng, config.rest
                 )
             )
-        self.cameras = self._layout()
+        self._extras = []
+        for j, role in enumerate(config.extras):
+            rng = rngs[athletes + 1 + j]
+            look = (BodyShape.sample(rng), Palette.sample(rng))
+            how = Walk.sample(rng) if role == "walker" else Bystander.sample(rng)
+            self._extras.append((role, look, how))
+        moving = [s.duration for s in self._schedules if not s.exercise.is_hold]
+        seconds = max(moving) + TAIL_S if moving else config.hold_seconds
+        frames = max(2, math.ceil(seconds * self.fps))
+        people = self._standing(frames)
+        cameras, scale = self._layout(people)
+        crossings = {
+            i: self._crossing(people[i], scale, frames)
+            for i, (role, _, _) in enumerate(self._extras, start=athletes)
+            if role == "walker"
+        }
+        # A walker may need longer than the athletes: everyone else stands on.
+        self.total_frames = max([frames] + [c.frames(self.fps) for c in crossings.values()])
+        if self.total_frames > frames:
+            people = self._standing(self.total_frames)
+        for i, crossing in crossings.items():
+            people[i] = self._walker(people[i], crossing)
+            cameras[i] = crossing.camera
+        self.people: list[Person] = people
+        self.athletes: list[Person] = [p for p in people if p.exercising]
+        self.cameras: list[Camera] = cameras
         self._renderers = [
-            AthleteRenderer(a.index, a.body, palettes[a.index], self.cameras[a.index])
-            for a in self.athletes
+            AthleteRenderer(p.index, p.body, p.palette, cameras[p.index]) for p in people
         ]
-        # Athletes further back (smaller) are painted first.
-        self._paint_order = sorted(range(len(self.athletes)), key=lambda i: self.cameras[i].scale)
-        feet = [
-            c.project(np.zeros((1, 3)))[0][0, 1] for c in self.cameras
-        ]  # where each athlete's floor origin lands
+        # People further back (smaller) are painted first.
+        self._paint_order = sorted(range(len(people)), key=lambda i: cameras[i].scale)
+        feet = [c.project(np.zeros((1, 3)))[0][0, 1] for c in cameras]
         horizon = min(feet) - 0.07 * self.height
         self._background = background(self.width, self.height, horizon, rngs[0])
+        for p in people:
+            if p.role == "mirror":
+                draw_mirror(self._background, self._pane(p))
         self._document: dict | None = None
 
     @classmethod
     def from_spec(cls, text: str) -> SyntheticSource:
         return cls(parse_spec(text))
 
-    def _layout(self) -> list[Camera]:
-        extents, lenses = [], []
-        for athlete in self.athletes:
-            angle = athlete.exercise.views[athlete.view]
-            every = max(1, round(self.fps / 15))
-            points = np.concatenate([s.points for s in athlete.skeletons[::every]])
-            low, high = points.min(axis=0), points.max(axis=0)
-            target = (low + high) * 0.5
-            lens = Lens(view_axes(athlete.view, angle), target, angle.distance)
-            plane, _ = lens.plane(points)
-            margin = _MARGIN_M * athlete.body.size
-            extents.append(
-                (
-                    float(plane[:, 0].min()) - margin,
-                    float(plane[:, 0].max()) + margin,
-                    float(plane[:, 1].min()) - 0.04,
-                    float(plane[:, 1].max()) + margin,
+    # --- who is in the clip ---------------------------------------------------------
+
+    def _standing(self, frames: int) -> list[Person]:
+        """Everyone over `frames` frames; walkers still without a path (see `_walker`)."""
+        people: list[Person] = []
+        for i, schedule in enumerate(self._schedules):
+            body, palette = self._looks[i]
+            kin = Kinematics(body, schedule.exercise.rig)
+            kin.set_pins(pose_vector(schedule.exercise.top))
+            poses, rep_of_frame = schedule.poses(frames, self.fps)
+            people.append(
+                Person(
+                    index=i,
+                    role="athlete",
+                    view=self.config.views[i],
+                    body=body,
+                    palette=palette,
+                    skeletons=tuple(kin.solve(pose) for pose in poses),
+                    exercise=schedule.exercise,
+                    reps=schedule.reps(self.fps),
+                    rests=schedule.rests(self.fps),
+                    rep_of_frame=rep_of_frame,
                 )
             )
-            lenses.append(lens)
-        return layout(extents, lenses, self.width, self.height)
+        for role, (body, palette), how in self._extras:
+            if isinstance(how, Bystander):
+                skeletons = _solve(body, how.poses(frames, self.fps))
+                about: dict[str, object] = {"stance": how.stance}
+                view = "front"
+            else:  # a walker: one gait cycle for the layout, placed later
+                skeletons, about, view = (), {}, "side"
+            people.append(Person(len(people), role, view, body, palette, skeletons, about=about))
+        if self.config.mirror_of is not None:
+            twin = people[self.config.mirror_of]
+            people.append(
+                Person(
+                    index=len(people),
+                    role="mirror",
+                    view=twin.view,
+                    body=twin.body,
+                    palette=twin.palette.dimmed(MIRROR_DIM),
+                    skeletons=twin.skeletons,  # in sync, frame for frame
+                    about={"mirror_of": twin.index},
+                )
+            )
+        return people
+
+    def _angle(self, person: Person) -> CameraAngle:
+        if person.exercise is not None:
+            return person.exercise.views[person.view]
+        return self._extras[person.index - len(self._schedules)][2].angle
+
+    def _lens(
+        self, person: Person, people: list[Person]
+    ) -> tuple[Lens, tuple[float, float, float, float]]:
+        """The camera angle on a person and their extent in its plane (metres)."""
+        if person.role == "mirror":
+            lens, extent = self._lens(people[int(person.about["mirror_of"])], people)
+            return lens.mirrored(), (-extent[1], -extent[0], extent[2], extent[3])
+        return self._extent(person.skeletons, person, self._angle(person))
+
+    def _extent(
+        self, skeletons: tuple[Skeleton, ...], person: Person, angle: CameraAngle
+    ) -> tuple[Lens, tuple[float, float, float, float]]:
+        every = max(1, round(self.fps / 15))
+        points = np.concatenate([s.points for s in skeletons[::every]])
+        low, high = points.min(axis=0), points.max(axis=0)
+        lens = Lens(view_axes(person.view, angle), (low + high) * 0.5, angle.distance)
+        plane, _ = lens.plane(points)
+        margin = _MARGIN_M * person.body.size
+        extent = (
+            float(plane[:, 0].min()) - margin,
+            float(plane[:, 0].max()) + margin,
+            float(plane[:, 1].min()) - 0.04,
+            float(plane[:, 1].max()) + margin,
+        )
+        return lens, extent
+
+    def _layout(self, people: list[Person]) -> tuple[list[Camera | None], float]:
+        """Athletes side by side, each mirror twin right of its athlete, then
+        the bystanders; walkers get their cameras from `_walk_camera`."""
+        count = len(self._schedules)
+        slots: list[int] = []
+        for i in range(count):
+            slots.append(i)
+            slots += [p.index for p in people if p.about.get("mirror_of") == i]
+        slots += [p.index for p in people if p.role == "bystander"]
+        athlete_depths = alternating_depths(count)
+        depth = {"bystander": BYSTANDER_DEPTH, "mirror": MIRROR_DEPTH}
+        depths = [
+            athlete_depths[i] if people[i].exercising else depth[people[i].role] for i in slots
+        ]
+        measured = [self._lens(people[i], people) for i in slots]
+        placed, scale = layout(
+            [extent for _, extent in measured],
+            [lens for lens, _ in measured],
+            self.width,
+            self.height,
+            depths,
+        )
+        cameras: list[Camera | None] = [None] * len(people)
+        for i, camera in zip(slots, placed, strict=True):
+            cameras[i] = camera
+        return cameras, scale
+
+    # --- the walker ----------------------------------------------------------------
+
+    def _gait(self, person: Person, times: np.ndarray) -> tuple[Skeleton, ...]:
+        """The walker's skeletons at `times` (seconds since setting off), the
+        pelvis at world X = 0 (its path moves them later)."""
+        walk = self._walk(person)
+        skeletons = _solve(person.body, walk.poses(times, person.body.leg_length))
+        for skeleton in skeletons:
+            skeleton.points[:, 0] -= skeleton.points[Point.PELVIS, 0]
+        return skeletons
+
+    def _walk(self, person: Person) -> Walk:
+        walk = self._extras[person.index - len(self._schedules)][2]
+        assert isinstance(walk, Walk)
+        return walk
+
+    def _crossing(self, person: Person, scale: float, frames: int) -> _Crossing:
+        """Where the walker is filmed from (further back than the athletes,
+        centred on the path's middle) and when they cross, starting and ending
+        with the whole body out of the frame."""
+        walk = self._walk(person)
+        cycle = np.arange(0.0, 1.2, 1.0 / self.fps)  # a gait cycle lasts about a second
+        lens, (right_min, right_max, up_min, _) = self._extent(
+            self._gait(person, cycle), person, walk.angle
+        )
+        s = scale * WALKER_DEPTH
+        origin = (self.width * 0.5, self.height * feet_row(WALKER_DEPTH) + up_min * s)
+        half_path = self.width * 0.5 / s + max(-right_min, right_max)
+        speed = walk.speed * person.body.size
+        duration = 2 * half_path / speed
+        slack = max(frames / self.fps - duration - 2 * _WALK_MARGIN_S, 0.0)
+        start_s = _WALK_MARGIN_S + walk.start * slack
+        return _Crossing(Camera(lens, s, origin), start_s, duration, half_path, speed)
+
+    def _walker(self, person: Person, crossing: _Crossing) -> Person:
+        """The walker on their path: in at one edge, out at the other. The
+        path runs along the body's forward axis (X), which the camera shows
+        as image right or left; its middle is the camera's target."""
+        times = np.arange(self.total_frames) / self.fps - crossing.start_s
+        skeletons = self._gait(person, times)
+        x0 = crossing.camera.lens.target[0] - crossing.half_path
+        for skeleton, t in zip(skeletons, times, strict=True):
+            skeleton.points[:, 0] += x0 + crossing.speed * t
+        return Person(
+            person.index,
+            person.role,
+            person.view,
+            person.body,
+            person.palette,
+            skeletons,
+            about={
+                "direction": "left_to_right" if self._walk(person).rightwards else "right_to_left",
+                "speed_m_s": round(crossing.speed, 3),
+                "start_frame": math.floor(crossing.start_s * self.fps),
+                "end_frame": min(
+                    math.ceil((crossing.start_s + crossing.duration) * self.fps),
+                    self.total_frames - 1,
+                ),
+            },
+        )
+
+    def _pane(self, twin: Person) -> tuple[float, float, float, float]:
+        """The mirror around a twin: their whole clip, with room to spare."""
+        camera = self.cameras[twin.index]
+        every = max(1, round(self.fps / 15))
+        xy = np.concatenate([camera.project(s.points)[0] for s in twin.skeletons[::every]])
+        room = 0.25 * camera.scale
+        (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
+        return (x0 - room, y0 - room, x1 + room, y1 + 0.5 * room)
+
+    # --- frames and truth -------------------------------------------------------------
 
     def frames(self) -> Iterator[tuple[np.ndarray, FrameTruth]]:
         """Every frame (uint8 BGR, C-contiguous, a new array each time) with its truth."""
@@ -131,17 +348,28 @@ class SyntheticSource:
         for index in range(self.total_frames):
             image = self._background.copy()
             labels.fill(0)
-            for i in self._paint_order:
-                draw_shadow(image, self.cameras[i], self.athletes[i].skeletons[index])
-            for i in self._paint_order:
-                self._renderers[i].draw(image, labels, self.athletes[i].skeletons[index])
-            people = tuple(self._truth(a, index, labels) for a in self.athletes)
+            shown = [i for i in self._paint_order if self._in_view(i, index)]
+            for i in shown:
+                if self.people[i].role != "mirror":  # the floor in a mirror is not drawn
+                    draw_shadow(image, self.cameras[i], self.people[i].skeletons[index])
+            for i in shown:
+                self._renderers[i].draw(image, labels, self.people[i].skeletons[index])
+            people = tuple(self._truth(p, index, labels) for p in self.people)
             yield image, FrameTruth(index, people)
 
-    def _truth(self, athlete: Athlete, index: int, labels: np.ndarray) -> PersonTruth:
-        skeleton = athlete.skeletons[index]
-        camera = self.cameras[athlete.index]
-        xy, near = camera.project(landmarks_3d(skeleton, athlete.body))
+    def _in_view(self, i: int, index: int) -> bool:
+        """Whether any of person `i` can show in frame `index` (walkers leave it)."""
+        if self.people[i].role != "walker":
+            return True
+        camera = self.cameras[i]
+        xy, _ = camera.project(self.people[i].skeletons[index].points)
+        room = 0.3 * camera.scale
+        return bool(xy[:, 0].max() > -room and xy[:, 0].min() < self.width + room)
+
+    def _truth(self, person: Person, index: int, labels: np.ndarray) -> PersonTruth:
+        skeleton = person.skeletons[index]
+        camera = self.cameras[person.index]
+        xy, near = camera.project(landmarks_3d(skeleton, person.body))
         _, body_near = camera.project(skeleton.points[[Point.HEAD, Point.PELVIS, Point.NECK]])
         central = {
             Part.HEAD: float(body_near[0]),
@@ -149,16 +377,21 @@ class SyntheticSource:
             Part.SHIRT: float(body_near[1] + body_near[2]) * 0.5,
             Part.SHORTS: float(body_near[1]),
         }
-        visible, hidden_by = visibility(xy, near, labels, athlete.index, central)
+        visible, hidden_by = visibility(xy, near, labels, person.index, central)
+        if person.role == "mirror":
+            # In the mirror the athlete's right hand is the twin's left, as a
+            # pose model sees it.
+            xy, visible, hidden_by = xy[MIRROR_SWAP], visible[MIRROR_SWAP], hidden_by[MIRROR_SWAP]
         return PersonTruth(
-            person=athlete.index,
-            exercise=athlete.exercise.name,
-            view=athlete.view,
+            person=person.index,
+            exercise=person.exercise.name if person.exercise else None,
+            view=person.view,
             joints_xy=xy,
             visible=visible,
             hidden_by=hidden_by,
             angles=angles(xy),
-            rep=int(athlete.rep_of_frame[index]),
+            rep=int(person.rep_of_frame[index]) if person.rep_of_frame is not None else 0,
+            role=person.role,
         )
 
     def truth_document(self) -> dict:
@@ -176,23 +409,50 @@ class SyntheticSource:
                 "angles": {
                     name: "joint_angle on the 2D truth (degrees, [0, 180])" for name in ANGLE_NAMES
                 },
-                "people": [self._athlete_json(a) for a in self.athletes],
+                "roles": dict(ROLES),
+                "people": [self._person_json(p) for p in self.people],
                 "frames": [truth.to_json() for _, truth in self.frames()],
             }
         return self._document
 
-    def _athlete_json(self, athlete: Athlete) -> dict:
+    def _person_json(self, person: Person) -> dict:
+        if not person.exercising:
+            return {
+                "person": person.index,
+                "role": person.role,
+                "exercising": False,
+                "exercise": None,
+                "view": person.view,
+                "hold": False,
+                "reps_requested": 0,
+                "rep_count": 0,
+                "reps": [],
+                "rests": [],
+                "faults": {},
+                "hold_faults": [],
+                "fault_descriptions": {},
+                **person.about,
+            }
+        return {
+            "person": person.index,
+            "role": person.role,
+            "exercising": True,
+            **self._athlete_json(person),
+        }
+
+    def _athlete_json(self, athlete: Person) -> dict:
         faults: dict[str, list[int]] = {}
         for rep in athlete.reps:
             for name in rep.faults:
                 faults.setdefault(name, []).append(rep.index)
+        assert athlete.exercise is not None
         hold = athlete.exercise.is_hold
         return {
-            "person": athlete.index,
             "exercise": athlete.exercise.name,
             "view": athlete.view,
             "hold": hold,
             "reps_requested": 0 if hold else self.config.reps,
+            "rep_count": len(athlete.reps),
             "reps": [
                 {
                     "index": r.index,
@@ -203,6 +463,10 @@ class SyntheticSource:
                     "faults": list(r.faults),
                 }
                 for r in athlete.reps
+            ],
+            "rests": [
+                {"after_rep": r.after_rep, "start_frame": r.start_frame, "end_frame": r.end_frame}
+                for r in athlete.rests
             ],
             "faults": faults,
             "hold_faults": [

@@ -15,6 +15,31 @@ from repcoach.stages.synthetic.faults import FaultPlan
 LEAD_IN_S = (0.4, 0.8)  # standing still before the first rep
 TAIL_S = 0.5  # standing still after the last rep of the slowest athlete
 _IDLE = {"trunk": 0.7, "neck": 2.0}  # breathing and balance: amplitude in degrees
+_REST_SWAY = {"trunk": 2.5, "neck": 5.0}  # resting between reps: looser, slower sway
+_REST_PERIOD_S = 2.9
+
+
+@dataclass(frozen=True)
+class RestPlan:
+    """`rest=S@N-M`: stand still `seconds` after each rep from `first` to `last`."""
+
+    seconds: float
+    first: int
+    last: int
+
+    def after(self, rep: int) -> float:
+        return self.seconds if self.first <= rep <= self.last else 0.0
+
+
+@dataclass(frozen=True)
+class Rest:
+    """A rest after rep `after_rep`: from its `start_frame` (the rep's end
+    frame) to `end_frame` (the next rep's start frame) the athlete stands in
+    the start pose; the frames carry `rep` = 0."""
+
+    after_rep: int
+    start_frame: int
+    end_frame: int
 
 
 @dataclass(frozen=True)
@@ -49,6 +74,7 @@ class Schedule:
     timings: tuple[_RepTiming, ...]
     plans: tuple[FaultPlan, ...]
     idle_phase: tuple[float, ...]  # random phase per idle key
+    rested: tuple[int, ...] = ()  # reps followed by a rest
 
     @property
     def duration(self) -> float:
@@ -62,13 +88,14 @@ class Schedule:
         fps: float,
         plans: tuple[FaultPlan, ...],
         rng: np.random.Generator,
+        rest: RestPlan | None = None,
     ) -> Schedule:
         timings = []
         min_part = 2.0 / fps  # every part lasts at least two frames
         t = float(rng.uniform(*LEAD_IN_S))
         if exercise.tempo is not None:
             tempo = exercise.tempo
-            for _ in range(reps):
+            for index in range(1, reps + 1):
                 pace = float(rng.uniform(0.86, 1.16))
                 down = max(tempo.down * pace * rng.uniform(0.94, 1.06), min_part)
                 hold = max(tempo.hold * pace * rng.uniform(0.7, 1.3), 0.0)
@@ -78,9 +105,16 @@ class Schedule:
                 timings.append(
                     _RepTiming(t, t + down, t + down + hold, t + down + hold + up, depth)
                 )
-                t += down + hold + up + pause
+                # A rest lengthens the pause without drawing from `rng`, so
+                # the reps themselves stay as they are without it.
+                t += down + hold + up + pause + (rest.after(index) if rest else 0.0)
         own = tuple(p for p in plans if exercise.name in p.fault.exercises)
-        return cls(exercise, tuple(timings), own, tuple(rng.uniform(0, 2 * math.pi, 8)))
+        rested = tuple(i for i in range(1, len(timings)) if rest is not None and rest.after(i) > 0)
+        return cls(exercise, tuple(timings), own, tuple(rng.uniform(0, 2 * math.pi, 8)), rested)
+
+    def rests(self, fps: float) -> tuple[Rest, ...]:
+        reps = self.reps(fps)
+        return tuple(Rest(i, reps[i - 1].end_frame, reps[i].start_frame) for i in self.rested)
 
     def reps(self, fps: float) -> tuple[Rep, ...]:
         out = []
@@ -127,6 +161,13 @@ class Schedule:
             poses += np.outer(
                 np.sin(times * 2 * math.pi / 3.7 + offset) * amplitude, pose_vector({key: 1.0})
             )
+        for n, after in enumerate(self.rested):
+            a, b = self.timings[after - 1].end, self.timings[after].start
+            inside = (times > a) & (times < b)
+            envelope = np.sin(np.pi * (times[inside] - a) / (b - a))
+            for k, (key, amplitude) in enumerate(sorted(_REST_SWAY.items())):
+                wave = np.sin(times[inside] * 2 * math.pi / _REST_PERIOD_S + n + k * 1.3)
+                poses[inside] += np.outer(envelope * wave * amplitude, pose_vector({key: 1.0}))
         return poses, rep_of_frame
 
 

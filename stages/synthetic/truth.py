@@ -86,22 +86,46 @@ def _owners() -> dict[Landmark, tuple[Part, ...]]:
 _OWNERS = _owners()
 
 
+# Who a rendered person is; only athletes exercise.
+ROLES: Mapping[str, str] = {
+    "athlete": "does the exercise: reps, rests and faults are in the truth",
+    "bystander": "stands to one side and watches, swaying a little; no reps",
+    "walker": "walks across the frame behind the athletes; no reps",
+    "mirror": "an athlete's reflection in a wall mirror, in sync; not a person, no reps",
+}
+
+
+def _mirror_swap() -> np.ndarray:
+    """Landmark order with left and right exchanged."""
+    names = [lm.name for lm in Landmark]
+    swapped = [
+        n.replace("LEFT", "\0").replace("RIGHT", "LEFT").replace("\0", "RIGHT") for n in names
+    ]
+    return np.array([Landmark[n] for n in swapped])
+
+
+MIRROR_SWAP = _mirror_swap()
+
+
 @dataclass(frozen=True)
 class PersonTruth:
-    """One athlete in one frame."""
+    """One person in one frame. The joints of a mirror twin are labelled as a
+    pose model sees a person facing out of the mirror: left and right swapped."""
 
-    person: int  # 0-based, left to right
-    exercise: str
+    person: int  # 0-based: athletes left to right, then extras as named, then the mirror
+    exercise: str | None  # None for people who do not exercise
     view: str
     joints_xy: np.ndarray  # (33, 2) float pixels, BlazePose order
     visible: np.ndarray  # (33,) bool: inside the frame and not hidden by anything
     hidden_by: np.ndarray  # (33,) int8: index of another athlete covering the joint, else -1
     angles: Mapping[str, float]  # ANGLE_NAMES -> degrees (2D truth)
-    rep: int  # rep in progress (1-based), 0 between reps or in a hold
+    rep: int  # rep in progress (1-based), 0 between reps, in a hold or not exercising
+    role: str = "athlete"  # see ROLES
 
     def to_json(self) -> dict:
         return {
             "person": self.person,
+            "role": self.role,
             "rep": self.rep,
             "joints_xy": np.round(self.joints_xy, 2).tolist(),
             "visible": self.visible.astype(int).tolist(),
