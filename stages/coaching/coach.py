@@ -6,6 +6,16 @@ frame's `FeedbackEvent`s come out. Event kinds: `rep`, `partial_rep`, `cue`,
 `visibility` (why counting is paused), `hold` (a plank ended),
 `exercise` (auto mode recognised or changed a person's exercise),
 `person_enter`, `person_leave`.
+
+Only people who train are coached. Everyone present gets a `PersonScore`,
+but until a person is established as training (`activity.TrainingGate`:
+repeated reps, in rhythm, body in place, joints in the picture) their score
+says exercise "" and phase "idle" (auto mode: exercise None and phase
+"recognising" while their movement is being recognised), and their rep,
+cue and exercise events are held; they are published, with the frames
+they happened in, when the person is established, or dropped if that never
+happens. A mirror reflection of a person (`mirror.py`) is shown as present
+with phase "reflection", and never coached.
 """
 
 from __future__ import annotations
@@ -22,8 +32,10 @@ from repcoach.common.messages import (
     PersonJoints,
     PersonScore,
 )
+from repcoach.stages.coaching.activity import TrainingGate
 from repcoach.stages.coaching.athlete import Athlete, Note
-from repcoach.stages.coaching.recognize import STABLE_S, WINDOW_S, Recognizer
+from repcoach.stages.coaching.mirror import MirrorWatch
+from repcoach.stages.coaching.recognize import Recognizer
 from repcoach.stages.coaching.registry import ExerciseRegistry, registry
 from repcoach.stages.coaching.spec import ExerciseSpec
 
@@ -35,6 +47,11 @@ LEAVE_AFTER_S = 2.0
 HANDOVER_S = 1.0
 # Auto mode: a person switches exercise only after this long without a rep.
 SWITCH_IDLE_S = 5.0
+# Auto mode: the frames replayed to the exercise once it is recognised (the
+# reps done while it was being recognised); the recogniser may hesitate for a
+# while, so this is longer than its window.
+REPLAY_S = 20.0
+IDLE, RECOGNISING, REFLECTION = "idle", "recognising", "reflection"
 
 
 @dataclass
@@ -46,6 +63,7 @@ class _Person:
     replay: deque[tuple[PersonJoints, int, float]] = field(default_factory=deque)
     earlier: list[dict] = field(default_factory=list)  # log of earlier exercises (auto)
     member: str = ""  # the profile this person trains as ('' = a guest)
+    gate: TrainingGate | None = None
 
 
 class Coach:
@@ -79,6 +97,7 @@ class Coach:
         self._present: set[int] = set()
         self._events = 0
         self._last_packet: FramePacket | None = None
+        self._mirror = MirrorWatch()
         self.session_id = session_id
         self.member = member
         self.priors = dict(priors or {})
@@ -90,17 +109,21 @@ class Coach:
         events: list[FeedbackEvent] = []
         scores: list[PersonScore] = []
         in_frame = {j.track_id for j in packet.joints}
+        reflections = self._mirror.update(packet.joints, pts)
         for joints in packet.joints:
             track = joints.track_id
             person = self._people.get(track) or self._handover(track, in_frame, pts)
             if person is None:
-                person = self._new_person(track, pts)
+                person = self._new_person(track, pts, meta.width, meta.height)
             if track not in self._present:
                 self._present.add(track)
                 if len(person.tracks) == 1:
                     note = Note("person_enter", "Welcome! Step in.")
                     events.append(self._event(packet, track, note))
             person.last_pts = pts
+            if track in reflections:
+                scores.append(PersonScore(track_id=track, exercise="", phase=REFLECTION))
+                continue
             for note in self._step(person, joints, meta.seq, pts):
                 events.append(self._event(packet, track, note))
             scores.append(self._score(track, person))
@@ -110,9 +133,10 @@ class Coach:
             events.append(self._event(packet, track, Note("person_leave", "See you next set.")))
         return packet.replace(scores=tuple(scores), events=tuple(events))
 
-    def _new_person(self, track: int, pts: float) -> _Person:
+    def _new_person(self, track: int, pts: float, width: int, height: int) -> _Person:
         first = not self._people
         person = _Person(pts, [track], member=self.member if first else "")
+        person.gate = TrainingGate(width, height)
         if self.spec is not None:
             person.athlete = self._athlete(person, self.spec)
         else:
@@ -121,30 +145,47 @@ class Coach:
         return person
 
     def _step(self, person: _Person, joints: PersonJoints, seq: int, pts: float) -> list[Note]:
+        gate = person.gate
+        assert gate is not None
+        gate.observe(joints, seq, pts)
         if person.recognizer is None:
             assert person.athlete is not None
-            return person.athlete.step(joints, seq, pts)
+            return gate.admit(person.athlete, person.athlete.step(joints, seq, pts), pts)
         notes: list[Note] = []
+        published: list[Note] = []  # the previous exercise's last notes
         name = person.recognizer.update(joints, pts)
         athlete = person.athlete
         busy = athlete is not None and pts - max(athlete.last_rep_pts, 0.0) < SWITCH_IDLE_S
         if busy and name is not None and name != athlete.spec.name:  # type: ignore[union-attr]
             name = None  # still doing reps of the current exercise
         if name is not None and (athlete is None or name != athlete.spec.name):
+            since = -1.0
             if athlete is not None:
-                notes.extend(athlete.finish())
-                person.earlier.extend(athlete.log)
+                published.extend(gate.admit(athlete, athlete.finish(), pts))
+                person.earlier.extend(self._published(person, athlete.log))
+                since = athlete.last_rep_pts  # its reps are not the new exercise's
+                gate.discard()
             person.athlete = athlete = self._athlete(person, self.adapt(self.exercises.get(name)))
             title = athlete.spec.title
             notes.append(Note("exercise", f"{title}: let's go!", data={"exercise": name}))
             for old_joints, old_seq, old_pts in person.replay:  # the reps already under way
-                notes.extend(athlete.step(old_joints, old_seq, old_pts))
+                if old_pts > since:
+                    notes.extend(athlete.step(old_joints, old_seq, old_pts))
         if athlete is not None:
             notes.extend(athlete.step(joints, seq, pts))
         person.replay.append((joints, seq, pts))
-        while person.replay and pts - person.replay[0][2] > WINDOW_S + STABLE_S:
+        while person.replay and pts - person.replay[0][2] > REPLAY_S:
             person.replay.popleft()
-        return notes
+        return published + (gate.admit(athlete, notes, pts) if athlete is not None else notes)
+
+    @staticmethod
+    def _published(person: _Person, log: list[dict]) -> list[dict]:
+        """The published part of a person's rep log (none before they are
+        established as training)."""
+        gate = person.gate
+        if gate is None:
+            return log
+        return gate.published(log) if gate.established else []
 
     def _athlete(self, person: _Person, spec: ExerciseSpec) -> Athlete:
         return Athlete(spec, self.priors.get(spec.name) if person.member else None)
@@ -185,14 +226,18 @@ class Coach:
 
     def _score(self, track: int, person: _Person) -> PersonScore:
         athlete = person.athlete
-        if athlete is None:
-            return PersonScore(track_id=track)
+        training = person.gate is None or person.gate.established
+        if athlete is None or not training:
+            if person.recognizer is None:
+                return PersonScore(track_id=track, exercise="", phase=IDLE)
+            moving = person.recognizer.moving()
+            return PersonScore(track_id=track, phase=RECOGNISING if moving else IDLE)
         return PersonScore(
             track_id=track,
             angles=dict(athlete.angles),
             exercise=athlete.spec.name,
-            reps=athlete.reps,
-            partial_reps=athlete.partial_reps,
+            reps=person.gate.reps if person.gate else athlete.reps,
+            partial_reps=person.gate.partial_reps if person.gate else athlete.partial_reps,
             phase="paused" if athlete.paused else athlete.phase,
             form_score=athlete.form_score,
             last_cue=athlete.last_cue,
@@ -206,8 +251,12 @@ class Coach:
         last = self._last_packet
         events = []
         for track, person in sorted(self._people.items()):
-            if person.athlete is not None:
-                for note in person.athlete.finish():
+            athlete = person.athlete
+            if athlete is not None:
+                notes = athlete.finish()
+                if person.gate is not None:
+                    notes = person.gate.admit(athlete, notes, athlete.last_rep_pts)
+                for note in notes:
                     if last is not None:
                         events.append(self._event(last, track, note))
         self._present.clear()
@@ -223,6 +272,6 @@ class Coach:
         """Every finished rep (full and partial) and hold, per track id; each
         entry names its exercise."""
         return {
-            t: p.earlier + (p.athlete.log if p.athlete else [])
+            t: p.earlier + (self._published(p, p.athlete.log) if p.athlete else [])
             for t, p in sorted(self._people.items())
         }

@@ -4,10 +4,11 @@ angles move most and how the body is held.
 A deliberately simple decision over the last few seconds: the spread (5th
 to 95th percentile) of a handful of 2D measures, and the torso's lean in
 metric world coordinates (depth counts: a push-up filmed from the front
-looks upright on screen). Lying (torso near horizontal): push-up if the
-elbows move, plank if nothing does. Standing: jumping jack if arms and feet
-both swing, squat or lunge if the knees bend (lunge when the two hips are far
-apart in flexion, as in a split stance), shoulder press or lateral raise if
+looks upright on screen; the screen must agree, see `LYING_DEG`). Lying
+(torso near horizontal): push-up if the elbows move, plank if nothing does.
+Standing: jumping jack if arms and feet both swing, squat or lunge if the
+knees bend (lunge when the two hips are far apart in flexion, as in a split
+stance, where both are clearly seen), shoulder press or lateral raise if
 the arms rise (press when the elbows also straighten), bicep curl if only the
 elbows move. An answer must hold for `STABLE_S` before it is given.
 """
@@ -21,13 +22,25 @@ import numpy as np
 from repcoach.common.geometry import joint_angle
 from repcoach.common.landmarks import Landmark as L
 from repcoach.common.messages import PersonJoints
-from repcoach.stages.coaching.measures import MIN_VISIBILITY, read
+from repcoach.stages.coaching.measures import MIN_VISIBILITY, read, view_ratio
 from repcoach.stages.coaching.spec import Measure, parse_joint
 
 WINDOW_S = 4.0
 STABLE_S = 1.0
 EVALUATE_EVERY_S = 0.2  # the window changes slowly; judging it every frame costs ~1 ms
 MIN_VALID = 0.5  # share of the window a measure must be readable in
+# Lying needs the screen to agree with the world coordinates: the torso tilted
+# on screen, or foreshortened (shorter than the shoulders are wide: a
+# push-up filmed head-on; standing people measure 0.6-0.9). BlazePose's
+# depth alone has tilted a rear-view shoulder press to "lying".
+LYING_DEG = 50.0
+FORESHORTENED = 1.2
+# The hips' flexion is compared only where both sides are clearly seen: side
+# on, the far hip is hidden and BlazePose guesses it, and a guessed hip made a
+# side-view squat look like a split stance.
+SPLIT_VISIBILITY = 0.8
+SPLIT_SHARE = 0.3  # share of the window both sides must be clearly seen in
+MOVING_DEG = 20.0  # a spread above this in any angle: the person is moving
 
 
 def _measure(name: str, kind: str, joints: tuple[str, ...], side: str, per=None) -> Measure:
@@ -48,6 +61,7 @@ FEATURES = (
 
 
 _TORSO = [L.LEFT_SHOULDER, L.RIGHT_SHOULDER, L.LEFT_HIP, L.RIGHT_HIP]
+_SPLIT_MARKS = [*_TORSO, L.LEFT_KNEE, L.RIGHT_KNEE]
 _UP = np.array([0.0, -1.0, 0.0])  # BlazePose's world y points down, as the image's
 
 
@@ -77,6 +91,9 @@ class Recognizer:
     def update(self, joints: PersonJoints, pts: float) -> str | None:
         values = {m.name: read(m, joints, "left") for m in FEATURES}
         values["torso_3d"] = torso_lean_3d(joints)
+        values["ratio"] = view_ratio(joints)
+        both = joints.visibility[_SPLIT_MARKS].min() >= SPLIT_VISIBILITY
+        values["split"] = abs(values["left_hip"] - values["right_hip"]) if both else float("nan")
         self._frames.append((pts, values))
         while self._frames and pts - self._frames[0][0] > WINDOW_S:
             self._frames.popleft()
@@ -90,6 +107,11 @@ class Recognizer:
         if guess is not None and pts - self._since >= STABLE_S and guess in self.known:
             return guess
         return None
+
+    def moving(self) -> bool:
+        """Whether anything the recogniser watches moves (else the person
+        stands or sits still)."""
+        return any(self._spread(m) > MOVING_DEG for m in ("knee", "arm", "elbow", "torso"))
 
     def _series(self, name: str) -> np.ndarray | None:
         values = np.array([v[name] for _, v in self._frames], dtype=np.float64)
@@ -107,12 +129,14 @@ class Recognizer:
         """The exercise the current window looks like, or None."""
         if not self._frames or self._frames[-1][0] - self._frames[0][0] < 1.5:
             return None
-        torso = self._series("torso_3d")
-        if torso is None:
-            torso = self._series("torso")  # on screen: misses push-ups filmed from the front
-        if torso is None:
+        torso_3d, torso_2d = self._series("torso_3d"), self._series("torso")
+        if torso_3d is None and torso_2d is None:
             return None
-        lying = float(np.median(torso)) > 50
+        ratio = self._series("ratio")
+        on_screen = (torso_2d is not None and float(np.median(torso_2d)) > LYING_DEG) or (
+            ratio is not None and float(np.median(ratio)) > FORESHORTENED
+        )
+        lying = on_screen and (torso_3d is None or float(np.median(torso_3d)) > LYING_DEG)
         elbow, arm, knee = self._spread("elbow"), self._spread("arm"), self._spread("knee")
         if lying:
             if elbow > 35:
@@ -131,7 +155,10 @@ class Recognizer:
 
     def _hip_split(self) -> float:
         """How far apart the two hips' flexion gets in the window (90th
-        percentile: a split stance holds it, a one-frame glitch does not)."""
-        diffs = np.array([abs(v["left_hip"] - v["right_hip"]) for _, v in self._frames])
-        diffs = diffs[~np.isnan(diffs)]
-        return float(np.percentile(diffs, 90)) if diffs.size else 0.0
+        percentile: a split stance holds it, a one-frame glitch does not);
+        0 unless both sides were clearly seen in `SPLIT_SHARE` of it."""
+        diffs = np.array([v["split"] for _, v in self._frames])
+        seen = diffs[~np.isnan(diffs)]
+        if seen.size < SPLIT_SHARE * len(diffs) or not seen.size:
+            return 0.0
+        return float(np.percentile(seen, 90))

@@ -49,8 +49,8 @@ def test_strictness_decides_which_lean_is_a_fault(lean, flagged_for):
     flagged = set()
     for level in ("beginner", "intermediate", "advanced"):
         coach = Coach("squat", adapt=for_level(level))
-        reps = reps_of(run(coach, squat_frames([1.0], lean=lean)))
-        assert len(reps) == 1
+        reps = reps_of(run(coach, squat_frames([1.0, 1.0], lean=lean)))
+        assert len(reps) == 2
         if "torso_lean" in reps[0]["faults"]:
             flagged.add(level)
     assert flagged == flagged_for
@@ -66,9 +66,9 @@ def test_strictness_decides_which_lean_is_a_fault(lean, flagged_for):
 def test_strictness_decides_what_counts_as_a_full_rep(depth, full_for):
     full = set()
     for level in ("beginner", "intermediate", "advanced"):
-        events = run(Coach("squat", adapt=for_level(level)), squat_frames([depth]))
+        events = run(Coach("squat", adapt=for_level(level)), squat_frames([depth, depth]))
         reps, partial = reps_of(events), reps_of(events, "partial_rep")
-        assert len(reps) + len(partial) == 1
+        assert len(reps) + len(partial) == 2
         if reps:
             full.add(level)
     assert full == full_for

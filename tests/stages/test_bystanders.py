@@ -1,0 +1,201 @@
+"""People who are present but not training, mirror reflections, and auto
+mode that says when it does not know yet.
+
+Stick figures from test_coaching (exact joints); each case is a mechanism:
+the body staying in place, repetition in rhythm, joints in the picture, a
+mirror image moving in perfect sync.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from repcoach.common.landmarks import Landmark
+from repcoach.common.messages import FrameMeta, FramePacket, PersonJoints
+from repcoach.stages.coaching import Coach
+from repcoach.stages.coaching.recognize import Recognizer
+from tests.stages.test_coaching import (
+    FPS,
+    front_pose,
+    rep_wave,
+    reps_of,
+    run,
+    side_pose,
+    squat_frames,
+    to_joints,
+)
+
+
+def moved(frames: list[PersonJoints], dx: float = 0.0, dy: float = 0.0, track=None):
+    shift = np.array([dx, dy], dtype=np.float32)
+    return [
+        PersonJoints(track or j.track_id, j.image_xy + shift, j.visibility, j.world_xyz)
+        for j in frames
+    ]
+
+
+def run_people(
+    coach: Coach, tracks: list[list[PersonJoints]], width=640, height=480
+) -> tuple[list, list[dict[int, str]]]:
+    """Several people per frame (lists of equal length): the events, and
+    each frame's phase per track."""
+    events, phases = [], []
+    for i, people in enumerate(zip(*tracks, strict=True)):
+        meta = FrameMeta("test", i, i - 1, 0, 0.0, i / FPS, width, height)
+        out = coach.process(FramePacket(meta, joints=tuple(people)))
+        events.extend(out.events)
+        phases.append({s.track_id: s.phase for s in out.scores})
+    return events, phases
+
+
+def standing(seconds: float) -> list[PersonJoints]:
+    return [to_joints(side_pose()) for _ in range(round(seconds * FPS))]
+
+
+def test_a_person_standing_still_gets_nothing():
+    coach = Coach("squat")
+    events = run(coach, standing(6.0))
+    assert [e.kind for e in events] == ["person_enter"]
+    score = coach.people()[0]
+    assert (score.exercise, score.phase, score.reps, score.partial_reps) == ("", "idle", 0, 0)
+    assert coach.rep_log() == {1: []}
+
+
+def test_one_bend_is_not_training():
+    """A bystander bends down once (to pick something up): one squat-like
+    movement, no repetition."""
+    coach = Coach("squat")
+    events = run(coach, standing(1.0) + squat_frames([1.0]) + standing(10.0))
+    assert reps_of(events) == [] and not [e for e in events if e.kind == "cue"]
+    assert coach.people()[0].phase == "idle"
+
+
+def test_starting_to_train_keeps_the_first_rep():
+    coach = Coach("squat")
+    events = run(coach, standing(3.0) + squat_frames([1.0, 1.0, 1.0]))
+    reps = [e for e in events if e.kind == "rep"]
+    assert [r.data["rep"] for r in reps] == [1, 2, 3]
+    assert reps[0].seq == reps[1].seq  # rep 1 is published when rep 2 confirms it
+    assert reps[0].data["end_frame"] < reps[1].data["start_frame"]  # with its own frames
+    assert reps[2].seq > reps[1].seq  # then each rep as it ends
+    assert coach.people()[0].reps == 3 and coach.people()[0].exercise == "squat"
+
+
+def test_a_rest_between_sets_keeps_the_athlete():
+    coach = Coach("squat")
+    events = run(coach, squat_frames([1.0, 1.0]) + standing(30.0) + squat_frames([1.0]))
+    assert [r["rep"] for r in reps_of(events)] == [1, 2, 3]
+    assert coach.people()[0].reps == 3
+
+
+def test_a_walker_is_not_counted():
+    """Knees bend and straighten in rhythm, but the hips travel across the
+    frame, 1.8 torso lengths a second (a wide frame keeps every joint in the
+    picture)."""
+    frames = squat_frames([1.0, 1.0, 1.0, 1.0])
+    walking = [
+        PersonJoints(1, j.image_xy + np.float32([i * 10.0, 0.0]), j.visibility, j.world_xyz)
+        for i, j in enumerate(frames)
+    ]
+    coach = Coach("squat")
+    events, _ = run_people(coach, [walking], width=4000)
+    assert reps_of(events) == [] and coach.people()[0].phase == "idle"
+    in_place, _ = run_people(Coach("squat"), [frames], width=4000)
+    assert len(reps_of(in_place)) == 4
+
+
+def test_joints_outside_the_picture_are_no_evidence():
+    """A person in the foreground whose hips lie below the frame edge:
+    BlazePose guesses them, and reps of guessed joints establish nothing."""
+    cut = moved(squat_frames([1.0, 1.0, 1.0]), dy=250.0)
+    assert reps_of(run(Coach("squat"), cut)) == []
+
+
+def _mirror_image(frames: list[PersonJoints], track: int, lag: int = 0) -> list[PersonJoints]:
+    """The reflection: x mirrored about a line right of the person, left and
+    right landmarks exchanged (BlazePose labels the figure it sees), smaller."""
+    swap = list(range(len(Landmark)))
+    for mark in Landmark:
+        if mark.name.startswith("LEFT_"):
+            other = Landmark[mark.name.replace("LEFT_", "RIGHT_")]
+            swap[mark], swap[other] = other, mark
+    out = []
+    for i in range(len(frames)):
+        j = frames[max(i - lag, 0)]
+        xy = j.image_xy.copy()
+        xy[:, 0] = 600.0 - (xy[:, 0] - 300.0) * 0.6
+        xy[:, 1] = 200.0 + (xy[:, 1] - 200.0) * 0.6
+        out.append(PersonJoints(track, xy[swap], j.visibility[swap], j.world_xyz[swap]))
+    return out
+
+
+def _curls(reps: int) -> list[PersonJoints]:
+    return [
+        to_joints(front_pose(arm_abduction=10 + 8 * p, elbow_bend=140 * p)) for p in rep_wave(reps)
+    ]
+
+
+def test_a_mirror_reflection_is_not_a_second_athlete():
+    athlete = _curls(4)
+    coach = Coach("bicep_curl")
+    events, phases = run_people(coach, [athlete, _mirror_image(athlete, 2)])
+    assert [(s.track_id, s.reps) for s in coach.people()] == [(1, 4), (2, 0)]
+    assert {e.track_id for e in events if e.kind != "person_enter"} == {1}
+    assert phases[-1][2] == "reflection"
+    moving = [p[2] for p in phases[round(2 * FPS) :]]  # once the window holds movement
+    assert moving.count("reflection") > 0.8 * len(moving)
+
+
+def test_people_moving_together_are_all_counted():
+    """A class in unison: the same exercise, but a real person lags a few
+    frames behind another and is not their mirror image in perfect sync."""
+    a = moved(_curls(4), dx=-120.0)
+    b = moved(a, dx=240.0, track=2)
+    b = b[:6] + b[:-6]  # 0.2 s behind
+    coach = Coach("bicep_curl")
+    _, phases = run_people(coach, [a, b])
+    assert all("reflection" not in p.values() for p in phases)
+    assert [(s.track_id, s.reps) for s in coach.people()] == [(1, 4), (2, 4)]
+
+
+def test_auto_says_it_is_recognising_and_never_guesses_a_still_person():
+    coach = Coach("auto")
+    events = run(coach, standing(6.0))
+    assert not [e for e in events if e.kind == "exercise"]
+    score = coach.people()[0]
+    assert (score.exercise, score.phase) == (None, "idle")
+    coach = Coach("auto")
+    run(coach, squat_frames([1.0]))
+    assert (coach.people()[0].exercise, coach.people()[0].phase) == (None, "recognising")
+
+
+def test_a_guessed_far_hip_does_not_make_a_squat_a_lunge():
+    """Side-on, the far hip is hidden: BlazePose places it anyway, here
+    flexing far less than the near one (a 'split' that is not there)."""
+    recognizer = Recognizer(("squat", "lunge"))
+    answer = None
+    for i, phase in enumerate(np.concatenate([rep_wave(1)] * 4)):
+        pose = side_pose(shin=30 * phase, thigh=-90 * phase, torso=35 * phase, far_visibility=0.6)
+        far_knee = pose["right_hip"][0] + np.array([0.0, -0.45])  # straight down: no flexion
+        pose["right_knee"] = (far_knee, 0.6)
+        answer = recognizer.update(to_joints(pose), i / FPS) or answer
+    assert answer == "squat"
+
+
+def test_a_rear_view_press_is_not_a_push_up():
+    """Upright on screen, but the world coordinates' depth tilts the torso
+    70 degrees (as BlazePose did for a shoulder press seen from behind)."""
+    recognizer = Recognizer(("pushup", "shoulder_press", "lateral_raise"))
+    lean = math.radians(70)
+    answer = None
+    for i, phase in enumerate(np.concatenate([rep_wave(1)] * 4)):
+        joints = to_joints(front_pose(arm_abduction=100 + 70 * phase, elbow_bend=-80 * (1 - phase)))
+        world = np.zeros((len(Landmark), 3))
+        for side, x in ((Landmark.LEFT_SHOULDER, 0.2), (Landmark.RIGHT_SHOULDER, -0.2)):
+            world[side] = (x, -0.5 * math.cos(lean), -0.5 * math.sin(lean))
+        world[Landmark.LEFT_HIP], world[Landmark.RIGHT_HIP] = (0.1, 0, 0), (-0.1, 0, 0)
+        joints = PersonJoints(1, joints.image_xy, joints.visibility, world)
+        answer = recognizer.update(joints, i / FPS) or answer
+    assert answer != "pushup"
