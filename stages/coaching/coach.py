@@ -244,8 +244,9 @@ class Coach:
         )
 
     def end(self, eos: EndOfStream) -> FramePacket | None:
-        """End of stream: holds in progress and movements already back at rest
-        are closed (they reach `rep_log`); movements half-way are dropped.
+        """End of stream: holds in progress are closed, and a movement the
+        stream cut is judged by what was seen (a full or partial rep, see
+        `reps.py`); they reach `rep_log` for people established as training.
         Returns their events on a pixel-less packet stamped with the last
         frame (None when there are none, or no frame was seen)."""
         last = self._last_packet
