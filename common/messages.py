@@ -270,9 +270,15 @@ class PersonJoints:
         )
 
 
+# Phases of someone in view but not coached (no exercise): not training,
+# being recognised (auto mode), or a mirror reflection of someone else.
+PHASE_IDLE, PHASE_RECOGNISING, PHASE_REFLECTION = "idle", "recognising", "reflection"
+
+
 @dataclass(frozen=True)
 class PersonScore:
-    """Per-person coaching state after a frame: angles and rep progress."""
+    """Per-person coaching state after a frame: angles and rep progress.
+    `phase` is the exercise's phase word, or one of the PHASE_ words above."""
 
     track_id: int
     angles: dict[str, float] = field(default_factory=dict)

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 
 from repcoach.common.history import Baseline
 from repcoach.common.messages import (
+    PHASE_IDLE,
+    PHASE_RECOGNISING,
+    PHASE_REFLECTION,
     EndOfStream,
     FeedbackEvent,
     FramePacket,
@@ -51,7 +54,7 @@ SWITCH_IDLE_S = 5.0
 # reps done while it was being recognised); the recogniser may hesitate for a
 # while, so this is longer than its window.
 REPLAY_S = 20.0
-IDLE, RECOGNISING, REFLECTION = "idle", "recognising", "reflection"
+IDLE, RECOGNISING, REFLECTION = PHASE_IDLE, PHASE_RECOGNISING, PHASE_REFLECTION
 
 
 @dataclass

@@ -9,8 +9,22 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from repcoach.common.messages import EndOfStream, FramePacket, SessionState
+from repcoach.common.messages import (
+    PHASE_IDLE,
+    PHASE_RECOGNISING,
+    PHASE_REFLECTION,
+    EndOfStream,
+    FramePacket,
+    SessionState,
+)
 from repcoach.common.specs import Spec
+
+# What the table says for someone present but not coached (phases from the coach).
+NOT_TRAINING = {
+    PHASE_IDLE: "not training",
+    PHASE_RECOGNISING: "recognising...",
+    PHASE_REFLECTION: "mirror reflection",
+}
 
 REFRESH_S = 0.25
 PLAIN_EVERY_S = 5.0
@@ -64,7 +78,7 @@ class ConsoleSink:
             form = "" if person.form_score is None else f"{person.form_score:.0f}"
             table.add_row(
                 str(person.track_id),
-                person.exercise or "-",
+                person.exercise or NOT_TRAINING.get(person.phase, "-"),
                 str(person.reps),
                 str(person.partial_reps),
                 form,

@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from repcoach.common.atomic import write_json_atomic
-from repcoach.common.messages import EndOfStream, FramePacket, SessionState
+from repcoach.common.messages import PHASE_IDLE, EndOfStream, FramePacket, SessionState
 from repcoach.common.specs import Spec
 from repcoach.stages.sinks import required_path
 
@@ -52,16 +52,24 @@ def summary_document(state: SessionState, reps: RepLog, wall_s: float, missed: i
             }
             for exercise, entry in logged.items()
         ]
-        if not exercises:  # nothing counted (yet): still say what they were doing
+        if not exercises and person.exercise:  # nothing counted yet: say what they do
             exercises = [
                 {
-                    "exercise": person.exercise or "unknown",
+                    "exercise": person.exercise,
                     "reps": person.reps,
                     "partial_reps": person.partial_reps,
                     "reps_detail": [],
                 }
             ]
-        people.append({"id": person.track_id, "exercises": exercises})
+        training = bool(exercises)
+        people.append(
+            {
+                "id": person.track_id,
+                "training": training,
+                "state": "training" if training else (person.phase or PHASE_IDLE),
+                "exercises": exercises,
+            }
+        )
     return {
         "source": state.source_id,
         "frames": state.frames,

@@ -44,6 +44,13 @@ function newCard(id) {
   return card;
 }
 
+// What a card says for someone present but not coached (the coach's phases).
+const NOT_TRAINING = {
+  idle: "present, not training",
+  recognising: "recognising the exercise...",
+  reflection: "mirror reflection (not coached)",
+};
+
 function showPerson(person) {
   let card = cards.get(person.id);
   if (!card) {
@@ -52,7 +59,7 @@ function showPerson(person) {
   }
   card.style.setProperty("--colour", person.colour);
   card.querySelector(".who").textContent = `Person ${person.id}`;
-  card.querySelector(".exercise").textContent = title(person.exercise) || "exercise not recognised yet";
+  card.querySelector(".exercise").textContent = title(person.exercise) || NOT_TRAINING[person.phase] || "exercise not recognised yet";
   card.querySelector(".reps").textContent = String(person.reps);
   card.querySelector(".partial").textContent = person.partial ? `+${person.partial} partial` : "";
   const score = person.form_score;

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 from repcoach.common.messages import (
+    PHASE_IDLE,
+    PHASE_REFLECTION,
     FeedbackEvent,
     FrameMeta,
     FramePacket,
@@ -31,23 +33,27 @@ def test_summary_lists_reps_with_details_per_person_and_exercise(tmp_path):
     sink.on_result(rep_packet(80, 1, "rep", bad, "squat"))
     sink.on_result(rep_packet(85, 1, "partial_rep", {}, "squat"))
     sink.on_result(rep_packet(90, 2, "rep", {**good, "exercise": "lunge"}, "squat"))
-    people = (PersonScore(1, exercise="squat", reps=2), PersonScore(2), PersonScore(3))
+    people = (
+        PersonScore(1, exercise="squat", reps=2),
+        PersonScore(2),
+        PersonScore(3, phase=PHASE_IDLE),
+        PersonScore(4, phase=PHASE_REFLECTION),
+    )
     sink.on_state(SessionState("cam", 91, 0, 91, 90, 3.03, 0.0, True, "end of source", people))
     sink.close(0)
     document = json.loads(path.read_text())
     assert document["frames"] == 91 and document["ended"] is True
-    first, second, third = document["people"]
+    first, second, third, fourth = document["people"]
     assert first == {
         "id": 1,
+        "training": True,
+        "state": "training",
         "exercises": [
             {"exercise": "squat", "reps": 2, "partial_reps": 1, "reps_detail": [good, bad]}
         ],
     }
     assert second["exercises"][0]["exercise"] == "lunge"
-    assert third["exercises"][0] == {
-        "exercise": "unknown",
-        "reps": 0,
-        "partial_reps": 0,
-        "reps_detail": [],
-    }
+    # Present but never coached: listed, with what they were doing instead.
+    assert third == {"id": 3, "training": False, "state": "idle", "exercises": []}
+    assert fourth == {"id": 4, "training": False, "state": "reflection", "exercises": []}
     assert not list(tmp_path.glob(".summary.json.*")), "no temporary files left behind"
