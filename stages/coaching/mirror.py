@@ -4,16 +4,18 @@ person, doing every rep in perfect sync. A reflection is not coached.
 Test, for two people in the same frames over `WINDOW_S`: the pose of one,
 normalised (hips at the origin, torso length 1) and flipped left-right (x
 negated, left and right landmarks swapped), matches the other's normalised
-pose (mean landmark distance under `SHAPE_MATCH` torso lengths), and their
-movements agree frame by frame (the correlation of the flipped pose's
-frame-to-frame motion with the other's, at lag 0, at least `SYNC`, and
-larger than at any lag up to `LAG_FRAMES`: a reflection has no delay;
-people moving together in a class or a team exercise lag each other by a
-few frames and are not mirror images of each other's whole pose). Both
-must move (`MIN_TRAVEL`): two people standing still look alike and are both
-real. The smaller of the pair (a reflection is further away) is the
-reflection, and stays one while both are in view (a reflection also rests
-between reps, when there is no motion to compare).
+pose frame by frame (mean landmark distance under `SHAPE_MATCH` torso
+lengths) while they move (`MIN_TRAVEL`: two people standing still look
+alike and are both real), and it matches best with no delay: shifting one
+series by up to `LAG_FRAMES` frames either way only makes the match worse.
+Matching poses frame by frame, rather than correlating frame-to-frame
+motion, keeps landmark jitter out of it: positions are steady where their
+differences are mostly noise. People moving together in a class or a team
+exercise lag each other by a few frames and are not mirror images of each
+other's whole pose. The smaller of the pair (a reflection is further away)
+is the reflection, and stays one while both are in view (a reflection also
+rests between reps, when there is no motion to compare), through frames
+where either pose cannot be read.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from repcoach.stages.coaching.measures import MIN_VISIBILITY
 WINDOW_S = 2.0
 MIN_FRAMES = 20
 SHAPE_MATCH = 0.35
-SYNC = 0.8
 LAG_FRAMES = 4
 MIN_TRAVEL = 0.3  # torso lengths some landmark must move across the window
 
@@ -96,12 +97,15 @@ class MirrorWatch:
             )
             history = self._seen.setdefault(joints.track_id, deque())
             history.append((pts, s, f, torso))
+            present.add(joints.track_id)
+        # A frame or two without a readable pose (a landmark glitch) forgets
+        # nobody: a track goes once it has been unseen for the whole window.
+        for track, history in list(self._seen.items()):
             while history and pts - history[0][0] > WINDOW_S:
                 history.popleft()
-            present.add(joints.track_id)
-        for track in [t for t in self._seen if t not in present]:
-            del self._seen[track]
-        self._of = {r: p for r, p in self._of.items() if r in present and p in present}
+            if not history:
+                del self._seen[track]
+        self._of = {r: p for r, p in self._of.items() if r in self._seen and p in self._seen}
         tracks = sorted(present)
         for i, a in enumerate(tracks):
             for b in tracks[i + 1 :]:
@@ -122,15 +126,13 @@ class MirrorWatch:
             return False
         fa = np.array([ha[p][1] for p in common])  # a flipped
         sb = np.array([hb[p] for p in common])
-        if float(np.linalg.norm(fa - sb, axis=2).mean()) > SHAPE_MATCH:
+        if _distance(fa, sb, 0) > SHAPE_MATCH:
             return False
         travel = min(_travel(fa), _travel(sb))
         if travel < MIN_TRAVEL:
             return False
-        va = np.diff(fa, axis=0).reshape(len(common) - 1, -1)
-        vb = np.diff(sb, axis=0).reshape(len(common) - 1, -1)
-        at = {lag: _correlation(va, vb, lag) for lag in range(-LAG_FRAMES, LAG_FRAMES + 1)}
-        return at[0] >= SYNC and at[0] >= max(at.values())
+        at = {lag: _distance(fa, sb, lag) for lag in range(-LAG_FRAMES, LAG_FRAMES + 1)}
+        return at[0] <= min(at.values())
 
 
 def _travel(shapes: np.ndarray) -> float:
@@ -139,13 +141,11 @@ def _travel(shapes: np.ndarray) -> float:
     return float(np.linalg.norm(span, axis=1).max())
 
 
-def _correlation(va: np.ndarray, vb: np.ndarray, lag: int) -> float:
-    """Correlation of two motion series, `vb` shifted by `lag` frames."""
+def _distance(fa: np.ndarray, sb: np.ndarray, lag: int) -> float:
+    """Mean landmark distance between two pose series, `sb` shifted by `lag`
+    frames."""
     if lag > 0:
-        va, vb = va[lag:], vb[:-lag]
+        fa, sb = fa[lag:], sb[:-lag]
     elif lag < 0:
-        va, vb = va[:lag], vb[-lag:]
-    x, y = va.ravel(), vb.ravel()
-    x, y = x - x.mean(), y - y.mean()
-    denom = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    return float((x * y).sum() / denom) if denom > 0 else 0.0
+        fa, sb = fa[:lag], sb[-lag:]
+    return float(np.linalg.norm(fa - sb, axis=2).mean())
