@@ -31,6 +31,7 @@ _VISION_CODE = (
     "stages/pose_detector.py",
     "stages/pose_landmarks.py",
     "stages/joints.py",
+    "stages/person_features.py",
     "stages/tracking.py",
     "common/filters.py",
 )

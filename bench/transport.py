@@ -23,6 +23,23 @@ folder, 640x480 and 1920x1080 uint8 BGR frames.
   the same HWM, in throughput (median over rounds of raw/product within a
   round) and in p50 latency (product/raw).
 
+Part 1b (`--part curve`), the price of CURVE per hop: the same one hop over
+tcp on loopback, PUSH -> PULL, every variant with pyzmq's default HWM (1000):
+
+  raw tcp       plain pyzmq, no security
+  raw curve     plain pyzmq with CURVE keys set (the receiver's ZAP handler
+                checks the key once, at the handshake)
+  product tcp   the product's sockets with --insecure (plain tcp)
+  product curve the product's sockets as `pipeline up --bind` opens them:
+                CURVE, ZAP handler (`ThreadAuthenticator`), MAXMSGSIZE
+
+  Goal: product curve's one-way p50 at 640x480 within 1.3x of product tcp.
+  The floor under any CURVE socket: libzmq encrypts and decrypts each part
+  whole with libsodium's XSalsa20-Poly1305 (crypto_box_afternm), measured
+  here at ~0.55 ms each way for a 640x480 frame (2-core AMD EPYC), so a hop
+  gains >= ~1.1 ms over a ~1 ms plain hop whatever wraps the socket; the
+  "p50 / raw curve" column is the product's own share.
+
 Part 2, the whole pipeline: a rendered mp4v file through the real CLI,
 `pipeline up --segmenter passthrough --joints none --no-console
 --sink jsonl:path=F,frames=1` (capture -> segment worker(s) -> joints -> score
@@ -41,7 +58,7 @@ records' `age_ms` (wall clock), next to the raw chain paced the same way.
 
   Goal: >= 300 fps of 640x480 through the 5-stage pass-through pipeline.
 
-    .venv/bin/python bench/transport.py [--quick] [--part all|hop|pipeline] [--json PATH]
+    .venv/bin/python bench/transport.py [--quick] [--part all|hop|curve|pipeline] [--json PATH]
 
 Exits 1 if a run failed or lost or duplicated frames (not for a missed goal).
 """
@@ -56,6 +73,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -78,6 +96,8 @@ RAW_HWM = 1000  # pyzmq's default
 PIPELINE_PUSH_HWM, PIPELINE_PULL_HWM = 4, 8  # common/runner.py
 PACE_FPS = 30.0
 HOP_GOAL_RATIO = 1.25
+CURVE_GOAL_RATIO = 1.3
+IPC, TCP, CURVE = "ipc", "tcp", "curve"  # how a hop's two processes are linked
 PIPELINE_GOAL_FPS = 300.0
 BURST_WARMUP = 20  # first frames of a burst: connection set-up, not throughput
 PACED_WARMUP = 3
@@ -151,16 +171,22 @@ class HopVariant:
     path: str  # RAW or PRODUCT
     push_hwm: int
     pull_hwm: int
+    link: str = IPC  # IPC, TCP (plain, loopback) or CURVE (tcp with CURVE keys)
 
     @property
     def label(self) -> str:
-        return f"{self.path} {self.push_hwm}/{self.pull_hwm}"
+        return f"{self.path} {self.push_hwm}/{self.pull_hwm}" + (
+            "" if self.link == IPC else f" {self.link}"
+        )
 
 
 HOP_VARIANTS = (
     HopVariant(RAW, RAW_HWM, RAW_HWM),
     HopVariant(PRODUCT, RAW_HWM, RAW_HWM),
     HopVariant(PRODUCT, PIPELINE_PUSH_HWM, PIPELINE_PULL_HWM),
+)
+CURVE_VARIANTS = tuple(
+    HopVariant(path, RAW_HWM, RAW_HWM, link) for path in (RAW, PRODUCT) for link in (TCP, CURVE)
 )
 
 
@@ -175,24 +201,53 @@ class HopPlan:
     paced: int  # per round and variant
     rounds: int
     folder: str
+    tcp_port: int = 0  # tcp variants: first of consecutive free loopback ports
+    # CURVE variants: (receiver public, receiver secret, sender public, sender secret)
+    keys: tuple[bytes, ...] = ()
 
     @property
     def per_round(self) -> int:
         return BURST_WARMUP + self.burst + PACED_WARMUP + self.paced
 
-    def endpoint(self, index: int) -> str:
-        return f"ipc://{self.folder}/hop-{self.width}-{index}.sock"
+    def endpoint(self, index: int, variant: HopVariant) -> str:
+        if variant.link == IPC:
+            return f"ipc://{self.folder}/hop-{self.width}-{index}.sock"
+        return f"tcp://127.0.0.1:{self.tcp_port + index}"
 
 
-def _hop_socket(variant: HopVariant, endpoint: str, kind: int) -> zmq.Socket:
+def _curve(plan: HopPlan, bind: bool) -> transport.Curve:
+    """The receiver binds as the CURVE server and lets in the sender's key."""
+    server_public, server_secret, client_public, client_secret = plan.keys
+    public, secret = (server_public, server_secret) if bind else (client_public, client_secret)
+    return transport.Curve(public, secret, server_public, lambda key: key == client_public)
+
+
+def _hop_socket(variant: HopVariant, plan: HopPlan, index: int, kind: int) -> zmq.Socket:
     bind = kind == zmq.PULL  # receivers bind, as the pipeline's stages do
+    endpoint = plan.endpoint(index, variant)
     hwm = variant.pull_hwm if bind else variant.push_hwm
     options = [(zmq.RCVTIMEO, RECEIVE_TIMEOUT_MS)]
     if variant.path == PRODUCT:
-        return transport.open_socket(kind, endpoint, bind=bind, hwm=hwm, options=options)
+        secure = None  # ipc
+        if variant.link == TCP:
+            secure = transport.INSECURE
+        elif variant.link == CURVE:
+            secure = _curve(plan, bind)
+        return transport.open_socket(
+            kind, endpoint, bind=bind, hwm=hwm, options=options, secure=secure
+        )
     sock = zmq.Context.instance().socket(kind)
     for option, value in [(zmq.LINGER, 0), (zmq.SNDHWM, hwm), (zmq.RCVHWM, hwm), *options]:
         sock.setsockopt(option, value)
+    if variant.link == CURVE:
+        curve = _curve(plan, bind)
+        sock.curve_publickey, sock.curve_secretkey = curve.public, curve.secret
+        if bind:
+            # The same ZAP handler as the product's (opened first, in the same context).
+            sock.zap_domain = transport.ZAP_DOMAIN.encode()
+            sock.curve_server = True
+        else:
+            sock.curve_serverkey = curve.server
     sock.bind(endpoint) if bind else sock.connect(endpoint)
     return sock
 
@@ -241,7 +296,7 @@ def _turns(plan: HopPlan, variants: tuple[HopVariant, ...]) -> list[tuple[int, i
 
 
 def hop_sender(plan: HopPlan, variants: tuple[HopVariant, ...], barrier) -> None:
-    sockets = [_hop_socket(v, plan.endpoint(i), zmq.PUSH) for i, v in enumerate(variants)]
+    sockets = [_hop_socket(v, plan, i, zmq.PUSH) for i, v in enumerate(variants)]
     frames = sample_frames(plan.width, plan.height)
     for _, v in _turns(plan, variants):
         sock = sockets[v]
@@ -260,7 +315,10 @@ def hop_sender(plan: HopPlan, variants: tuple[HopVariant, ...], barrier) -> None
 
 
 def hop_receiver(plan: HopPlan, variants: tuple[HopVariant, ...], barrier, results) -> None:
-    sockets = [_hop_socket(v, plan.endpoint(i), zmq.PULL) for i, v in enumerate(variants)]
+    # Product sockets first: a product CURVE socket starts the ZAP handler.
+    order = sorted(range(len(variants)), key=lambda i: variants[i].path != PRODUCT)
+    opened = {i: _hop_socket(variants[i], plan, i, zmq.PULL) for i in order}
+    sockets = [opened[i] for i in range(len(variants))]
     rejects = transport.RejectCounter("bench")
     results.send("ready")
     # sent and received monotonic ns of every frame
@@ -300,10 +358,11 @@ class HopResult:
     gb_per_s: float
     latency_p50_ms: float  # over the paced frames of every round
     latency_p95_ms: float
+    link: str = IPC
 
     @property
     def label(self) -> str:
-        return HopVariant(self.path, self.push_hwm, self.pull_hwm).label
+        return HopVariant(self.path, self.push_hwm, self.pull_hwm, self.link).label
 
 
 def _hop_result(size: str, plan: HopPlan, variant: HopVariant, stamps: np.ndarray) -> HopResult:
@@ -325,6 +384,7 @@ def _hop_result(size: str, plan: HopPlan, variant: HopVariant, stamps: np.ndarra
         gb_per_s=round(fps * plan.width * plan.height * 3 / 1e9, 3),
         latency_p50_ms=round(float(np.percentile(latency_ms, 50)), 3),
         latency_p95_ms=round(float(np.percentile(latency_ms, 95)), 3),
+        link=variant.link,
     )
 
 
@@ -401,6 +461,136 @@ def hop_ratios(results: list[HopResult]) -> list[HopRatio]:
                 )
             )
     return ratios
+
+
+# --- part 1b: CURVE's price per hop
+
+
+def free_port_block(count: int) -> int:
+    """A base port with `count - 1` free successors on loopback."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1] % 30000 + 20000
+        try:
+            for offset in range(count):
+                with socket.socket() as taken:
+                    taken.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports on loopback")
+
+
+def measure_curve(scale: Scale, folder: Path) -> list[HopResult]:
+    results = []
+    server, client = zmq.curve_keypair(), zmq.curve_keypair()
+    for size, (width, height) in SIZES.items():
+        paced = -(-scale.paced // scale.hop_rounds)
+        plan = HopPlan(
+            width,
+            height,
+            scale.burst[size],
+            paced,
+            scale.hop_rounds,
+            str(folder),
+            tcp_port=free_port_block(len(CURVE_VARIANTS)),
+            keys=(*server, *client),
+        )
+        measured = run_hops(plan, size, CURVE_VARIANTS)
+        results += measured
+        print(
+            f"  tcp hop {size}: "
+            + ", ".join(
+                f"{r.label} {r.fps:.0f} fps p50 {r.latency_p50_ms:.2f} ms" for r in measured
+            )
+        )
+    return results
+
+
+@dataclass(frozen=True)
+class CurveRatio:
+    size: str
+    path: str  # RAW or PRODUCT: CURVE against plain tcp on the same path
+    throughput: float  # median over rounds of plain fps / CURVE fps
+    latency_p50: float  # CURVE / plain
+    latency_p95: float
+    p50_vs_raw_tcp: float  # this path's CURVE p50 / raw plain tcp p50
+    p50_vs_raw_curve: float  # this path's CURVE p50 / raw pyzmq CURVE p50 (the product's own cost)
+
+    @property
+    def passed(self) -> bool | None:
+        if self.path != PRODUCT or self.size != "640x480":
+            return None
+        return self.latency_p50 <= CURVE_GOAL_RATIO
+
+
+def curve_ratios(results: list[HopResult]) -> list[CurveRatio]:
+    ratios = []
+    for size in SIZES:
+        raw_tcp = next(r for r in results if (r.size, r.path, r.link) == (size, RAW, TCP))
+        raw_curve = next(r for r in results if (r.size, r.path, r.link) == (size, RAW, CURVE))
+        for path in (RAW, PRODUCT):
+            plain = next(r for r in results if (r.size, r.path, r.link) == (size, path, TCP))
+            curve = next(r for r in results if (r.size, r.path, r.link) == (size, path, CURVE))
+            ratios.append(
+                CurveRatio(
+                    size=size,
+                    path=path,
+                    throughput=paired_ratio(plain.fps_rounds, curve.fps_rounds),
+                    latency_p50=round(curve.latency_p50_ms / plain.latency_p50_ms, 3),
+                    latency_p95=round(curve.latency_p95_ms / plain.latency_p95_ms, 3),
+                    p50_vs_raw_tcp=round(curve.latency_p50_ms / raw_tcp.latency_p50_ms, 3),
+                    p50_vs_raw_curve=round(curve.latency_p50_ms / raw_curve.latency_p50_ms, 3),
+                )
+            )
+    return ratios
+
+
+def print_curve(results: list[HopResult], ratios: list[CurveRatio]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title="One hop over tcp on loopback, 2 processes, HWM 1000 (fps: best burst; "
+        f"latency: paced at {PACE_FPS:.0f} fps)"
+    )
+    columns = ("frame", "path", "link", "fps best", "median", "GB/s", "p50 ms", "p95 ms")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("frame", "path", "link") else "right")
+    for r in results:
+        table.add_row(
+            r.size,
+            r.path,
+            r.link,
+            f"{r.fps:,.0f}",
+            f"{r.fps_median:,.0f}",
+            f"{r.gb_per_s:.2f}",
+            f"{r.latency_p50_ms:.2f}",
+            f"{r.latency_p95_ms:.2f}",
+        )
+    goal = Table(
+        title=f"CURVE vs plain tcp, same path (goal: product p50 <= {CURVE_GOAL_RATIO}x at 640x480)"
+    )
+    for column in ("frame", "path", "fps tcp/curve*", "p50 curve/tcp", "p95 curve/tcp"):
+        goal.add_column(column)
+    goal.add_column("p50 / raw tcp")
+    goal.add_column("p50 / raw curve")
+    goal.add_column("goal")
+    for r in ratios:
+        goal.add_row(
+            r.size,
+            r.path,
+            f"{r.throughput:.2f}",
+            f"{r.latency_p50:.2f}",
+            f"{r.latency_p95:.2f}",
+            f"{r.p50_vs_raw_tcp:.2f}",
+            f"{r.p50_vs_raw_curve:.2f}",
+            "" if r.passed is None else _verdict(r.passed),
+        )
+    console = _console()
+    console.print(table)
+    console.print(goal)
+    console.print("* median over rounds of the ratio within a round (the variants take turns)")
 
 
 # --- part 2: whole pipeline and the raw chain
@@ -898,7 +1088,7 @@ def print_pipeline(summaries: list[FlowSummary], live: list[FlowResult]) -> None
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer frames and rounds")
-    parser.add_argument("--part", choices=("all", "hop", "pipeline"), default="all")
+    parser.add_argument("--part", choices=("all", "hop", "curve", "pipeline"), default="all")
     parser.add_argument("--json", type=Path, help="also save the figures here")
     args = parser.parse_args()
     scale = Scale.of(args.quick)
@@ -918,6 +1108,13 @@ def main() -> int:
             print_hops(hops, ratios)
             figures["one_hop"] = [asdict(r) for r in hops]
             figures["one_hop_ratios"] = [asdict(r) | {"passed": r.passed} for r in ratios]
+        if args.part in ("all", "curve"):
+            print("one hop over tcp, plain and CURVE ...", flush=True)
+            tcp_hops = measure_curve(scale, folder)
+            tcp_ratios = curve_ratios(tcp_hops)
+            print_curve(tcp_hops, tcp_ratios)
+            figures["curve_hop"] = [asdict(r) for r in tcp_hops]
+            figures["curve_ratios"] = [asdict(r) | {"passed": r.passed} for r in tcp_ratios]
         if args.part in ("all", "pipeline"):
             print("whole pipeline ...", flush=True)
             flows = measure_pipeline(scale, folder)

@@ -31,3 +31,25 @@ def atomic_file(path: Path | str) -> Iterator[IO[bytes]]:
 def write_json_atomic(path: Path | str, data: Any) -> None:
     with atomic_file(path) as handle:
         handle.write((json.dumps(data, indent=2) + "\n").encode())
+
+
+def disk_full(folder: Path | str) -> bool:
+    """True when the file system holding `folder` has no block left for us
+    (some writers, OpenCV's video writer among them, ignore failed writes)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return free == 0
+
+
+def write_failure(path: Path | str, exc: BaseException, kept: bool | None = None) -> str:
+    """One line for a file that could not be written, saying what was kept:
+    `could not write s.json: No space left on device (the previous file was kept)`.
+    `kept` defaults to whether `path` exists now (an atomic write never touched it)."""
+    if kept is None:
+        kept = Path(path).exists()
+    reason = getattr(exc, "strerror", None) or str(exc).strip() or type(exc).__name__
+    after = "the previous file was kept" if kept else "nothing was written"
+    return f"could not write {path}: {reason} ({after})"

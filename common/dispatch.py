@@ -28,12 +28,29 @@ import numpy as np
 from repcoach.common import transport
 from repcoach.common.chunks import MAX_CHUNK_FRAMES, NOT_CHUNKED, Chunker
 from repcoach.common.config import FlowPolicy
-from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket, decode_plain
+from repcoach.common.messages import (
+    EndOfStream,
+    FrameMeta,
+    FramePacket,
+    MessageError,
+    decode_plain,
+    short,
+)
 from repcoach.common.stage_context import StageContext
 
 log = logging.getLogger(__name__)
 
 EOS_KEY = -2
+# Credits one worker may claim (it asks for `prefetch`, 1 or 2): bounds the
+# frames (with pixels) capture keeps for each worker slot.
+MAX_CREDITS = 4
+# Worker slots beyond the configured workers (restarts, remote workers).
+SPARE_WORKER_SLOTS = 4
+# Refused peers remembered (to tell them STOP when the stream ends).
+REFUSED_PEERS_KEPT = 64
+# A worker slot holding nothing and unheard of this long may be reused when
+# the table is full (idle workers say HELLO every 2 s).
+IDLE_SLOT_S = 10.0
 # Chunks whose worker is remembered: enough for frames re-sent after a crash.
 _OWNERS_KEPT = 16
 STOP = b"STOP"
@@ -169,6 +186,8 @@ class Dispatcher:
         self.chunker = Chunker() if lossless else None
         self.chunk_owners: dict[int, bytes] = {}
         self.pending: FramePacket | EndOfStream | None = None  # taken, no worker yet
+        # Peers refused a worker slot lately (bounded), told STOP at the end.
+        self.refused_peers: dict[bytes, None] = {}
 
     def run(self) -> None:
         topo = self.config.endpoints()
@@ -196,7 +215,8 @@ class Dispatcher:
                 self._dispatch()
                 self.ctx.stats.queue_depth = sum(len(w.outstanding) for w in self.workers.values())
                 self.ctx.tick()
-            for identity in self.workers:
+            # Workers refused a slot (the table was full) wait for the end too.
+            for identity in [*self.workers, *self.refused_peers]:
                 transport.route(self.router, identity, [STOP])
         finally:
             self.feed.stop()
@@ -209,25 +229,75 @@ class Dispatcher:
 
     def _drain_worker_messages(self) -> None:
         while self.router.poll(0):
-            identity, kind, *rest = (
-                transport.raw_bytes(p) for p in transport.recv_parts(self.router)
-            )
-            slot = self.workers.setdefault(identity, WorkerSlot())
+            parts = [transport.raw_bytes(p) for p in transport.recv_parts(self.router)]
+            try:
+                self._worker_message(parts)
+            except MessageError as error:
+                self.ctx.rejects.reject(error)
+
+    def _worker_message(self, parts: list[bytes]) -> None:
+        """One message from a worker: `HELLO {credits}` or `DONE <key>`.
+        Anything else raises `MessageError` (counted and dropped)."""
+        if len(parts) < 2:
+            raise MessageError("malformed", f"expected 2 or 3 parts, got {len(parts)}")
+        identity, kind, rest = parts[0], parts[1], parts[2:]
+        if len(rest) > 1:
+            raise MessageError("malformed", f"expected 2 or 3 parts, got {len(parts)}")
+        if kind == HELLO:
+            credits = self._declared_credits(rest)
+            slot = self.workers.get(identity)
+            if slot is None:
+                slot = self._new_slot(identity)
+            self._take_back(identity, slot, "restarted or reconnected")
+            slot.credits = credits
             slot.last_seen = time.monotonic()
-            if kind == HELLO:
-                self._take_back(identity, slot, "restarted or reconnected")
-                try:
-                    slot.credits = int(decode_plain(rest[0])["credits"]) if rest else 1
-                except Exception:
-                    slot.credits = 1
-            elif kind == DONE and rest:
-                key = int(rest[0])
-                # Credit only for frames we still count as held: after a HELLO
-                # the worker's credits were reset and its old frames re-sent.
-                if slot.outstanding.pop(key, None) is not None:
-                    slot.credits += 1
-                if key == EOS_KEY:
-                    self.eos_done = True
+        elif kind == DONE and len(rest) == 1:
+            key = _done_key(rest[0])
+            slot = self.workers.get(identity)
+            if slot is None:
+                raise MessageError("unknown-peer", "DONE from a worker that never said HELLO")
+            slot.last_seen = time.monotonic()
+            # Credit only for frames we still count as held: after a HELLO
+            # the worker's credits were reset and its old frames re-sent.
+            if slot.outstanding.pop(key, None) is None:
+                raise MessageError("unknown-key", f"DONE {key}: that worker does not hold it")
+            slot.credits += 1
+            if key == EOS_KEY:
+                self.eos_done = True
+        else:
+            raise MessageError("unknown-type", f"worker message {short(kind)}")
+
+    @staticmethod
+    def _declared_credits(rest: list[bytes]) -> int:
+        if not rest:
+            return 1
+        body = decode_plain(rest[0])
+        credits = body.get("credits") if isinstance(body, dict) else None
+        if type(credits) is not int or credits < 1:
+            raise MessageError("malformed", f"HELLO credits {short(credits)}")
+        return min(credits, MAX_CREDITS)
+
+    def _new_slot(self, identity: bytes) -> WorkerSlot:
+        """A slot for a new worker, if the table has room (an idle, silent
+        slot is reused when it has not): a flood of HELLOs cannot grow it."""
+        limit = max_worker_slots(self.config.workers)
+        if len(self.workers) >= limit:
+            now = time.monotonic()
+            idle = [
+                (s.last_seen, i)
+                for i, s in self.workers.items()
+                if not s.outstanding and now - s.last_seen > IDLE_SLOT_S
+            ]
+            if not idle:
+                self.refused_peers.pop(identity, None)
+                self.refused_peers[identity] = None
+                while len(self.refused_peers) > REFUSED_PEERS_KEPT:
+                    del self.refused_peers[next(iter(self.refused_peers))]
+                raise MessageError("too-many-workers", f"worker table full ({limit})")
+            del self.workers[min(idle)[1]]
+            self.chunk_owners = {c: o for c, o in self.chunk_owners.items() if o in self.workers}
+        slot = self.workers[identity] = WorkerSlot()
+        return slot
 
     def _take_back(self, identity: bytes, slot: WorkerSlot, why: str) -> None:
         if slot.outstanding:
@@ -357,3 +427,19 @@ class Dispatcher:
             if self.ctx.stop_requests > 1:
                 return True
         return False
+
+
+def max_worker_slots(workers: int) -> int:
+    """Workers capture deals frames to at most (restarts, remote workers)."""
+    return workers * 2 + SPARE_WORKER_SLOTS
+
+
+def _done_key(raw: bytes) -> int:
+    """The key of `DONE <key>`: a frame's seq, or `EOS_KEY`."""
+    text = raw.decode("ascii", errors="replace")
+    if not (0 < len(text) <= 20 and text.lstrip("-").isdigit() and text.count("-") <= 1):
+        raise MessageError("malformed", f"DONE key {short(raw)}")
+    key = int(text)
+    if key < 0 and key != EOS_KEY:
+        raise MessageError("malformed", f"DONE key {key}")
+    return key

@@ -3,13 +3,21 @@
 On one box every endpoint is an `ipc://` path in the pipeline's run folder.
 With `--bind tcp://HOST:PORT` the binding stages listen on consecutive ports
 from PORT, and stages or sinks on other hosts reach them with
-`--connect tcp://HOST:PORT`.
+`--connect tcp://HOST:PORT`. Every tcp socket is CURVE (see
+`repcoach.common.transport`) unless the topology was made `insecure`
+(plain tcp, loopback only).
+
+The run folder holds the ipc sockets, so it must be the user's alone:
+`run_dir()` creates it (and the default run root in the temp folder) with mode
+0700 and refuses one that another user owns or that others may write to.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +40,56 @@ def run_root() -> Path:
     return Path(tempfile.gettempdir()) / f"repcoach-{os.getuid()}"
 
 
+def _owner(uid: int) -> str:
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def private_dir(
+    path: Path, what: str = "folder", hint: str = "set REPCOACH_RUN_DIR to a folder of your own"
+) -> Path:
+    """Create `path` with mode 0700 if it is missing; refuse it (one line) if
+    it is not a folder, another user owns it, or its group or others may
+    write to it; tighten an own folder that others may only read to 0700."""
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise UserError(f"cannot create {what} {path}: {error.strerror}") from None
+    try:
+        link = os.lstat(path)
+        info = os.stat(path)
+    except OSError as error:
+        raise UserError(f"cannot use {what} {path}: {error.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise UserError(f"{what} {path} is not a folder")
+    me = os.getuid()
+    for st in (link, info):
+        if st.st_uid != me:
+            raise UserError(
+                f"{what} {path} belongs to {_owner(st.st_uid)}, not you: remove it, or {hint}"
+            )
+    if info.st_mode & 0o022:
+        raise UserError(
+            f"{what} {path} is writable by others (mode {stat.S_IMODE(info.st_mode):04o}): "
+            f"remove it, or {hint}"
+        )
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
 def run_dir(name: str) -> Path:
+    """The pipeline's run folder, created private (see the module docstring)."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
         raise UserError(f"pipeline name {name!r}: use letters, digits, '.', '_' or '-'")
-    return run_root() / name
+    root = run_root()
+    if "REPCOACH_RUN_DIR" not in os.environ:
+        private_dir(root, "run root")  # in the shared temp folder: anyone could have made it
+    return private_dir(root / name, "run folder")
 
 
 @dataclass(frozen=True)
@@ -44,6 +98,8 @@ class Topology:
 
     bind_addresses: dict[str, str]
     connect_addresses: dict[str, str]
+    insecure: bool = False
+    """Plain tcp on loopback (`--insecure`) instead of CURVE."""
 
     def bind(self, role: str) -> str:
         return self.bind_addresses[role]
@@ -62,8 +118,12 @@ class Topology:
             )
         return cls(addresses, addresses)
 
+    @property
+    def is_tcp(self) -> bool:
+        return any(a.startswith("tcp://") for a in self.bind_addresses.values())
+
     @classmethod
-    def tcp(cls, address: str, *, for_binding: bool) -> Topology:
+    def tcp(cls, address: str, *, for_binding: bool, insecure: bool = False) -> Topology:
         match = _TCP.match(address)
         if not match:
             raise UserError(f"{address!r} is not an endpoint like tcp://0.0.0.0:5550")
@@ -73,14 +133,18 @@ class Topology:
         connect_host = "127.0.0.1" if for_binding and host in ("0.0.0.0", "*") else host
         bind = {r: f"tcp://{host}:{port + i}" for i, r in enumerate(ROLES)}
         connect = {r: f"tcp://{connect_host}:{port + i}" for i, r in enumerate(ROLES)}
-        return cls(bind, connect)
+        return cls(bind, connect, insecure)
 
     def to_dict(self) -> dict:
-        return {"bind": self.bind_addresses, "connect": self.connect_addresses}
+        return {
+            "bind": self.bind_addresses,
+            "connect": self.connect_addresses,
+            "insecure": self.insecure,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Topology:
-        return cls(dict(d["bind"]), dict(d["connect"]))
+        return cls(dict(d["bind"]), dict(d["connect"]), bool(d.get("insecure", False)))
 
 
 def data_root() -> Path:

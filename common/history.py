@@ -28,6 +28,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from repcoach.common.atomic import disk_full
 from repcoach.common.endpoints import data_root
 from repcoach.common.errors import UserError
 
@@ -127,7 +128,8 @@ class History:
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise UserError(f"history database {path} cannot be used ({exc})") from None
+            reason = f"{exc}" + (", no space left on device" if disk_full(path.parent) else "")
+            raise UserError(f"history database {path} cannot be used ({reason})") from None
         db.row_factory = sqlite3.Row
         return cls(db, path)
 

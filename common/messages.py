@@ -13,13 +13,19 @@ the stages have attached so far: persons, joints, scores, events), "eos"
 
 `decode()` validates everything it reads and raises `MessageError` with a short
 `kind` ("malformed", "truncated", "wrong-version", "unknown-type") so a stage
-can count and drop a bad message instead of crashing.
+can count and drop a bad message instead of crashing. It is total: whatever
+bytes arrive, it returns a message or raises `MessageError`, never anything
+else, and what a peer sent appears in the error text only truncated
+(`short()`). Everything a message may carry is bounded by the message itself:
+at most `MAX_ITEMS` persons, joints, scores or events per frame, boxes and
+masks within the frame they belong to (plus `BOX_MARGIN` of its size).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +36,30 @@ from repcoach.common.landmarks import NUM_LANDMARKS
 
 SCHEMA_VERSION = 2
 PIXEL_FORMAT = "bgr24"
+# Per frame: persons, joints, scores and events each; angles per score;
+# counters per stage report.
+MAX_ITEMS = 256
+MAX_NAMES = 64
+MAX_NAME_CHARS = 64
+# A person's box may reach this share of the frame's size past its edges (a
+# crop around someone at the edge); its mask covers the box, so it is bounded
+# by the frame too.
+BOX_MARGIN = 0.5
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 2
+_REPR.maxstring = 40
+_REPR.maxother = 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 4
+
+
+def short(value: Any) -> str:
+    """A bounded repr of something a peer sent (never its whole nesting)."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a repr that fails is no reason to fail the caller
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class MessageError(ValueError):
@@ -49,11 +79,36 @@ def _field(d: dict, key: str, types: type | tuple[type, ...], where: str) -> Any
         raise MessageError("malformed", f"{where} lacks field {key!r}")
     value = d[key]
     if types is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)  # an int beyond float's range raises OverflowError
     if not isinstance(value, types) or isinstance(value, bool) and types is not bool:
         raise MessageError(
             "malformed", f"{where}.{key} is {type(value).__name__}, expected {types}"
         )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MessageError("malformed", f"{where}.{key} is {value}")
+    return value
+
+
+def _items(d: dict, key: str, where: str) -> list:
+    """A list field of at most `MAX_ITEMS` entries."""
+    value = _field(d, key, list, where)
+    if len(value) > MAX_ITEMS:
+        raise MessageError("malformed", f"{where}.{key} has {len(value)} entries (max {MAX_ITEMS})")
+    return value
+
+
+def _counters(d: dict, key: str, where: str) -> dict[str, int]:
+    """A map of at most `MAX_NAMES` short names to integer counts."""
+    value = _field(d, key, dict, where)
+    if len(value) > MAX_NAMES or not all(
+        isinstance(k, str)
+        and len(k) <= MAX_NAME_CHARS
+        and isinstance(v, int)
+        and not isinstance(v, bool)
+        and 0 <= v < 2**63
+        for k, v in value.items()
+    ):
+        raise MessageError("malformed", f"{where}.{key} must map short names to counts")
     return value
 
 
@@ -67,7 +122,10 @@ def _array(raw: Any, dtype: str, shape: tuple[int, ...], where: str) -> np.ndarr
     expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if len(raw) != expected:
         raise MessageError("truncated", f"{where} has {len(raw)} bytes, expected {expected}")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+    array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    if not np.isfinite(array).all():
+        raise MessageError("malformed", f"{where} holds non-finite values")
+    return array
 
 
 # --- frame metadata
@@ -200,19 +258,33 @@ class PersonInstance:
         return wire
 
     @classmethod
-    def from_wire(cls, d: Any) -> PersonInstance:
+    def from_wire(cls, d: Any, frame: tuple[int, int] | None = None) -> PersonInstance:
+        """`frame` (width, height): the frame the person was found in; the
+        box must lie within it (give or take `BOX_MARGIN`)."""
         if not isinstance(d, dict):
             raise MessageError("malformed", "person is not a map")
         box = _field(d, "box", list, "person")
-        if len(box) != 4 or not all(isinstance(v, (int, float)) for v in box):
+        if len(box) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in box
+        ):
             raise MessageError("malformed", "person.box must be 4 numbers")
         x0, y0, x1, y1 = (float(v) for v in box)
-        if not (x1 > x0 and y1 > y0) or max(abs(x0), abs(y0), abs(x1), abs(y1)) > 1e5:
-            raise MessageError("malformed", f"person.box {box} is not a box")
+        limit = 1e5
+        if not (x1 > x0 and y1 > y0) or not max(abs(x0), abs(y0), abs(x1), abs(y1)) <= limit:
+            raise MessageError("malformed", f"person.box {short(box)} is not a box")
+        if frame is not None:
+            width, height = frame
+            mx, my = BOX_MARGIN * width, BOX_MARGIN * height
+            if x0 < -mx or y0 < -my or x1 > width + mx or y1 > height + my:
+                raise MessageError(
+                    "malformed", f"person.box {short(box)} lies outside the {width}x{height} frame"
+                )
         mask = None
         packed = _optional(d, "mask", bytes, "person")
         if packed is not None:
             w, h = math.ceil(x1) - math.floor(x0), math.ceil(y1) - math.floor(y0)
+            if frame is None and w * h > 16384 * 16384:
+                raise MessageError("malformed", f"person.mask of {w}x{h} is too large")
             if len(packed) != (w * h + 7) // 8:
                 raise MessageError("truncated", f"person.mask has {len(packed)} bytes for {w}x{h}")
             bits = np.unpackbits(np.frombuffer(packed, np.uint8), count=w * h)
@@ -306,7 +378,13 @@ class PersonScore:
         if not isinstance(d, dict):
             raise MessageError("malformed", "score is not a map")
         angles = _field(d, "angles", dict, "score")
-        if not all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in angles.items()):
+        if len(angles) > MAX_NAMES or not all(
+            isinstance(k, str)
+            and len(k) <= MAX_NAME_CHARS
+            and isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            for k, v in angles.items()
+        ):
             raise MessageError("malformed", "score.angles must map names to numbers")
         return cls(
             track_id=_field(d, "track", int, "score"),
@@ -433,13 +511,14 @@ class FramePacket:
                     "truncated", f"pixel buffer has {buf.nbytes} bytes, expected {expected}"
                 )
             pixels = np.frombuffer(buf, np.uint8).reshape(meta.height, meta.width, 3)
+        size = (meta.width, meta.height)
         return cls(
             meta=meta,
             pixels=pixels,
-            persons=tuple(PersonInstance.from_wire(p) for p in _field(d, "persons", list, "frame")),
-            joints=tuple(PersonJoints.from_wire(j) for j in _field(d, "joints", list, "frame")),
-            scores=tuple(PersonScore.from_wire(s) for s in _field(d, "scores", list, "frame")),
-            events=tuple(FeedbackEvent.from_wire(e) for e in _field(d, "events", list, "frame")),
+            persons=tuple(PersonInstance.from_wire(p, size) for p in _items(d, "persons", "frame")),
+            joints=tuple(PersonJoints.from_wire(j) for j in _items(d, "joints", "frame")),
+            scores=tuple(PersonScore.from_wire(s) for s in _items(d, "scores", "frame")),
+            events=tuple(FeedbackEvent.from_wire(e) for e in _items(d, "events", "frame")),
             tombstone=_field(d, "tomb", bool, "frame"),
         )
 
@@ -536,7 +615,7 @@ class SessionState:
             started_wall=_field(d, "started", float, "state"),
             ended=_field(d, "ended", bool, "state"),
             reason=_field(d, "reason", str, "state"),
-            people=tuple(PersonScore.from_wire(p) for p in _field(d, "people", list, "state")),
+            people=tuple(PersonScore.from_wire(p) for p in _items(d, "people", "state")),
         )
 
 
@@ -568,8 +647,6 @@ class StageReport:
             "pid": int,
             "frames_in": int,
             "frames_out": int,
-            "dropped": dict,
-            "rejected": dict,
             "queue_depth": int,
             "fps": float,
             "latency_ms_p50": float,
@@ -577,7 +654,12 @@ class StageReport:
             "rss_mb": float,
             "peak_rss_mb": float,
         }
-        return cls(**{k: _field(d, k, t, "report") for k, t in kinds.items()})
+        fields = {k: _field(d, k, t, "report") for k, t in kinds.items()}
+        if not 0 < len(fields["stage"]) <= MAX_NAME_CHARS:
+            raise MessageError("malformed", f"report.stage {short(fields['stage'])}")
+        fields["dropped"] = _counters(d, "dropped", "report")
+        fields["rejected"] = _counters(d, "rejected", "report")
+        return cls(**fields)
 
 
 Message = FramePacket | EndOfStream | SessionState | StageReport
@@ -591,9 +673,21 @@ _DECODERS = {
 
 
 def decode(parts: list) -> Message:
-    """Decode a multipart message (bytes or zmq frames), validating it."""
-    if not parts or len(parts) > 2:
-        raise MessageError("malformed", f"expected 1 or 2 parts, got {len(parts)}")
+    """Decode a multipart message (bytes or zmq frames), validating it.
+
+    Total: returns a message or raises `MessageError`, whatever `parts` holds."""
+    try:
+        return _decode(parts)
+    except MessageError:
+        raise
+    except Exception as exc:  # incl. RecursionError, MemoryError, OverflowError
+        raise MessageError("malformed", f"{type(exc).__name__}: {short(str(exc))}") from None
+
+
+def _decode(parts: list) -> Message:
+    if not isinstance(parts, (list, tuple)) or not parts or len(parts) > 2:
+        count = len(parts) if isinstance(parts, (list, tuple)) else "?"
+        raise MessageError("malformed", f"expected 1 or 2 parts, got {count}")
     try:
         head = msgpack.unpackb(bytes(parts[0]), raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
@@ -601,19 +695,15 @@ def decode(parts: list) -> Message:
     if not isinstance(head, dict):
         raise MessageError("malformed", "header is not a map")
     version = head.get("v")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise MessageError(
-            "wrong-version", f"schema {version!r}, this build speaks {SCHEMA_VERSION}"
+            "wrong-version", f"schema {short(version)}, this build speaks {SCHEMA_VERSION}"
         )
-    decoder = _DECODERS.get(head.get("type"))  # type: ignore[arg-type]
+    kind = head.get("type")
+    decoder = _DECODERS.get(kind) if isinstance(kind, str) else None
     if decoder is None:
-        raise MessageError("unknown-type", f"message type {head.get('type')!r}")
-    try:
-        return decoder(head, parts[1] if len(parts) > 1 else None)
-    except MessageError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise MessageError("malformed", str(exc)) from None
+        raise MessageError("unknown-type", f"message type {short(kind)}")
+    return decoder(head, parts[1] if len(parts) > 1 else None)
 
 
 def encode_plain(obj: Any) -> bytes:
@@ -625,4 +715,6 @@ def decode_plain(raw: bytes) -> Any:
     try:
         return msgpack.unpackb(raw, raw=False)
     except Exception as exc:
-        raise MessageError("malformed", f"control message is not msgpack ({exc})") from None
+        raise MessageError(
+            "malformed", f"control message is not msgpack ({type(exc).__name__})"
+        ) from None

@@ -20,17 +20,18 @@ from typing import Protocol
 from repcoach.common import transport
 from repcoach.common.chunks import MAX_CHUNK_FRAMES, continues
 from repcoach.common.config import FlowPolicy
-from repcoach.common.dispatch import DONE, EOS_KEY, HELLO, STOP
+from repcoach.common.dispatch import DONE, EOS_KEY, HELLO, MAX_CREDITS, STOP
 from repcoach.common.messages import (
     EndOfStream,
     FrameMeta,
     FramePacket,
+    MessageError,
     PersonScore,
     SessionState,
-    decode,
     encode_plain,
+    short,
 )
-from repcoach.common.reorder import Reorderer
+from repcoach.common.reorder import MAX_HELD, Reorderer
 from repcoach.common.stage_context import StageContext
 from repcoach.stages.base import PacketStage, Segmenter
 
@@ -43,6 +44,11 @@ TOPIC_EOS = b"eos"
 SNAPSHOT = b"SNAPSHOT"
 STATE_INTERVAL_S = 0.5
 IDLE_HELLO_S = 2.0
+# Live: how fast seq may run ahead of the last released frame while nothing
+# is released (capture skips frames while no worker is free); well above any
+# camera's frame rate.
+LIVE_SEQ_PER_S = 240.0
+_TOPICS = (TOPIC_RESULT, TOPIC_VIDEO, TOPIC_STATE, TOPIC_EOS)
 
 
 def _age_s(packet: FramePacket) -> float:
@@ -81,7 +87,7 @@ def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -
                 continue
             last_message = time.monotonic()
             parts = transport.recv_parts(work)
-            if transport.raw_bytes(parts[0]) == STOP:
+            if len(parts) == 1 and transport.raw_bytes(parts[0]) == STOP:
                 log.info("capture says the stream is done")
                 return
             message = transport.decode_parts(parts, ctx.rejects)
@@ -133,7 +139,17 @@ def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
     # A restarted stage lost what its predecessor held (counted downstream as
     # dropped); it picks up the order from the first frame that arrives.
     restarted = int(os.environ.get("REPCOACH_RESTARTS", "0")) > 0
-    reorder = Reorderer(gap_timeout_s=2 * ctx.config.max_age_s if live else None, resume=restarted)
+    # Live: a full buffer skips the missing frame, so it stays small (what the
+    # workers can have in flight). Lossless: frames cannot be skipped, and a
+    # slow worker holding a chunk lets the others run ahead of it by more than
+    # capture has in flight, so the bound is a generous frame count.
+    max_held = ctx.config.workers * MAX_CREDITS + 24 if live else MAX_HELD
+    reorder = Reorderer(
+        gap_timeout_s=2 * ctx.config.max_age_s if live else None,
+        resume=restarted,
+        growth_per_s=LIVE_SEQ_PER_S if live else 0.0,
+        max_held=max_held,
+    )
     try:
         while not ctx.should_stop():
             ctx.tick()
@@ -153,6 +169,8 @@ def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
             ctx.stats.queue_depth = len(reorder)
             ctx.stats.dropped["duplicate"] = reorder.duplicates
             ctx.stats.dropped["lost"] = reorder.skipped
+            if reorder.refused:  # forged or far out-of-order frames
+                ctx.rejects.counts["out-of-window"] = reorder.refused
             for item in released:
                 if isinstance(item, EndOfStream):
                     logic.end(item)
@@ -282,20 +300,22 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
             ready = (poll_all if ready_for_frames else poll_control).ready(100)
             if pub in ready:
                 while pub.poll(0):
-                    event = transport.raw_bytes(transport.recv_parts(pub)[0])
-                    if event:
-                        subscribers[event[1:]] += 1 if event[0] == 1 else -1
+                    change = _subscription(transport.recv_parts(pub), ctx)
+                    if change is not None:
+                        subscribers[change[0]] += change[1]
             if snapshots in ready:
                 while snapshots.poll(0):
-                    identity, _empty, *_ = transport.recv_parts(snapshots)
-                    reply = [b"", *current_state().to_wire()]
-                    transport.route(snapshots, transport.raw_bytes(identity), reply)
+                    identity = _snapshot_request(transport.recv_parts(snapshots), ctx)
+                    if identity is not None:
+                        reply = [b"", *current_state().to_wire()]
+                        transport.route(snapshots, identity, reply)
             if inbox in ready:
                 message = transport.receive(inbox, ctx.rejects)
                 if isinstance(message, FramePacket):
                     ctx.stats.received()
                     started = time.perf_counter()
                     result = logic.process(message)
+                    _logic_drops(logic, ctx)
                     session.count(result)
                     topic = TOPIC_RESULT + published.to_bytes(8, "big")
                     publish([topic, *result.to_wire(with_pixels=False)])
@@ -320,6 +340,40 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
     finally:
         transport.close_all(inbox, snapshots)
         transport.close_linger(pub, transport.OUTPUT_LINGER_MS)
+
+
+def _subscription(parts: list, ctx: StageContext) -> tuple[bytes, int] | None:
+    """A subscriber joining (+1) or leaving (-1) one of the published topics.
+    XPUB also hands up other subscriptions (counted nowhere: they are legal
+    but match nothing) and anything an XSUB peer sends (rejected)."""
+    event = transport.raw_bytes(parts[0])
+    if len(parts) != 1 or not event or event[0] not in (0, 1):
+        ctx.rejects.reject(MessageError("malformed", f"subscription event {short(event)}"))
+        return None
+    topic = event[1:]
+    if topic not in _TOPICS:
+        return None  # only known topics are tracked: the table stays bounded
+    return topic, 1 if event[0] == 1 else -1
+
+
+def _snapshot_request(parts: list, ctx: StageContext) -> bytes | None:
+    """The identity of a well-formed snapshot request ([id, b"", SNAPSHOT]
+    from a REQ socket), else None (counted as rejected)."""
+    raw = [transport.raw_bytes(p) for p in parts]
+    if len(raw) == 3 and raw[1] == b"" and raw[2] == SNAPSHOT:
+        return raw[0]
+    ctx.rejects.reject(
+        MessageError("malformed", f"snapshot request of {len(raw)} part(s) {short(raw[1:3])}")
+    )
+    return None
+
+
+def _logic_drops(logic: object, ctx: StageContext) -> None:
+    """What the logic itself refused (e.g. people beyond the coach's table)."""
+    drops = getattr(logic, "drops", None)
+    if drops is not None:
+        for reason, count in drops().items():  # running totals
+            ctx.stats.dropped[reason] = count
 
 
 # --- sinks
@@ -356,7 +410,7 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
     transport.subscribe(sub, (*sink.topics, TOPIC_STATE, TOPIC_EOS))
     reply = transport.request(topo.connect("snapshot"), SNAPSHOT, timeout_s=3.0)
     if reply:
-        state = decode(reply)
+        state = transport.decode_parts(reply, ctx.rejects)
         if isinstance(state, SessionState):
             sink.on_state(state)
     last_number: int | None = None
@@ -378,7 +432,7 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
                 topic = transport.raw_bytes(parts[0])
                 message = transport.decode_parts(parts[1:], ctx.rejects)
                 if isinstance(message, FramePacket):
-                    if topic.startswith(TOPIC_RESULT):
+                    if topic.startswith(TOPIC_RESULT) and len(topic) == len(TOPIC_RESULT) + 8:
                         number = int.from_bytes(topic[len(TOPIC_RESULT) :], "big")
                         if last_number is not None and number > last_number + 1:
                             missed += number - last_number - 1

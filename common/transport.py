@@ -2,18 +2,42 @@
 
 Everything here is non-blocking or bounded by a timeout, so a stage can always
 notice a stop request. Sockets close with linger 0.
+
+Security. Every `tcp://` socket uses ZeroMQ's CURVE (encrypted, and the
+binding side checks each client's public key through a ZAP handler, one
+`ThreadAuthenticator` per process that binds). A process learns its keys
+once: the launcher calls `use_curve(...)` or `use_insecure_loopback()`;
+a stage process started by the supervisor takes them lazily from the key
+folder (`repcoach.common.keys`), with the pipeline's own public key as the
+server key. Plain tcp exists only in insecure mode and only on loopback
+addresses. `ipc://` sockets need no keys: they live in a run folder only the
+owner can enter (`repcoach.common.endpoints.run_dir`).
+
+Every socket refuses inbound message parts over `max_message_bytes()`
+(`ZMQ_MAXMSGSIZE`: the peer is disconnected), so a hostile or broken peer
+cannot make a receiver allocate without bound.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import ipaddress
 import logging
+import os
+import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
+import zmq.auth.thread
+from zmq.utils import z85
 
+from repcoach.common.errors import UserError
 from repcoach.common.messages import Message, MessageError, decode
 
 log = logging.getLogger(__name__)
@@ -27,6 +51,180 @@ def context() -> zmq.Context:
     return zmq.Context.instance()
 
 
+# --- maximum message size
+
+MAX_MESSAGE_MB = 64
+"""Default cap on one inbound message part, in MiB. The largest legitimate
+part is a frame's pixels (width*height*3 bytes): 64 MiB holds frames up to
+about 22 megapixels (6K, 6144x3456); masks travel bit-packed in the small
+header part. `REPCOACH_MAX_MESSAGE_MB` raises or lowers it (1..4096)."""
+
+
+def max_message_bytes() -> int:
+    raw = os.environ.get("REPCOACH_MAX_MESSAGE_MB", "")
+    megabytes = MAX_MESSAGE_MB
+    if raw:
+        if not raw.isdigit() or not 1 <= int(raw) <= 4096:
+            raise UserError(f"REPCOACH_MAX_MESSAGE_MB={raw!r}: give whole MiB in 1..4096")
+        megabytes = int(raw)
+    return megabytes * 2**20
+
+
+# --- security of tcp sockets
+
+ZAP_DOMAIN = "repcoach"
+INSECURE_ENV = "REPCOACH_INSECURE_LOOPBACK"
+"""Set to 1 by a launcher given `--insecure`, for the stage processes it starts."""
+_TCP_HOST = re.compile(r"^tcp://(?P<host>\[[^\]]*\]|[^:/]+):\d+$")
+
+
+@dataclass(frozen=True)
+class Curve:
+    """This process's CURVE identity (keys as 40-character Z85 text)."""
+
+    public: bytes
+    secret: bytes = field(repr=False)
+    server: bytes
+    """Public key of the pipeline this process connects to."""
+    allowed: Callable[[bytes], bool] = field(repr=False)
+    """Whether a client's public key may connect to a socket this process binds."""
+
+
+class Insecure:
+    """Plain tcp, loopback addresses only (`--insecure`)."""
+
+
+INSECURE = Insecure()
+_security: Curve | Insecure | None = None
+_auth: zmq.auth.thread.ThreadAuthenticator | None = None
+_auth_lock = threading.Lock()
+
+
+def use_curve(curve: Curve) -> None:
+    """Every tcp socket this process opens from now on is CURVE with these keys."""
+    global _security
+    _security = curve
+
+
+def use_insecure_loopback() -> None:
+    global _security
+    _security = INSECURE
+
+
+def security() -> Curve | Insecure:
+    """What this process uses on tcp; chosen once, from the key folder unless
+    a launcher already chose (see the module docstring)."""
+    global _security
+    if _security is None:
+        if os.environ.get(INSECURE_ENV) == "1":
+            _security = INSECURE
+        else:
+            from repcoach.common.keys import local_curve  # keys imports this module
+
+            _security = local_curve()
+    return _security
+
+
+def curve_keypair() -> tuple[bytes, bytes]:
+    """A new (public, secret) key pair, Z85 text."""
+    return zmq.curve_keypair()
+
+
+def curve_public(secret: bytes) -> bytes:
+    return zmq.curve_public(secret)
+
+
+def is_z85_key(key: bytes) -> bool:
+    """A 32-byte CURVE key written as 40 Z85 characters."""
+    if len(key) != 40:
+        return False
+    try:
+        return len(z85.decode(key)) == 32 and z85.encode(z85.decode(key)) == key
+    except (ValueError, KeyError, IndexError, TypeError):
+        return False
+
+
+def is_loopback_endpoint(endpoint: str) -> bool:
+    match = _TCP_HOST.match(endpoint)
+    if not match:
+        return False
+    host = match["host"].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Allowed:
+    """ZAP credentials provider: asks the key folder, counts refusals."""
+
+    def __init__(self, allowed: Callable[[bytes], bool]):
+        self.allowed = allowed
+        self.refused = 0
+
+    def callback(self, _domain: str, key: bytes) -> bool:
+        if self.allowed(key):
+            return True
+        self.refused += 1
+        if self.refused == 1 or self.refused % 1000 == 0:
+            log.warning(
+                "refused a tcp peer whose public key %s is not allowed (%d refused so far); "
+                "allow it with `pipeline keys add NAME KEY`",
+                key.decode("ascii", "replace"),
+                self.refused,
+            )
+        return False
+
+
+def _start_authenticator(curve: Curve) -> None:
+    """The ZAP handler must run before the first CURVE server binds: without
+    one, libzmq would let any key in (ZAP_ENFORCE_DOMAIN also refuses then)."""
+    global _auth
+    with _auth_lock:
+        if _auth is not None:
+            return
+        auth = zmq.auth.thread.ThreadAuthenticator(context(), log=log.getChild("zap"))
+        auth.start()
+        auth.configure_curve_callback(ZAP_DOMAIN, _Allowed(curve.allowed))
+        _auth = auth
+        atexit.register(_stop_authenticator)
+
+
+def _stop_authenticator() -> None:
+    global _auth
+    with _auth_lock:
+        auth, _auth = _auth, None
+    if auth is not None:
+        with contextlib.suppress(zmq.ZMQError):  # the context is already gone
+            auth.stop()
+
+
+def _secure(sock: zmq.Socket, endpoint: str, bind: bool, mode: Curve | Insecure) -> None:
+    if isinstance(mode, Insecure):
+        if not is_loopback_endpoint(endpoint):
+            raise UserError(
+                f"{endpoint}: plain tcp (--insecure) is only allowed on loopback addresses"
+            )
+        return
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, mode.public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, mode.secret)
+    if bind:
+        _start_authenticator(mode)
+        sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+        sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+    else:
+        sock.setsockopt(zmq.CURVE_SERVERKEY, mode.server)
+
+
+def _private_parent(path: Path) -> None:
+    from repcoach.common.endpoints import private_dir
+
+    private_dir(path.parent, "socket folder")
+
+
 def open_socket(
     kind: int,
     endpoint: str,
@@ -35,22 +233,32 @@ def open_socket(
     hwm: int = 8,
     identity: bytes | None = None,
     options: Iterable[tuple[int, int]] = (),
+    secure: Curve | Insecure | None = None,
 ) -> zmq.Socket:
-    """Create, configure and bind or connect one socket."""
+    """Create, configure and bind or connect one socket (CURVE on tcp).
+    `secure` overrides the process's choice for this socket (benches
+    measuring plain and CURVE tcp side by side)."""
     sock = context().socket(kind)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, hwm)
-    sock.setsockopt(zmq.RCVHWM, hwm)
-    if identity is not None:
-        sock.setsockopt(zmq.ROUTING_ID, identity)
-    for option, value in options:
-        sock.setsockopt(option, value)
-    if bind:
-        if endpoint.startswith("ipc://"):
-            Path(endpoint[len("ipc://") :]).parent.mkdir(parents=True, exist_ok=True)
-        sock.bind(endpoint)
-    else:
-        sock.connect(endpoint)
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+        sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes())
+        if identity is not None:
+            sock.setsockopt(zmq.ROUTING_ID, identity)
+        for option, value in options:
+            sock.setsockopt(option, value)
+        if endpoint.startswith("tcp://"):
+            _secure(sock, endpoint, bind, secure or security())
+        if bind:
+            if endpoint.startswith("ipc://"):
+                _private_parent(Path(endpoint[len("ipc://") :]))
+            sock.bind(endpoint)
+        else:
+            sock.connect(endpoint)
+    except BaseException:
+        sock.close(0)
+        raise
     return sock
 
 
@@ -183,6 +391,7 @@ def shutdown(linger_ms: int = OUTPUT_LINGER_MS) -> None:
     """End of process: close every socket, letting queued messages go out for
     up to `linger_ms`, and terminate the context. Without this, interpreter
     exit can free zero-copy buffers that libzmq is still sending."""
+    _stop_authenticator()  # its thread's sockets must not be closed under it
     context().destroy(linger=linger_ms)
 
 

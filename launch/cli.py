@@ -6,6 +6,7 @@ nothing below prints tracebacks at the user.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -31,6 +32,11 @@ app = typer.Typer(
 )
 sink_app = typer.Typer(help="Attach extra sinks to a running pipeline.", no_args_is_help=True)
 app.add_typer(sink_app, name="sink")
+keys_app = typer.Typer(
+    help="CURVE keys for tcp: this host's key pair, allowed clients, trusted pipelines.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
 
 
 def _sink_kinds() -> tuple[str, ...]:
@@ -72,6 +78,47 @@ ConnectOption = Annotated[
     str | None,
     typer.Option("--connect", help="Reach a pipeline on another host: tcp://HOST:PORT."),
 ]
+ServerKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server-key",
+        envvar="REPCOACH_SERVER_KEY",
+        help="With --connect: the pipeline's public key, or the name it was added under with "
+        "`pipeline keys add NAME KEY --server` (default: the only one added).",
+    ),
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure", help="Plain tcp without CURVE keys; loopback addresses only (tests, benches)."
+    ),
+]
+
+
+def _use_insecure(address: str) -> None:
+    """Plain tcp for this process and the stages it starts, loopback only."""
+    if not transport.is_loopback_endpoint(address):
+        raise UserError(
+            f"--insecure serves plain tcp, which only a loopback address may ({address} is not "
+            "one): use tcp://127.0.0.1:PORT, or drop --insecure and make keys with "
+            "`pipeline keys init`"
+        )
+    os.environ[transport.INSECURE_ENV] = "1"
+    transport.use_insecure_loopback()
+
+
+def _use_keys(connect: str | None, server_key: str | None, insecure: bool) -> None:
+    """Choose how this process talks tcp, before any socket opens."""
+    from repcoach.common.keys import client_curve, keys_dir
+
+    os.environ.pop(transport.INSECURE_ENV, None)  # only an explicit --insecure counts
+    if insecure:
+        if not connect:
+            raise UserError("--insecure only applies with --connect tcp://... or --bind tcp://...")
+        _use_insecure(connect)
+    elif connect:
+        os.environ["REPCOACH_KEYS_DIR"] = str(keys_dir())
+        transport.use_curve(client_curve(server_key))
 
 
 def _topology(name: str, connect: str | None) -> Topology:
@@ -79,18 +126,31 @@ def _topology(name: str, connect: str | None) -> Topology:
         return Topology.tcp(connect, for_binding=False)
     info = run_dir(name) / "pipeline.json"
     if info.exists():
-        return Topology.from_dict(json.loads(info.read_text())["topology"])
+        topology = Topology.from_dict(json.loads(info.read_text())["topology"])
+        if topology.insecure:  # a local pipeline started with --insecure
+            _use_insecure(topology.connect("control"))
+        return topology
     raise UserError(
         f"no pipeline named {name!r} is running here; start one with "
         "`pipeline up --source ...` or give --connect tcp://HOST:PORT"
     )
 
 
+def _no_answer(where: str, topology: Topology) -> UserError:
+    hint = "is it still running?"
+    if topology.is_tcp and not topology.insecure:
+        hint += (
+            " over tcp this host's public key must be allowed there (`pipeline keys add NAME "
+            "KEY` on the pipeline's host) and --server-key must be the pipeline's key"
+        )
+    return UserError(f"pipeline {where} did not answer within 3 s ({hint})")
+
+
 def _remote_config(topology: Topology, where: str) -> PipelineConfig:
     """The running pipeline's config, re-pointed at the addresses we reach it by."""
     reply = transport.request(topology.connect("control"), b"CONFIG", timeout_s=3.0)
     if reply is None:
-        raise UserError(f"pipeline {where} did not answer within 3 s (is it still running?)")
+        raise _no_answer(where, topology)
     data = json.loads(reply[0])
     data.update(
         policy=FlowPolicy(data["policy"]), gpus=tuple(data["gpus"]), topology=topology.to_dict()
@@ -192,10 +252,12 @@ def up(
     report: Annotated[
         Path | None, typer.Option(help="Write the HTML session report into this folder at the end.")
     ] = None,
+    insecure: InsecureOption = False,
     name: NameOption = "default",
 ) -> None:
     """Start every stage and run until the source ends (files) or Ctrl-C."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    topology = _bind_topology(bind, insecure, name)
     from repcoach.common.history import default_history_path
     from repcoach.common.weights import default_weights_dir
     from repcoach.launch.supervisor import Supervisor
@@ -239,7 +301,6 @@ def up(
         }
         sinks.append("history:" + ",".join(f"{k}={v}" for k, v in options.items() if v))
         check_sink(sinks[-1])
-    topology = Topology.tcp(bind, for_binding=True) if bind else Topology.local(name)
     config = PipelineConfig(
         name=name,
         source=source,
@@ -263,14 +324,55 @@ def up(
         topology=topology.to_dict(),
     )
     supervisor = Supervisor(config, folder, sinks)
+    # "written" only for a file this run replaced, never for a stale one
+    before = {p: _file_id(p) for p in (summary, report and report / "index.html") if p}
     code = supervisor.run()
     if supervisor.failure:
         raise UserError(supervisor.failure)
-    if summary is not None and summary.exists():
+    fresh = [p for p, seen in before.items() if p.exists() and _file_id(p) != seen]
+    if summary is not None and summary in fresh:
         typer.echo(f"summary written to {summary}")
-    if report is not None and (report / "index.html").exists():
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if warning := json.loads(summary.read_text()).get("warning"):
+                typer.echo(f"warning: {warning}", err=True)  # e.g. a truncated file
+    elif summary is not None:
+        typer.echo(
+            f"error: the summary {summary} was not written (see {folder / 'logs'})", err=True
+        )
+        code = code or 1
+    if report is not None and report / "index.html" in fresh:
         typer.echo(f"report written to {report / 'index.html'}")
     raise typer.Exit(code)
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _bind_topology(bind: str | None, insecure: bool, name: str) -> Topology:
+    """Where `up` listens, refusing tcp without keys (or --insecure off loopback)."""
+    from repcoach.common.keys import keys_dir, local_curve
+
+    os.environ.pop(transport.INSECURE_ENV, None)  # only an explicit --insecure counts
+    if not bind:
+        if insecure:
+            raise UserError("--insecure only applies with --bind tcp://...")
+        return Topology.local(name)
+    topology = Topology.tcp(bind, for_binding=True, insecure=insecure)
+    if insecure:
+        _use_insecure(bind)
+        return topology
+    try:
+        curve = local_curve()
+    except UserError as error:
+        raise UserError(f"--bind {bind} needs CURVE keys: {error}") from None
+    os.environ["REPCOACH_KEYS_DIR"] = str(keys_dir())  # the stages read the same folder
+    transport.use_curve(curve)
+    return topology
 
 
 def _member(profile: str | None, level: Level | None, history: Path | None) -> tuple[str, str]:
@@ -294,16 +396,19 @@ def _member(profile: str | None, level: Level | None, history: Path | None) -> t
 def status(
     name: NameOption = "default",
     connect: ConnectOption = None,
+    server_key: ServerKeyOption = None,
+    insecure: InsecureOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show each stage: alive, restarts, frames, fps, queue, drops, latency."""
     from repcoach.launch.status_view import status_table
     from repcoach.launch.supervisor import read_status
 
+    _use_keys(connect, server_key, insecure)
     topology = _topology(name, connect)
     reply = transport.request(topology.connect("control"), b"STATUS", timeout_s=3.0)
     if reply is None:
-        raise UserError(f"pipeline {name!r} did not answer within 3 s (is it still running?)")
+        raise _no_answer(repr(name) if connect is None else f"at {connect}", topology)
     data = read_status(reply)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -375,6 +480,8 @@ def sink_attach(
     ] = None,
     name: NameOption = "default",
     connect: ConnectOption = None,
+    server_key: ServerKeyOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Run one more sink against a running pipeline, until it ends or Ctrl-C."""
     from repcoach.launch.stage import EXIT_USER_ERROR, run_stage
@@ -385,7 +492,8 @@ def sink_attach(
     options += ["frames=1"] * frames + ["blur_faces=1"] * blur_faces + list(option or [])
     spec = kind + (":" + ",".join(options) if options else "")
     check_sink(spec)
-    config = _remote_config(_topology(name, connect), repr(name))
+    _use_keys(connect, server_key, insecure)
+    config = _remote_config(_topology(name, connect), repr(name) if connect is None else connect)
     code = run_stage("sink", config, 0, spec)
     # A sink that cannot start (port in use, ...) printed its one line; exit 1 as other errors do.
     raise typer.Exit(1 if code == EXIT_USER_ERROR else code)
@@ -396,12 +504,114 @@ def stage(
     role: Annotated[str, typer.Argument(help="segment | joints | score | capture")],
     connect: Annotated[str, typer.Option(help="The pipeline: tcp://HOST:PORT")],
     index: Annotated[int, typer.Option(help="Worker number (unique per pipeline).")] = 100,
+    server_key: ServerKeyOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Run one stage of a pipeline that lives on another host."""
     from repcoach.launch.stage import run_stage
 
+    _use_keys(connect, server_key, insecure)
     config = _remote_config(Topology.tcp(connect, for_binding=False), f"at {connect}")
     raise typer.Exit(run_stage(role, config, index))
+
+
+# --- keys
+
+
+@keys_app.command("init")
+def keys_init(
+    name: Annotated[
+        str | None, typer.Option(help="What peers call this host (default: its hostname).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing key pair (peers must allow the new key).")
+    ] = False,
+) -> None:
+    """Make this host's CURVE key pair (for binding a pipeline and for connecting to one)."""
+    from repcoach.common.keys import KeyStore
+
+    store = KeyStore()
+    pair = store.init(name, force)
+    typer.echo(f"key pair {pair.name!r} written to {store.folder} (secret key: mode 0600)")
+    key = pair.public.decode()
+    typer.echo(f"public key: {key}")
+    typer.echo(
+        f"Quote it (Z85 has shell characters). Allow this host on a pipeline's host with "
+        f"`pipeline keys add {pair.name} '{key}'`, or trust this pipeline on a worker's host "
+        f"with `pipeline keys add {pair.name} '{key}' --server`."
+    )
+
+
+@keys_app.command("show")
+def keys_show() -> None:
+    """Print this host's public key (the one to hand to peers)."""
+    from repcoach.common.keys import KeyStore
+
+    typer.echo(KeyStore().own().public.decode())
+
+
+@keys_app.command("add")
+def keys_add(
+    name: Annotated[str, typer.Argument(help="A name for the peer: letters, digits, . _ -")],
+    public_key: Annotated[str, typer.Argument(help="Its public key (40 Z85 characters).")],
+    server: Annotated[
+        bool,
+        typer.Option(
+            "--server", help="Trust NAME as a pipeline this host connects to (worker hosts)."
+        ),
+    ] = False,
+) -> None:
+    """Allow a client (worker, sink, status) here; with --server, trust a pipeline."""
+    from repcoach.common.keys import KeyStore
+
+    path = KeyStore().add(name, public_key, server=server)
+    what = "trusted as a pipeline to connect to" if server else "allowed to connect"
+    typer.echo(f"{name} {what} ({path})")
+
+
+@keys_app.command("remove")
+def keys_remove(
+    name: Annotated[str, typer.Argument(help="The peer's name.")],
+    server: Annotated[bool, typer.Option("--server", help="A trusted pipeline.")] = False,
+) -> None:
+    """Revoke an allowed client (new connections are refused at once)."""
+    from repcoach.common.keys import KeyStore
+
+    KeyStore().remove(name, server=server)
+    typer.echo(f"{name} removed")
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """This host's public key, the allowed clients and the trusted pipelines."""
+    from repcoach.common.keys import KeyStore
+
+    store = KeyStore()
+    own = store.own() if store.has_own() else None
+    data = {
+        "folder": str(store.folder),
+        "self": None if own is None else {"name": own.name, "public_key": own.public.decode()},
+        "allowed": {n: k.decode() for n, k in store.allowed().items()},
+        "servers": {n: k.decode() for n, k in store.servers().items()},
+    }
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo(f"key folder {data['folder']}")
+    typer.echo(
+        "this host: none (`pipeline keys init`)"
+        if own is None
+        else f"this host: {own.name} {own.public.decode()}"
+    )
+    for title, peers in (
+        ("allowed clients", data["allowed"]),
+        ("trusted pipelines", data["servers"]),
+    ):
+        typer.echo(f"{title}:" + ("" if peers else " none"))
+        for peer, key in peers.items():
+            typer.echo(f"  {peer} {key}")
 
 
 def _mount_weights() -> None:

@@ -24,7 +24,13 @@ from repcoach.common import transport
 from repcoach.common.atomic import write_json_atomic
 from repcoach.common.config import PipelineConfig
 from repcoach.common.errors import UserError
-from repcoach.common.messages import StageReport, decode_plain, encode_plain
+from repcoach.common.messages import (
+    MessageError,
+    StageReport,
+    decode_plain,
+    encode_plain,
+    short,
+)
 from repcoach.launch.stage import EXIT_USER_ERROR
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,10 @@ FAILURE_WINDOW_S = 60.0
 GRACE_S = 20.0
 READY_TIMEOUT_S = 120.0
 TERM_S = 5.0
+# Reports from stages it did not start (attached sinks): at most this many
+# names are kept, the stalest forgotten first.
+MAX_ATTACHED_REPORTS = 16
+CONTROL_REQUESTS = (b"STATUS", b"CONFIG", b"STOP")
 
 
 @dataclass
@@ -95,6 +105,9 @@ class Supervisor:
         self.stop_requests = 0
         self.stopping_since: float | None = None
         self.failure: str | None = None
+        # Whatever arrived on the reports and control sockets that it could
+        # not use, by kind (shown by `pipeline status`).
+        self.rejects = transport.RejectCounter("supervisor")
 
     def _plan(self, sinks: list[str]) -> list[Child]:
         base = [sys.executable, "-m", "repcoach.launch.stage"]
@@ -108,10 +121,27 @@ class Supervisor:
             gpu = self.config.gpu_for_worker(i)
             env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
             children.append(child(f"segment-{i}", "segment", config, str(i), env=env))
-        for spec in sinks:
-            children.append(child(f"sink-{spec.split(':')[0]}", "sink", config, "0", spec))
+        for n, spec in enumerate(sinks):
+            kind = spec.split(":")[0]
+            # The spec may hold secrets (a webhook URL's token): it goes to the
+            # child in a private file, never on its command line (`ps`).
+            reference = f"{kind}:@{self._spec_file(n, kind, spec)}"
+            children.append(child(f"sink-{kind}", "sink", config, "0", reference))
         children.append(child("capture", "capture", config))
         return children
+
+    def _spec_file(self, n: int, kind: str, spec: str) -> Path:
+        """Writes a sink's options into the run folder, readable by the owner only."""
+        folder = self.run_dir / "sinks"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = folder / f"{n}-{kind}.spec"
+        from repcoach.stages.sinks import resolve_spec  # the user's own @FILE, read now
+
+        path.unlink(missing_ok=True)  # a file left by an earlier run keeps its mode
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(resolve_spec(spec).partition(":")[2])
+        return path
 
     # --- lifecycle
 
@@ -266,11 +296,30 @@ class Supervisor:
     # --- reports and status
 
     def _take_reports(self) -> None:
-        rejects = transport.RejectCounter("supervisor")
         while self.report_sock.poll(0):
-            report = transport.receive(self.report_sock, rejects)
-            if isinstance(report, StageReport):
-                self.reports[report.stage] = (time.monotonic(), report)
+            report = transport.receive(self.report_sock, self.rejects)
+            if report is None:
+                continue
+            try:
+                self._take_report(report)
+            except MessageError as error:
+                self.rejects.reject(error)
+
+    def _take_report(self, report: object) -> None:
+        if not isinstance(report, StageReport):
+            raise MessageError("unknown-type", f"{type(report).__name__} on the reports socket")
+        child = next((c for c in self.children if c.name == report.stage), None)
+        if child is not None:
+            # A supervised stage's row only takes reports from its own process.
+            if child.process is None or child.process.pid != report.pid:
+                raise MessageError("forged", f"report for {report.stage} from pid {report.pid}")
+        elif report.stage not in self.reports:
+            attached = [n for n in self.reports if not any(c.name == n for c in self.children)]
+            if len(attached) >= MAX_ATTACHED_REPORTS:
+                stalest = min(attached, key=lambda n: self.reports[n][0])
+                del self.reports[stalest]
+                self.rejects.counts["attached-forgotten"] += 1
+        self.reports[report.stage] = (time.monotonic(), report)
 
     def status(self) -> dict:
         now = time.monotonic()
@@ -295,13 +344,17 @@ class Supervisor:
             "policy": self.config.policy.value,
             "stopping": self.stopping_since is not None,
             "stages": rows,
+            "supervisor": {"pid": os.getpid(), "rejected": dict(self.rejects.counts)},
         }
 
     def _answer_control(self) -> None:
         while self.control_sock.poll(0):
-            identity, _empty, body = (
-                transport.raw_bytes(p) for p in transport.recv_parts(self.control_sock)[:3]
-            )
+            parts = [transport.raw_bytes(p) for p in transport.recv_parts(self.control_sock)]
+            try:
+                identity, body = _control_request(parts)
+            except MessageError as error:
+                self.rejects.reject(error)
+                continue
             if body == b"STATUS":
                 reply = encode_plain(self.status())
             elif body == b"CONFIG":
@@ -310,9 +363,19 @@ class Supervisor:
                 if self.stopping_since is None:
                     self.begin_shutdown()
                 reply = encode_plain({"stopping": True})
-            else:
+            else:  # answered (the client learns why), and counted
+                self.rejects.reject(MessageError("unknown-type", f"request {short(body[:20])}"))
                 reply = encode_plain({"error": f"unknown request {body[:20]!r}"})
             transport.route(self.control_sock, identity, [b"", reply])
+
+
+def _control_request(parts: list[bytes]) -> tuple[bytes, bytes]:
+    """(identity, body) of a request from a REQ socket: [identity, b"", body].
+    Anything else raises `MessageError` (no reply: the sender's socket would
+    not take one)."""
+    if len(parts) != 3 or parts[1] != b"":
+        raise MessageError("malformed", f"control request of {len(parts)} part(s)")
+    return parts[0], parts[2]
 
 
 def describe_exit(code: int | None) -> str:

@@ -86,6 +86,21 @@ def _upright_turn(capture: cv2.VideoCapture, source_id: str) -> int | None:
     return _UPRIGHT_TURNS[angle]
 
 
+TRUNCATION_TOLERANCE = (3, 0.02)  # frames, share of the declared count (some are estimates)
+
+
+def truncation_warning(source_id: str, read: int, declared: int) -> str | None:
+    """A warning when a file ended clearly before its declared frame count
+    (CAP_PROP_FRAME_COUNT), else None."""
+    least, share = TRUNCATION_TOLERANCE
+    if declared <= 0 or declared - read <= max(least, share * declared):
+        return None
+    return (
+        f"{source_id} ended after {read} of its {declared} declared frames "
+        "(the file looks truncated); the frames it held were analysed"
+    )
+
+
 class VideoFileSource:
     """A video file's frames, turned upright the way players show them when
     the container stores a display rotation (phone clips)."""
@@ -107,13 +122,23 @@ class VideoFileSource:
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0
         self.total = max(int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
         self._first: np.ndarray | None = first
+        self.frames_read = 0
+        self.warning: str | None = None  # set when the file ends short of its count
 
     def read(self) -> np.ndarray | None:
         if self._first is not None:
             frame, self._first = self._first, None
+            self.frames_read += 1
             return self._upright(frame)
         ok, frame = self._capture.read()
-        return self._upright(frame) if ok else None
+        if not ok:
+            if self.warning is None:
+                self.warning = truncation_warning(self.source_id, self.frames_read, self.total)
+                if self.warning:
+                    log.warning("warning: %s", self.warning)
+            return None
+        self.frames_read += 1
+        return self._upright(frame)
 
     def _upright(self, frame: np.ndarray) -> np.ndarray:
         return _bgr(frame if self._turn is None else cv2.rotate(frame, self._turn))

@@ -68,6 +68,10 @@ class _TrackSmoother:
 class JointsStage:
     """Assigns track ids, estimates joints, smooths them per track.
 
+    Persons keep their order; only those the tracker gave an id pass (a
+    newcomer after `Tracker.min_hits` frames; a second detection of one
+    body never).
+
     `estimator`: the landmark backend, or None when the segmentation stage
     attaches each person's landmarks itself (the BlazePose default does, in
     its parallel workers); `tracker`: `Tracker()` when None; `smoothing`: One
@@ -90,8 +94,12 @@ class JointsStage:
         if packet.tombstone or packet.pixels is None:
             return packet
         pts = packet.meta.pts
-        persons = self.tracker.update(list(packet.persons), pts)
+        # The pixels give the tracker each person's clothing colours.
+        persons = self.tracker.update(list(packet.persons), pts, packet.pixels)
         self._forget(self.tracker.pop_retired())
+        # A detection without an id yet (seen too briefly) may be a ghost of
+        # the segmenter: it is nobody downstream until the tracker confirms it.
+        persons = [p for p in persons if p.track_id >= 0]
         if self.estimator is None:
             joints = [
                 dataclasses.replace(p.landmarks, track_id=p.track_id)

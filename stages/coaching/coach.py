@@ -55,6 +55,11 @@ SWITCH_IDLE_S = 5.0
 # while, so this is longer than its window.
 REPLAY_S = 20.0
 IDLE, RECOGNISING, REFLECTION = PHASE_IDLE, PHASE_RECOGNISING, PHASE_REFLECTION
+# People kept per session (track ids come from upstream: forged or runaway
+# tracks must not grow the table). Beyond it, the person who left longest ago
+# is forgotten (`people-retired`); when everyone is in view a new track is
+# not coached (`people-refused`).
+MAX_PEOPLE = 64
 
 
 @dataclass
@@ -104,6 +109,9 @@ class Coach:
         self.session_id = session_id
         self.member = member
         self.priors = dict(priors or {})
+        self.max_people = MAX_PEOPLE
+        self.people_retired = 0
+        self.people_refused = 0
 
     def process(self, packet: FramePacket) -> FramePacket:
         self._last_packet = packet
@@ -118,6 +126,8 @@ class Coach:
             person = self._people.get(track) or self._handover(track, in_frame, pts)
             if person is None:
                 person = self._new_person(track, pts, meta.width, meta.height)
+                if person is None:
+                    continue  # the people table is full of people in view
             if track not in self._present:
                 self._present.add(track)
                 if len(person.tracks) == 1:
@@ -136,7 +146,25 @@ class Coach:
             events.append(self._event(packet, track, Note("person_leave", "See you next set.")))
         return packet.replace(scores=tuple(scores), events=tuple(events))
 
-    def _new_person(self, track: int, pts: float, width: int, height: int) -> _Person:
+    def drops(self) -> dict[str, int]:
+        """People forgotten or refused to keep the table bounded (running totals)."""
+        return {"people-retired": self.people_retired, "people-refused": self.people_refused}
+
+    def _make_room(self) -> bool:
+        """Room for one more person: forget the one who left longest ago."""
+        if len(self._people) < self.max_people:
+            return True
+        gone = [(p.last_pts, t) for t, p in self._people.items() if t not in self._present]
+        if not gone:
+            self.people_refused += 1
+            return False
+        del self._people[min(gone)[1]]
+        self.people_retired += 1
+        return True
+
+    def _new_person(self, track: int, pts: float, width: int, height: int) -> _Person | None:
+        if not self._make_room():
+            return None
         first = not self._people
         person = _Person(pts, [track], member=self.member if first else "")
         person.gate = TrainingGate(width, height)

@@ -51,7 +51,7 @@ def render(data: ReportData, images: Mapping[str, str | None]) -> str:
     if not any(g.reps or g.holds for g in data.groups):
         parts.append('<p class="empty">No reps were recorded in this session.</p>')
     if len(data.groups) > 1:
-        links = (f'<a href="#{g.key}">{escape(_heading(g))}</a>' for g in data.groups)
+        links = (f'<a href="#{escape(g.key)}">{escape(_heading(g))}</a>' for g in data.groups)
         parts.append(f"<p>In this report: {' | '.join(links)}</p>")
     parts += [_group(g, images) for g in data.groups]
     parts += _progress(data, images)

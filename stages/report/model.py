@@ -4,7 +4,9 @@ totals), and the member's progress over earlier sessions."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,16 @@ class ExerciseWords:
         return cls(spec.title, spec.phases.away, spec.phases.back, cues)
 
 
+def safe_name(text: str) -> str:
+    """`text` as a file name and URL fragment: letters, digits, '_' and '-'
+    only. A name that had to change gets a digest of the original, so two
+    names never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", text)[:64]
+    if safe == text:
+        return safe
+    return f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
 def human(identifier: str) -> str:
     """ "torso_lean" -> "Torso lean"."""
     words = identifier.replace("_", " ").strip()
@@ -62,7 +74,7 @@ class Group:
     @property
     def key(self) -> str:
         """A file-name-safe id, unique in the session."""
-        return f"p{self.person}-{self.exercise}"
+        return f"p{self.person}-{safe_name(self.exercise)}"
 
     @property
     def full_reps(self) -> list[dict]:

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from repcoach.stages.report.model import Group, human
+from repcoach.stages.report.model import Group, human, safe_name
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -210,4 +210,4 @@ def progress(
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
     figure.suptitle(f"{title}: progress over sessions", fontsize=10)
-    return _save(figure, folder, f"progress-{exercise}.png")
+    return _save(figure, folder, f"progress-{safe_name(exercise)}.png")

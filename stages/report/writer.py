@@ -28,17 +28,27 @@ def write_report(history: History, session_id: str, out_dir: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     except OSError as exc:
-        raise UserError(f"cannot write the report into {out} ({exc.strerror})") from None
+        raise UserError(_failure(out, exc)) from None
     try:
         images = _draw(data, work)
-        (work / "index.html").write_text(html.render(data, images), encoding="utf-8")
+        with open(work / "index.html", "w", encoding="utf-8") as page:
+            page.write(html.render(data, images))
+            page.flush()
+            os.fsync(page.fileno())
         work.chmod(0o755)  # mkdtemp makes it private; a report is meant to be shared
         _replace(work, out)
     except OSError as exc:
-        raise UserError(f"cannot write the report into {out} ({exc})") from None
+        raise UserError(_failure(out, exc)) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)  # gone already when all went well
     return out / "index.html"
+
+
+def _failure(out: Path, exc: OSError) -> str:
+    """One line saying what failed and that an earlier report is untouched."""
+    reason = exc.strerror or str(exc)
+    kept = "the previous report was kept" if _is_report(out) else "nothing was written"
+    return f"cannot write the report into {out}: {reason} ({kept})"
 
 
 def _draw(data: ReportData, folder: Path) -> dict[str, str | None]:

@@ -56,9 +56,28 @@ def check_sink(text: str) -> None:
     make_sink(text, build=False)
 
 
+def resolve_spec(text: str) -> str:
+    """`KIND:@FILE` -> `KIND:<the options in FILE>`; any other spec as it is.
+    Options that hold secrets (a webhook URL with a token) can so stay off
+    command lines: `pipeline up` hands every sink its spec this way."""
+    kind, _, rest = text.partition(":")
+    if not rest.startswith("@"):
+        return text
+    path = Path(rest[1:]).expanduser()
+    try:
+        options = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UserError(f"--sink {kind}:@{path}: cannot read the options file ({reason})") from None
+    if options.startswith(f"{kind}:"):
+        options = options[len(kind) + 1 :]
+    return f"{kind}:{options}"
+
+
 def make_sink(text: str, build: bool = True):
-    """Build a sink from `KIND[:key=value,...]`, e.g. `jsonl:path=events.jsonl`."""
-    spec = Spec.parse(text, "--sink")
+    """Build a sink from `KIND[:key=value,...]`, e.g. `jsonl:path=events.jsonl`,
+    or `KIND:@FILE` with the options in FILE."""
+    spec = Spec.parse(resolve_spec(text), "--sink")
     module = SINK_MODULES.get(spec.name)
     if module is None:
         raise UserError(f"unknown sink {spec.name!r}; valid: {', '.join(SINK_KINDS)}")

@@ -9,9 +9,11 @@ when the source ends.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 
+from repcoach.common.atomic import disk_full
 from repcoach.common.errors import UserError
 from repcoach.common.history import DEFAULT_LEVEL, REP_KINDS, History, check_level
 from repcoach.common.messages import EndOfStream, FramePacket, SessionState
@@ -45,11 +47,32 @@ class HistorySink:
         self._angles: list[tuple[int, float, str | None, dict]] = []
         self._last_flush = time.monotonic()
         self._ended = False
+        self.failure: str | None = None  # the first write the database refused
+        self.lost = 0  # reps, holds and state updates not recorded since
+
+    def _guard(self, write, *args) -> bool:
+        """Run one database write; a refused one (disk full, file gone) is said
+        once and counted, and the session goes on. What was committed before
+        stays in the database (each write is its own transaction)."""
+        try:
+            write(*args)
+        except (sqlite3.Error, OSError) as exc:
+            self.lost += 1
+            if self.failure is None:
+                full = disk_full(self.history.path.parent)
+                reason = f"{exc}" + (", no space left on device" if full else "")
+                self.failure = f"could not write the history database {self.history.path}: {reason}"
+                log.error("error: %s; what was recorded before is kept", self.failure)
+            return False
+        return True
 
     def _start(self, source: str) -> None:
+        self._guard(self._start_now, source)
+
+    def _start_now(self, source: str) -> None:
         if not self._started:
-            self._started = True
             self.history.start_session(self.session, self.member, self.level, source, self.station)
+            self._started = True
         if source and not self._source_known:  # the very first state may precede any frame
             self._source_known = True
             self.history.set_source(self.session, source)
@@ -57,7 +80,9 @@ class HistorySink:
     def on_state(self, state: SessionState) -> None:
         self._start(state.source_id)
         status = "ended" if state.ended else "running"
-        self.history.update_session(self.session, state.frames, state.duration_s, status)
+        self._guard(
+            self.history.update_session, self.session, state.frames, state.duration_s, status
+        )
         self._ended = self._ended or state.ended
 
     def on_result(self, packet: FramePacket) -> None:
@@ -65,8 +90,13 @@ class HistorySink:
         for event in packet.events:
             if event.kind in REP_KINDS:
                 # the coach names the member on their own reps only (guests: none)
-                self.history.add_rep(
-                    self.session, event.event_id, event.kind, event.person, event.data
+                self._guard(
+                    self.history.add_rep,
+                    self.session,
+                    event.event_id,
+                    event.kind,
+                    event.person,
+                    event.data,
                 )
         pts = packet.meta.pts
         for score in packet.scores:
@@ -76,7 +106,7 @@ class HistorySink:
                 self._angles.append((score.track_id, pts, score.exercise, dict(score.angles)))
 
     def _flush_angles(self) -> None:
-        self.history.add_angles(self.session, self._angles)
+        self._guard(self.history.add_angles, self.session, list(self._angles))
         self._angles.clear()
         self._last_flush = time.monotonic()
 
@@ -87,18 +117,28 @@ class HistorySink:
         if self._angles and time.monotonic() - self._last_flush > ANGLE_FLUSH_S:
             self._flush_angles()
 
+    def _end_session(self, status: str) -> None:
+        row = self.history.session(self.session)
+        self.history.update_session(self.session, row["frames"], row["duration_s"], status)
+
     def close(self, missed: int) -> None:
+        """Ends the session row and writes the report; raises UserError (the
+        sink exits non-zero) if any write failed, so a run is never reported
+        as recorded when it was not."""
         try:
             self._flush_angles()
             if self._started:
-                row = self.history.session(self.session)
-                status = "ended" if self._ended else "stopped"
-                self.history.update_session(self.session, row["frames"], row["duration_s"], status)
-                if self.report_dir is not None:
-                    from repcoach.stages.report import write_report
+                self._guard(self._end_session, "ended" if self._ended else "stopped")
+            if self.failure is not None:
+                raise UserError(
+                    f"{self.failure} ({self.lost} write(s) lost; what was recorded before is "
+                    "kept" + ("; no report was written" if self.report_dir else "") + ")"
+                )
+            if self._started and self.report_dir is not None:
+                from repcoach.stages.report import write_report
 
-                    index = write_report(self.history, self.session, self.report_dir)
-                    log.warning("session report written to %s", index)
+                index = write_report(self.history, self.session, self.report_dir)
+                log.warning("session report written to %s", index)
         finally:
             self.history.close()
 

@@ -17,6 +17,7 @@ senders draining one queue would post events twice and out of order.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -118,11 +119,14 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                self._db.execute("COMMIT")  # can fail too (a full disk): rolled back below
             except BaseException:
-                self._db.execute("ROLLBACK")
-                self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
                 raise
-            self._db.execute("COMMIT")
 
     def put(self, event_id: str, body: str) -> bool:
         """Queue one event (a transaction); False if that id is already queued."""

@@ -16,6 +16,7 @@ the source had, even when only some frames reached the sink.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import statistics
@@ -25,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from repcoach.common.atomic import disk_full
 from repcoach.common.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ FPS_RANGE = (1.0, 240.0)
 COMMON_RATES = (5.0, 10.0, 12.0, 15.0, 20.0, 24.0, 25.0, 30.0, 48.0, 50.0, 60.0, 90.0, 120.0)
 FPS_SAMPLES = 8  # frames looked at to learn the stream's rate
 MAX_FILL_S = 2.0  # a longer gap is cut short instead of filled (the source paused)
+SPACE_CHECK_FRAMES = 15  # how often the free space of the target's disk is looked at
 
 
 def check_encoder(folder: Path) -> None:
@@ -52,6 +55,10 @@ def check_encoder(folder: Path) -> None:
             f"video sink: this OpenCV build cannot write {FOURCC} MP4 files "
             "(it needs the FFmpeg backend: pip install opencv-python)"
         )
+
+
+def no_space() -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def rate_of(samples: list[tuple[int, float]]) -> float | None:
@@ -88,6 +95,9 @@ class Recording:
         self._last: np.ndarray | None = None
 
     def add(self, image: np.ndarray, seq: int, pts: float) -> None:
+        checking = self._temp is not None and self.written % SPACE_CHECK_FRAMES == 0
+        if checking and disk_full(self._temp.parent):
+            raise no_space()
         if self._writer is None:
             self._pending.append((image, seq, pts))
             if self.fps is None and len(self._pending) < FPS_SAMPLES:
@@ -104,6 +114,7 @@ class Recording:
             return False
         self._writer.release()
         self._writer = None
+        self._verify(self._temp)
         fd = os.open(self._temp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -121,6 +132,29 @@ class Recording:
             self._temp.unlink(missing_ok=True)
 
     # --- internals
+
+    def _verify(self, temp: Path) -> None:
+        """Read the closed file back: OpenCV's writer reports no write error,
+        so a full disk leaves a file without its index (or with holes) that
+        must never take the target's place. Raises OSError if it is broken."""
+        full = disk_full(temp.parent)
+        capture = cv2.VideoCapture(str(temp))
+        try:
+            frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+            last_ok = False
+            if frames > 0:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
+                last_ok, _ = capture.read()
+        finally:
+            capture.release()
+        if frames >= self.written and last_ok:
+            return
+        if full or disk_full(temp.parent):
+            raise no_space()
+        raise OSError(
+            errno.EIO,
+            f"the encoder left an unreadable file ({frames} of {self.written} frames readable)",
+        )
 
     def _open(self) -> None:
         pending, self._pending = self._pending, []

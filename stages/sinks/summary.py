@@ -3,14 +3,18 @@ few seconds so a crash keeps what was already processed)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from repcoach.common.atomic import write_json_atomic
+from repcoach.common.atomic import write_failure, write_json_atomic
+from repcoach.common.errors import UserError
 from repcoach.common.messages import PHASE_IDLE, EndOfStream, FramePacket, SessionState
 from repcoach.common.specs import Spec
 from repcoach.stages.sinks import required_path
+
+log = logging.getLogger(__name__)
 
 WRITE_EVERY_S = 2.0
 DETAIL_FIELDS = ("start_frame", "end_frame", "score", "faults")
@@ -38,8 +42,21 @@ class RepLog:
                 entry["partial"] += 1
 
 
+def short_source_warning(state: SessionState) -> str | None:
+    """Why the summary covers fewer frames than the file declared (a truncated
+    file), or None. Compares frames read with the container's frame count,
+    with a tolerance for formats whose count is only an estimate."""
+    from repcoach.stages.capture import truncation_warning
+
+    if not state.ended or state.reason == "stopped" or state.total <= 0:
+        return None
+    return truncation_warning(state.source_id, state.frames + state.dropped, state.total)
+
+
 def summary_document(state: SessionState, reps: RepLog, wall_s: float, missed: int = 0) -> dict:
-    """The summary's shape (documented in the README; integrators rely on it)."""
+    """The summary's shape (documented in the README; integrators rely on it).
+    `warning` is null, or says why the numbers may not cover the whole source
+    (e.g. a truncated file)."""
     people = []
     for person in state.people:
         logged = reps.people.get(person.track_id, {})
@@ -79,6 +96,7 @@ def summary_document(state: SessionState, reps: RepLog, wall_s: float, missed: i
         "ended": state.ended,
         "reason": state.reason,
         "missed_by_summary": missed,
+        "warning": short_source_warning(state),
         "people": people,
     }
 
@@ -93,6 +111,7 @@ class SummarySink:
         self._dirty = False
         self._last_write = 0.0
         self._started = time.monotonic()
+        self.failure: str | None = None  # why the last write failed
 
     def on_state(self, state: SessionState) -> None:
         self.state, self._dirty = state, True
@@ -109,15 +128,31 @@ class SummarySink:
         if self._dirty and time.monotonic() - self._last_write > WRITE_EVERY_S:
             self.write()
 
-    def write(self, missed: int = 0) -> None:
+    def write(self, missed: int = 0, final: bool = False) -> None:
+        """Write the summary atomically. A failed write (a full disk) leaves
+        the previous file as it was and is said once in the log; the final
+        one raises, so the sink, and `pipeline up`, exit non-zero."""
         if self.state is None:
             return
         wall = time.monotonic() - self._started
-        write_json_atomic(self.path, summary_document(self.state, self.reps, wall, missed))
+        try:
+            write_json_atomic(self.path, summary_document(self.state, self.reps, wall, missed))
+        except OSError as exc:
+            message = write_failure(self.path, exc)
+            if message != self.failure:
+                log.error("error: %s", message)
+            self.failure = message
+            self._last_write = time.monotonic()  # retried at the next interval, not at once
+            if final:
+                raise UserError(message) from None
+            return
+        if self.failure is not None:
+            log.info("summary %s written again", self.path)
+        self.failure = None
         self._dirty, self._last_write = False, time.monotonic()
 
     def close(self, missed: int) -> None:
-        self.write(missed)
+        self.write(missed, final=True)
 
 
 def from_spec(spec: Spec, build: bool) -> SummarySink | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from repcoach.common.atomic import write_failure
 from repcoach.common.errors import UserError
 from repcoach.common.messages import EndOfStream, FeedbackEvent, FramePacket, SessionState
 from repcoach.common.specs import Spec
@@ -144,21 +145,16 @@ class VideoSink:
             )
             return
         rec = self.recording
+        existed = self.path.exists()
         if self.failed:
             rec.abandon()
-            log.error(
-                "error: video sink: %s; nothing written to %s (%d frames lost after it)",
-                self.failed,
-                self.path,
-                self.unwritten,
-            )
-            return
+            message = write_failure(self.path, OSError(0, self.failed), kept=existed)
+            raise UserError(f"{message}; {self.unwritten} frame(s) lost after it")
         try:
             finished = rec.finish()
         except (OSError, cv2.error) as exc:
             rec.abandon()
-            log.error("error: video sink: could not finish %s (%s)", self.path, exc)
-            return
+            raise UserError(write_failure(self.path, exc, kept=existed)) from None
         if not finished:
             log.warning("video sink: no frames arrived; nothing written to %s", self.path)
             return
@@ -193,7 +189,10 @@ class VideoSink:
                 image = self._render(packet)
                 if self.recording is not None:
                     self.recording.add(image, packet.meta.seq, packet.meta.pts)
-            except (OSError, cv2.error) as exc:  # a full disk: stop recording, not the pipeline
+            except OSError as exc:  # a full disk: stop recording, not the pipeline
+                self._fail(exc.strerror or str(exc))
+                continue
+            except cv2.error as exc:
                 self._fail(str(exc).strip().splitlines()[-1])
                 continue
             except Exception:  # a bug: say so, and keep draining so close() never waits
@@ -205,7 +204,13 @@ class VideoSink:
 
     def _fail(self, reason: str) -> None:
         self.failed = reason
-        log.error("error: video sink: %s; dropping the rest", reason)
+        log.error(
+            "error: video sink: %s while writing %s; dropping the rest (the file is not "
+            "published: any earlier %s is kept)",
+            reason,
+            self.path,
+            self.path.name if self.path else "file",
+        )
 
 
 def _flag(spec: Spec, key: str) -> bool:

@@ -14,17 +14,35 @@ slow browser never slows the pipeline: one encoder thread draws and JPEG-encodes
 the newest frame at most `fps` times a second, once for all viewers, and
 counts the frames it passed over; each viewer takes the newest JPEG when its
 connection has room, and counts the ones it skipped.
+
+Limits, so no client can exhaust it (`web:max_clients=N,hosts=NAME+NAME,
+header_timeout=S`):
+- at most `max_clients` connections (default 32) are served at once, each on
+  its own thread; one more is answered `503` (by one shared thread, which
+  drains what the client sent so the answer arrives) and closed;
+- a request's headers must arrive whole within `header_timeout` seconds
+  (default 10) from the connection: a deadline for the whole request, so a
+  client dripping a byte at a time is cut off; every write to a client has
+  its own bound (`VIEWER_TIMEOUT_S` for the whole write);
+- the `Host` header, if sent, must name this server (DNS rebinding): localhost,
+  127.0.0.1, ::1, the address it listens on, this machine's name, any IP
+  address, or a name given in `hosts=`; anything else gets `421`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.resources
+import ipaddress
 import json
 import logging
+import select
+import selectors
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -50,6 +68,15 @@ VIEWER_TIMEOUT_S = 20.0  # a browser that takes nothing for this long is cut off
 CLOSE_GRACE_S = 1.5  # at the end, time for browsers to receive the final state
 BOUNDARY = "repcoach-frame"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+DEFAULT_MAX_CLIENTS = 32
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+REFUSED_HELD = 256  # refused connections drained at once; beyond, closed at once
+REFUSE_LINGER_S = 2.0  # how long a refused connection is drained before closing
+BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Retry-After: 5\r\nContent-Length: 38\r\nConnection: close\r\n\r\n"
+    b"too many viewers; try again in a bit\r\n"
+)
 
 
 @dataclass(frozen=True)
@@ -62,10 +89,18 @@ class WebOptions:
     """Most frames a second the stream is encoded at."""
     blur_faces: bool = False
     """Blur every face in the served stream."""
+    max_clients: int = DEFAULT_MAX_CLIENTS
+    """Connections served at once; more are answered 503."""
+    hosts: tuple[str, ...] = ()
+    """Names the Host header may carry besides this machine's own."""
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    """Seconds a client has to send its whole request head."""
 
     @classmethod
     def from_spec(cls, spec: Spec) -> WebOptions:
-        spec.check_known({"port", "host", "fps", "blur_faces"})
+        spec.check_known(
+            {"port", "host", "fps", "blur_faces", "max_clients", "hosts", "header_timeout"}
+        )
         raw_port = spec.options.get("port", str(DEFAULT_PORT))
         if not raw_port.isdigit():
             raise UserError(f"web: port={raw_port!r} is not a whole number in [0, 65535]")
@@ -75,11 +110,20 @@ class WebOptions:
         host = spec.options.get("host", DEFAULT_HOST)
         if not host:
             raise UserError("web: host= is empty; give an address such as 127.0.0.1 or 0.0.0.0")
+        max_clients = spec.take_number("max_clients", DEFAULT_MAX_CLIENTS, 1, 1024)
+        if max_clients != int(max_clients):
+            raise UserError(f"web: max_clients={spec.options['max_clients']} is not a whole number")
+        hosts = tuple(h.strip().lower() for h in spec.options.get("hosts", "").split("+"))
         return cls(
             host=host,
             port=port,
             fps=spec.take_number("fps", DEFAULT_FPS, 1.0, 30.0),
             blur_faces=spec.take("blur_faces", "0", {"0", "1"}) == "1",
+            max_clients=int(max_clients),
+            hosts=tuple(h for h in hosts if h),
+            header_timeout_s=spec.take_number(
+                "header_timeout", DEFAULT_HEADER_TIMEOUT_S, 0.5, 120.0
+            ),
         )
 
 
@@ -177,15 +221,227 @@ def _static(name: str) -> bytes:
     return importlib.resources.files(__package__).joinpath(name).read_bytes()
 
 
+class Doorman(threading.Thread):
+    """One thread for what must not take a thread per client: it answers the
+    connections over the cap with 503 (sending, then draining what they
+    sent for up to `REFUSE_LINGER_S`, so the answer is not lost to a reset),
+    and cuts the connections whose request head is late (`deadline`)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="web-doorman", daemon=True)
+        self._lock = threading.Lock()
+        self._incoming: deque[socket.socket] = deque()
+        self._deadlines: dict[socket.socket, float] = {}
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._held: dict[socket.socket, float] = {}  # refused, draining until
+        self.refused = 0
+        self.cut = 0  # connections whose request head missed its deadline
+        self.closed = False
+
+    def refuse(self, connection: socket.socket) -> None:
+        with self._lock:
+            self.refused += 1
+            self._incoming.append(connection)
+        self._wake()
+
+    def deadline(self, connection: socket.socket, seconds: float | None) -> bool:
+        """Cut `connection` in `seconds` unless cleared (None) before then.
+        Clearing returns False if it was cut already."""
+        with self._lock:
+            if seconds is None:
+                return self._deadlines.pop(connection, None) is not None
+            self._deadlines[connection] = time.monotonic() + seconds
+            return True
+
+    def close(self) -> None:
+        self.closed = True
+        if self.ident is None:  # never started (the server could not listen)
+            self._selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
+            return
+        self._wake()
+        self.join(timeout=2.0)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def run(self) -> None:
+        try:
+            while not self.closed:
+                for key, _ in self._selector.select(0.2):
+                    if key.fileobj is self._wake_r:
+                        with contextlib.suppress(OSError):
+                            self._wake_r.recv(4096)
+                    else:
+                        self._drain(key.fileobj)  # type: ignore[arg-type]
+                self._take_incoming()
+                self._expire()
+        finally:
+            for held in list(self._held):
+                self._drop(held)
+            self._selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _take_incoming(self) -> None:
+        with self._lock:
+            incoming, self._incoming = self._incoming, deque()
+        for connection in incoming:
+            try:
+                connection.setblocking(False)
+                connection.send(BUSY)  # small: fits the socket buffer at once
+                connection.shutdown(socket.SHUT_WR)
+            except OSError:
+                connection.close()
+                continue
+            if len(self._held) >= REFUSED_HELD:
+                connection.close()
+                continue
+            self._held[connection] = time.monotonic() + REFUSE_LINGER_S
+            self._selector.register(connection, selectors.EVENT_READ)
+
+    def _drain(self, connection: socket.socket) -> None:
+        try:
+            if connection.recv(65536):
+                return  # more may come; the linger deadline bounds it
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self._drop(connection)
+
+    def _drop(self, connection: socket.socket) -> None:
+        self._held.pop(connection, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(connection)
+        connection.close()
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for connection, until in list(self._held.items()):
+            if now >= until:
+                self._drop(connection)
+        with self._lock:
+            late = [c for c, until in self._deadlines.items() if now >= until]
+            for connection in late:
+                del self._deadlines[connection]
+                self.cut += 1
+        for connection in late:  # its thread's read returns at once and it ends
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
 class DashboardServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a burst of connections waits to be answered, not reset
 
-    def __init__(self, address: tuple[str, int], family: int, sink: WebSink):
+    def __init__(self, address: tuple[str, int], family: int, sink: WebSink, options: WebOptions):
         self.address_family = family
         self.sink = sink
+        self.options = options
         self.streams = 0  # open /stream.mjpg and /events responses
         self.streams_lock = threading.Lock()
-        super().__init__(address, DashboardHandler)
+        self.clients = 0  # connections being served, each on its own thread
+        self.clients_lock = threading.Lock()
+        self.doorman = Doorman()
+        try:
+            super().__init__(address, DashboardHandler)
+        except BaseException:
+            self.doorman.close()
+            raise
+        self.port = self.server_address[1]
+        self.names = own_names(options.host)
+        self.doorman.start()
+
+    def process_request(self, request, client_address) -> None:
+        with self.clients_lock:
+            full = self.clients >= self.options.max_clients
+            if not full:
+                self.clients += 1
+        if full:
+            self.doorman.refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)  # starts its thread
+        except BaseException:
+            with self.clients_lock:
+                self.clients -= 1
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.doorman.deadline(request, None)
+            with self.clients_lock:
+                self.clients -= 1
+
+    def handle_error(self, request, client_address) -> None:
+        # A client cut off (deadline, reset) mid-request: not worth a traceback.
+        log.debug("web dashboard: connection from %s ended with an error", client_address)
+
+    def host_allowed(self, header: str | None) -> bool:
+        return host_allowed(header, self.names, frozenset(self.options.hosts), self.port)
+
+    def stats(self) -> dict[str, int]:
+        with self.clients_lock:
+            clients = self.clients
+        return {
+            "clients": clients,
+            "max_clients": self.options.max_clients,
+            "refused": self.doorman.refused,
+            "cut_slow": self.doorman.cut,
+        }
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.doorman.close()
+
+
+def own_names(host: str) -> frozenset[str]:
+    """The names of this server: localhost, the address it listens on, and
+    this machine's name when it listens on every interface."""
+    names = {"localhost"}
+    if host in ("0.0.0.0", "::", ""):
+        hostname = socket.gethostname().lower()
+        short = hostname.split(".")[0]
+        names |= {hostname, short, f"{short}.local"}
+    else:
+        names.add(host.lower())
+    return frozenset(names)
+
+
+def host_allowed(
+    header: str | None, own: frozenset[str], configured: frozenset[str], port: int
+) -> bool:
+    """Whether a `Host` header names this server. A DNS-rebinding page sends
+    its own name, so a name must be ours (`own`, with our port if a port is
+    given) or one the operator configured (any port: a proxy may change it);
+    an IP address cannot be rebound and counts as ours. No Host at all (an
+    HTTP/1.0 client; browsers always send one) is allowed."""
+    if header is None:
+        return True
+    header = header.strip().lower()
+    if header.startswith("["):  # [v6]:port
+        name, _, rest = header[1:].partition("]")
+        given = rest[1:] if rest.startswith(":") else ""
+    else:
+        name, _, given = header.partition(":")
+    name = name.rstrip(".")
+    if name in configured:
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        if name not in own:
+            return False
+    return not given or given == str(port)
 
 
 class DashboardHandler(BaseHTTPRequestHandler):
@@ -196,10 +452,24 @@ class DashboardHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
+    def setup(self) -> None:
+        super().setup()
+        # The whole request head must arrive by then (the per-read timeout
+        # alone lets a client dripping a byte a second hold the thread).
+        self.server.doorman.deadline(self.connection, self.server.options.header_timeout_s)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers
+        in_time = self.server.doorman.deadline(self.connection, None)
+        return parsed and in_time
+
     def do_GET(self) -> None:
         sink = self.server.sink
         path = self.path.split("?", 1)[0]
         try:
+            if not self.server.host_allowed(self.headers.get("Host")):
+                self._send(421, "text/plain; charset=utf-8", b"misdirected request: unknown Host\n")
+                return
             if path in ("/", "/index.html"):
                 self._send(200, "text/html; charset=utf-8", sink.page)
             elif path == "/app.js":
@@ -232,6 +502,20 @@ class DashboardHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _client_gone(self) -> bool:
+        """The viewer closed its end (its thread is freed at once, not at the
+        next write, which may be many seconds away on a quiet stream)."""
+        try:
+            poller = select.poll()  # not select(): no limit on the descriptor's number
+            poller.register(self.connection, select.POLLIN)
+            if not poller.poll(0):
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
+
     def _streaming(self, stream, sink: WebSink) -> None:
         with self.server.streams_lock:
             self.server.streams += 1
@@ -248,7 +532,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
         hub.watch()
         try:
             sent = 0
-            while not hub.closed:
+            while not hub.closed and not self._client_gone():
                 newest = hub.newer_than(sent, timeout=1.0)
                 if newest is None:
                     continue
@@ -289,6 +573,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
                 self.wfile.write(_event("end", {}))
                 self.wfile.flush()
                 return
+            if self._client_gone():
+                return
             time.sleep(SSE_INTERVAL_S)
             board.wait_newer(version, timeout=1.0)
 
@@ -297,7 +583,7 @@ def _event(name: str, data: Any) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def bind(host: str, port: int, sink: WebSink) -> DashboardServer:
+def bind(host: str, port: int, sink: WebSink, options: WebOptions) -> DashboardServer:
     """Listen now, so a bad address or busy port is one clear line at start."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
@@ -306,7 +592,7 @@ def bind(host: str, port: int, sink: WebSink) -> DashboardServer:
             f"web: cannot resolve host {host!r}; give an address such as 127.0.0.1 or 0.0.0.0"
         ) from None
     try:
-        return DashboardServer((host, port), family, sink)
+        return DashboardServer((host, port), family, sink, options)
     except PermissionError:
         raise UserError(
             f"web: no permission to listen on port {port} (ports below 1024 need root); "
@@ -343,7 +629,7 @@ class WebSink:
         self.page = _static("web_page.html")
         self.script = _static("web_page.js")
         self.board = Scoreboard()
-        self.server = bind(options.host, options.port, self)
+        self.server = bind(options.host, options.port, self, options)
         self.port = self.server.server_address[1]
         self.url = url_for(options.host, self.port)
         self.hub = FrameHub(Overlay(blur_faces=options.blur_faces).draw, options.fps)
@@ -364,6 +650,7 @@ class WebSink:
         return {
             **self.board.live(),
             "stream": {**self.hub.stats(), "fps_cap": self.options.fps},
+            "connections": self.server.stats(),
             "privacy": {"blur_faces": self.options.blur_faces},
         }
 
@@ -390,8 +677,13 @@ class WebSink:
     def drops(self) -> dict[str, int]:
         """Shown by `pipeline status`: frames never encoded because a newer
         one came first, and JPEGs viewers were too slow to take."""
-        stats = self.hub.stats()
-        return {"superseded": stats["dropped"], "slow-viewer": stats["viewer_skipped"]}
+        stats, server = self.hub.stats(), self.server.stats()
+        return {
+            "superseded": stats["dropped"],
+            "slow-viewer": stats["viewer_skipped"],
+            "refused-busy": server["refused"],
+            "cut-slow-client": server["cut_slow"],
+        }
 
     def close(self, missed: int) -> None:
         self.board.close(missed)

@@ -43,6 +43,7 @@ from pathlib import Path
 from repcoach.common.endpoints import data_root
 from repcoach.common.errors import UserError
 from repcoach.common.messages import EndOfStream, FeedbackEvent, FramePacket, SessionState
+from repcoach.common.redact import mask_url
 from repcoach.common.specs import Spec
 from repcoach.stages.sinks import check_writable
 from repcoach.stages.sinks.outbox import DEFAULT_MAX_EVENTS, Outbox, holder_of
@@ -75,15 +76,15 @@ def check_url(url: str | None) -> str:
         raise UserError(f"webhook sink needs a url: {EXAMPLE}")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise UserError(f"webhook url {url!r} must start with http:// or https://")
+        raise UserError(f"webhook url {mask_url(url)!r} must start with http:// or https://")
     if not parts.hostname:
-        raise UserError(f"webhook url {url!r} has no host; e.g. {EXAMPLE}")
+        raise UserError(f"webhook url {mask_url(url)!r} has no host; e.g. {EXAMPLE}")
     try:
         port = parts.port  # raises on a port that is not a number in 0-65535
     except ValueError:
         port = 0
     if port == 0:
-        raise UserError(f"webhook url {url!r} has a bad port; give 1-65535")
+        raise UserError(f"webhook url {mask_url(url)!r} has a bad port; give 1-65535")
     return url
 
 
@@ -196,6 +197,7 @@ class Poster:
 
     def __init__(self, url: str, timeout: float):
         self.url = url
+        self.shown = mask_url(url)  # what log lines say: never the credentials
         self.timeout = timeout
         self._opener = urllib.request.build_opener(_NoRedirect())
 
@@ -222,7 +224,7 @@ class Poster:
                     Verdict.RETRY, detail, retry_after_s(error.headers.get("Retry-After"))
                 )
             if 300 <= error.code < 400:
-                where = error.headers.get("Location", "?")
+                where = mask_url(error.headers.get("Location", "?"))
                 detail += f", redirected to {where}; point url= at the final address"
             return Outcome(Verdict.REJECT, detail)
         except urllib.error.URLError as error:
@@ -295,7 +297,7 @@ class Sender(threading.Thread):
         try:
             self._drain()
         except sqlite3.Error as exc:  # the queue file broke (disk full, removed...)
-            self.failure = f"webhook queue {self.outbox.path} failed: {exc}"
+            self.failure = f"could not write the webhook queue {self.outbox.path}: {exc}"
 
     def _drain(self) -> None:
         while not self._done():
@@ -315,7 +317,7 @@ class Sender(threading.Thread):
                 self.rejected += 1
                 log.warning(
                     "webhook %s refused event %s for good (%s); moved aside in %s",
-                    self.poster.url,
+                    self.poster.shown,
                     event_id,
                     outcome.detail,
                     self.outbox.path,
@@ -332,7 +334,7 @@ class Sender(threading.Thread):
             self._failing_since = time.monotonic()
             log.warning(
                 "webhook %s: %s; %d event(s) wait in %s and are retried with backoff",
-                self.poster.url,
+                self.poster.shown,
                 detail,
                 len(self.outbox),
                 self.outbox.path,
@@ -343,7 +345,7 @@ class Sender(threading.Thread):
         if self._failing_since is not None:
             log.info(
                 "webhook %s answers again after %.1f s; %d event(s) still queued",
-                self.poster.url,
+                self.poster.shown,
                 time.monotonic() - self._failing_since,
                 len(self.outbox),
             )
@@ -376,16 +378,18 @@ class WebhookSink:
         flush_s: float = 10.0,
     ):
         self.url = url
+        self.shown = mask_url(url)  # what log lines say: never the credentials
         self.outbox = outbox
         self.kinds = kinds
         self.flush_s = flush_s
         self.queued = 0
         self.unqueued = 0  # events the queue file refused (disk full, ...)
+        self.queue_error: str | None = None  # why, the first time
         self._dropped_before = outbox.dropped
         self._warned_full = False
         self.sender = Sender(outbox, Poster(url, timeout))
         if len(outbox):
-            log.info("webhook %s: %d event(s) left by an earlier run", url, len(outbox))
+            log.info("webhook %s: %d event(s) left by an earlier run", self.shown, len(outbox))
         self.sender.start()
 
     def drops(self) -> dict[str, int]:
@@ -408,8 +412,11 @@ class WebhookSink:
                     added |= self.outbox.put(event.event_id, body)
                 except sqlite3.Error as exc:  # disk full, file gone: lose it, say so
                     self.unqueued += 1
-                    if self.unqueued == 1:
-                        log.warning("webhook %s: cannot queue events (%s)", self.url, exc)
+                    if self.queue_error is None:
+                        self.queue_error = (
+                            f"could not write the webhook queue {self.outbox.path}: {exc}"
+                        )
+                        log.error("error: %s; events are lost until it can", self.queue_error)
                     continue
                 self.queued += 1
         if added:
@@ -418,7 +425,7 @@ class WebhookSink:
                 self._warned_full = True
                 log.warning(
                     "webhook %s: queue %s is full (%d events); the oldest are dropped",
-                    self.url,
+                    self.shown,
                     self.outbox.path,
                     self.outbox.max_events,
                 )
@@ -434,7 +441,7 @@ class WebhookSink:
         self.sender.finish(self.flush_s)
         left = len(self.outbox)
         summary = (
-            f"webhook {self.url}: {self.queued} queued, {self.sender.delivered} delivered, "
+            f"webhook {self.shown}: {self.queued} queued, {self.sender.delivered} delivered, "
             f"{self.sender.rejected} rejected, {self.dropped} dropped (queue full)"
         )
         if self.unqueued:
@@ -452,6 +459,12 @@ class WebhookSink:
             log.info("%s; queue empty", summary)
         if not self.sender.is_alive():  # a POST stuck past its timeout keeps the file
             self.outbox.close()
+        failure = self.sender.failure or self.queue_error
+        if failure is not None:  # the sink (and `pipeline up`) exits non-zero
+            raise UserError(
+                f"{failure} ({self.unqueued} event(s) never queued; "
+                "the events queued before are kept)"
+            )
 
 
 def from_spec(spec: Spec, build: bool) -> WebhookSink | None:
@@ -469,7 +482,7 @@ def from_spec(spec: Spec, build: bool) -> WebhookSink | None:
         if reason is not None:
             log.warning(
                 "warning: webhook %s does not answer now (%s); events wait in %s until it does",
-                url,
+                mask_url(url),
                 reason,
                 queue,
             )

@@ -316,6 +316,7 @@ def test_tcp_pipeline_takes_an_extra_worker_started_elsewhere(pipeline, video, t
         str(video(frames)),
         "--bind",
         address,
+        "--insecure",  # plain tcp, loopback only (CURVE is tested in test_curve.py)
         "--workers",
         "1",
         "--segmenter",
@@ -324,7 +325,7 @@ def test_tcp_pipeline_takes_an_extra_worker_started_elsewhere(pipeline, video, t
         "--sink",
         f"jsonl:path={events},frames=1",
     )
-    extra = pipeline.start("stage", "segment", "--connect", address, "--index", "7")
+    extra = pipeline.start("stage", "segment", "--connect", address, "--index", "7", "--insecure")
     status = pipeline.wait_for(
         lambda s: any(
             r["stage"] == "segment-7" and (r["report"] or {}).get("frames_out", 0) > 5

@@ -58,7 +58,7 @@ def _packet(seq: int, persons, tombstone: bool = False) -> FramePacket:
 
 def test_stage_tracks_smooths_and_retires():
     backend = _LineEstimator()
-    stage = JointsStage(backend, Tracker(max_age_s=0.5))
+    stage = JointsStage(backend, Tracker(max_lost_s=0.5, min_hits=1))
     person = PersonInstance((10.0, 10.0, 30.0, 40.0), 0.9)
     raw_jitter, smooth_jitter = [], []
     previous = None
@@ -69,7 +69,7 @@ def test_stage_tracks_smooths_and_retires():
         if previous is not None:
             smooth_jitter.append(np.abs(xy - previous).mean())
         previous = xy
-    raw = JointsStage(_LineEstimator(), smoothing=False)
+    raw = JointsStage(_LineEstimator(), Tracker(min_hits=1), smoothing=False)
     previous = None
     for seq in range(30):
         xy = raw.process(_packet(seq, [person])).joints[0].image_xy
@@ -86,3 +86,28 @@ def test_tombstones_pass_through_untouched():
     stage = JointsStage(_LineEstimator())
     tomb = _packet(3, [], tombstone=True)
     assert stage.process(tomb) is tomb
+
+
+def _with_landmarks(box, score=0.9) -> PersonInstance:
+    x0, y0, x1, y1 = box
+    grid = np.linspace(0.1, 0.9, 33)
+    xy = np.stack([x0 + (x1 - x0) * grid, y0 + (y1 - y0) * grid[::-1]], axis=1)
+    return PersonInstance(
+        box, score, landmarks=PersonJoints(-1, xy, np.ones(33), np.zeros((33, 3)))
+    )
+
+
+def test_only_tracked_persons_pass_and_duplicates_never():
+    """The segmenter's landmarks pass through with the track id once the
+    tracker confirms the person; a second detection of the same body never
+    reaches downstream."""
+    stage = JointsStage(None, Tracker(min_hits=3))
+    body = _with_landmarks((10.0, 5.0, 30.0, 45.0))
+    echo = _with_landmarks((11.0, 6.0, 30.0, 44.0), score=0.5)
+    seen = []
+    for seq in range(5):
+        out = stage.process(_packet(seq, [echo, body]))
+        assert [p.box for p in out.persons] == ([body.box] if seq >= 2 else [])
+        assert all(p.landmarks is None for p in out.persons)
+        seen.append([j.track_id for j in out.joints])
+    assert seen == [[], [], [1], [1], [1]]
