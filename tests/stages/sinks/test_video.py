@@ -348,7 +348,8 @@ def test_pipeline_writes_an_annotated_face_blurred_video(pipeline, run_root, tmp
     assert frames_published == len(raw)
     if dropped or repeated or skipped:
         pytest.skip("frames were dropped on this busy machine: no frame-by-frame comparison")
-    for index in range(0, len(video), 15):
+    # From frame 3: the tracker confirms a newcomer after 3 frames in a row.
+    for index in range(3, len(video), 15):
         image, truth = raw[index]
         changed = np.abs(video[index].astype(int) - image).max(axis=2) > 60
         assert changed.mean() > 0.005, f"frame {index} looks unannotated"
