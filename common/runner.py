@@ -11,6 +11,7 @@ b"st" (SessionState, twice a second and on request), b"eos".
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -82,7 +83,10 @@ def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -
             if not work.poll(100):
                 # Idle: say hello again so a restarted capture learns about us.
                 if time.monotonic() - last_message > IDLE_HELLO_S:
-                    transport.send(work, hello)
+                    # Never blocks: with capture gone the queue fills, and a
+                    # blocked send would not notice a stop request.
+                    with contextlib.suppress(transport.Again):
+                        transport.send(work, hello, nonblocking=True)
                     last_message = time.monotonic()
                 continue
             last_message = time.monotonic()

@@ -105,6 +105,7 @@ class Supervisor:
         self.stop_requests = 0
         self.stopping_since: float | None = None
         self.failure: str | None = None
+        self.released: set[str] = set()  # idle workers told to stop after capture ended
         # Whatever arrived on the reports and control sockets that it could
         # not use, by kind (shown by `pipeline status`).
         self.rejects = transport.RejectCounter("supervisor")
@@ -182,6 +183,7 @@ class Supervisor:
                     self._answer_control()
                 self._start_capture_when_ready(waiting_since)
                 self._watch_children()
+                self._release_idle_workers()
                 self._advance_shutdown()
             if self.failure:
                 return 1
@@ -261,6 +263,19 @@ class Supervisor:
                 c.finished = True
             else:
                 self._schedule_restart(c, now)
+
+    def _release_idle_workers(self) -> None:
+        """Capture tells the workers it knows STOP when the stream ends; one
+        that started or restarted after that waits for work that will never
+        come. Capture ends cleanly only once every frame it gave out is done,
+        so what still runs holds nothing."""
+        capture = next(c for c in self.children if c.name == "capture")
+        if not (capture.finished and capture.exit_code == 0):
+            return
+        for c in self.children:
+            if c.name.startswith("segment") and c.alive() and c.name not in self.released:
+                self.released.add(c.name)
+                c.signal(signal.SIGTERM)
 
     def _upstream_finished(self, c: Child) -> bool:
         order = ("capture", "segment", "joints", "score", "sink")

@@ -51,6 +51,30 @@ def test_file_through_three_slow_workers_arrives_exactly_once_in_order(pipeline,
     assert document["duration_s"] == pytest.approx(frames / 30.0, abs=0.05)
 
 
+def test_a_file_shorter_than_worker_start_up_ends(pipeline, video, tmp_path):
+    """Capture can finish a short file before every worker has said hello; the
+    workers it never met are stopped by the supervisor instead of waiting for
+    work forever (this used to hang `up` about one run in six)."""
+    source = video(10)
+    for run in range(4):
+        summary = tmp_path / f"summary-{run}.json"
+        result = pipeline.run(
+            "up",
+            "--source",
+            str(source),
+            "--workers",
+            "4",
+            "--segmenter",
+            "passthrough",
+            *FAST,
+            "--summary",
+            str(summary),
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(summary.read_text())["frames"] == 10
+
+
 def test_sigkilled_worker_is_restarted_and_no_frame_is_lost(pipeline, video, tmp_path):
     frames = 600  # long enough (~10 s) that the kill lands mid-file on a busy machine
     source = video(frames)
