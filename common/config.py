@@ -57,6 +57,8 @@ class PipelineConfig:
     """Frames a segment worker may hold at once (1 = lowest latency)."""
     work_timeout_s: float = 120.0
     """A worker silent this long with frames in hand is presumed hung; its frames are re-sent."""
+    stall_s: float = 60.0
+    """Lossless: no frame moving through any stage this long ends the run as failed (0 = never)."""
     expect_sinks: int = 0
     """Sinks the launcher starts: the publisher waits for them before the first frame."""
     truth_path: str = ""

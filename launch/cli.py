@@ -233,6 +233,12 @@ def up(
     max_age: Annotated[
         float, typer.Option(min=0.05, max=60, help="Live: drop frames older than this (s).")
     ] = 1.0,
+    stall_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Files: end the run as failed when no frame moves this long (s; 0 = never)."
+        ),
+    ] = 60.0,
     weights_dir: Annotated[
         Path | None, typer.Option(envvar="REPCOACH_WEIGHTS_DIR", help="Model weights folder.")
     ] = None,
@@ -314,6 +320,7 @@ def up(
         exercise=exercise,
         weights_dir=str(weights_dir or ""),
         max_age_s=max_age,
+        stall_s=stall_timeout,
         prefetch=1 if policy is FlowPolicy.LATEST else 2,
         expect_sinks=len(sinks),
         truth_path=str(truth or ""),

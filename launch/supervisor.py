@@ -10,6 +10,7 @@ SIGTERM, then SIGKILL.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from repcoach.common import transport
 from repcoach.common.atomic import write_json_atomic
-from repcoach.common.config import PipelineConfig
+from repcoach.common.config import FlowPolicy, PipelineConfig
 from repcoach.common.errors import UserError
 from repcoach.common.messages import (
     MessageError,
@@ -44,6 +45,8 @@ TERM_S = 5.0
 # names are kept, the stalest forgotten first.
 MAX_ATTACHED_REPORTS = 16
 CONTROL_REQUESTS = (b"STATUS", b"CONFIG", b"STOP")
+# Stage kinds in the order frames flow (a child's name is KIND or KIND-N).
+STAGE_ORDER = ("capture", "segment", "joints", "score", "sink")
 
 
 @dataclass
@@ -105,6 +108,8 @@ class Supervisor:
         self.stop_requests = 0
         self.stopping_since: float | None = None
         self.failure: str | None = None
+        self.progress: tuple = ()  # what the watchdog saw last, and when it changed
+        self.progress_at = time.monotonic()
         self.released: set[str] = set()  # idle workers told to stop after capture ended
         # Whatever arrived on the reports and control sockets that it could
         # not use, by kind (shown by `pipeline status`).
@@ -184,7 +189,9 @@ class Supervisor:
                 self._start_capture_when_ready(waiting_since)
                 self._watch_children()
                 self._release_idle_workers()
+                self._watch_progress()
                 self._advance_shutdown()
+            self._check_books()
             if self.failure:
                 return 1
             return 130 if self.stop_requests else 0  # 130: stopped by Ctrl-C, as shells expect
@@ -252,14 +259,20 @@ class Supervisor:
             if c.alive():
                 continue
             c.exit_code = c.process.returncode
-            if c.exit_code == 0 or self.stopping_since is not None:
-                c.finished = True
+            if c.exit_code == 0 or self.stopping_since is not None or c.name in self.released:
+                c.finished = True  # a released worker may die of the SIGTERM while starting
             elif c.exit_code == EXIT_USER_ERROR:
                 self._fail(f"{c.name}: {c.last_error()}")
                 c.finished = True
             elif self._upstream_finished(c):
-                # Nothing more will reach it: a restart would wait forever.
-                log.warning("%s %s after its input ended", c.name, describe_exit(c.exit_code))
+                # Nothing more will reach it: a restart would wait forever. What
+                # it held is lost, so the run ends with what it has, as failed.
+                detail = c.last_error()
+                self._fail(
+                    f"stage {c.name} {describe_exit(c.exit_code)} after its input ended"
+                    + (f": {detail}" if detail else "")
+                    + f"; its log: {c.log_path}"
+                )
                 c.finished = True
             else:
                 self._schedule_restart(c, now)
@@ -277,12 +290,73 @@ class Supervisor:
                 self.released.add(c.name)
                 c.signal(signal.SIGTERM)
 
+    def _check_books(self) -> None:
+        """A file run whose joints or score stage was restarted is not whole:
+        what the dead process held (frames, the people's coaching state) is
+        gone, so the run fails even though it reached the end. A restarted
+        segment worker loses nothing (capture re-sends its frames)."""
+        lossy = [c for c in self.children if c.name in ("joints", "score") and c.restarts]
+        if self.failure is None and lossy and self.config.policy is FlowPolicy.LOSSLESS:
+            names = " and ".join(f"{c.name} ({c.restarts} restart(s))" for c in lossy)
+            self.failure = (
+                f"stage {names} crashed mid-file: the frames it held and the coaching "
+                f"state of that moment were lost, so the counts are incomplete; "
+                f"its log: {lossy[0].log_path}"
+            )
+
+    def _watch_progress(self) -> None:
+        """The watchdog of a file run: frames that stop moving through every
+        stage for `stall_s` (a hung model, a lost message nobody re-sends)
+        end the run as failed instead of waiting forever. Live sources have
+        their own rules (capture reconnects a camera that went away)."""
+        capture = next(c for c in self.children if c.name == "capture")
+        limit = self.config.stall_s
+        if (
+            limit <= 0
+            or self.config.policy is not FlowPolicy.LOSSLESS
+            or capture.process is None
+            or self.stopping_since is not None
+        ):
+            return
+        now = time.monotonic()
+        progress = tuple(
+            (c.name, c.process.pid if c.process else 0, c.finished, self._frames_out(c.name))
+            for c in self.children
+        )
+        if progress != self.progress:
+            self.progress, self.progress_at = progress, now
+            return
+        if now - self.progress_at > limit:
+            self._fail(
+                f"no frame has moved for {limit:.0f} s; stopped with what was done "
+                f"({self._stall_point()}); see the logs in {self.logs}"
+            )
+
+    def _frames_out(self, name: str) -> int:
+        report = self.reports.get(name)
+        return report[1].frames_out if report else 0
+
+    def _stall_point(self) -> str:
+        """Where the frames stopped: the last stage that has put out fewer
+        frames than the one before it (those upstream of it are held back by
+        it; those downstream have caught up with what it gave them)."""
+        order = STAGE_ORDER[:-1]  # sinks put out no frames
+        totals = {
+            stage: sum(
+                self._frames_out(c.name) for c in self.children if c.name.split("-")[0] == stage
+            )
+            for stage in order
+        }
+        for before, after in reversed(list(itertools.pairwise(order))):
+            if totals[after] < totals[before]:
+                return f"{after} stage: {totals[after]} of {totals[before]} frames"
+        return f"capture: {totals['capture']} frames read"
+
     def _upstream_finished(self, c: Child) -> bool:
-        order = ("capture", "segment", "joints", "score", "sink")
-        position = order.index(c.name.split("-")[0])
+        position = STAGE_ORDER.index(c.name.split("-")[0])
         if position == 0:
             return False
-        upstream = [x for x in self.children if x.name.split("-")[0] == order[position - 1]]
+        upstream = [x for x in self.children if x.name.split("-")[0] == STAGE_ORDER[position - 1]]
         return bool(upstream) and all(x.finished and x.exit_code == 0 for x in upstream)
 
     def _schedule_restart(self, c: Child, now: float) -> None:

@@ -6,6 +6,7 @@ a slow model, so these tests exercise the transport itself in seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -102,6 +103,74 @@ def test_sigkilled_worker_is_restarted_and_no_frame_is_lost(pipeline, video, tmp
     assert "segment-0 killed by SIGKILL; restarting in" in stderr
     assert "restarting segment-0 (restart 1)" in stderr
     assert frame_seqs(read_jsonl(events)) == list(range(frames))
+
+
+def test_a_score_stage_killed_mid_file_fails_the_run(pipeline, video, tmp_path):
+    """The restarted score stage finishes the file, but what the dead one held
+    is gone: `up` says so and exits non-zero instead of "summary written"."""
+    summary = tmp_path / "summary.json"
+    up = pipeline.start(
+        "up",
+        "--source",
+        str(video(600)),
+        "--segmenter",
+        "passthrough:jitter_ms=10-20",
+        *FAST,
+        "--summary",
+        str(summary),
+    )
+    status = pipeline.wait_for(
+        lambda s: (stage_report(s, "score")["report"] or {}).get("frames_out", 0) >= 20,
+        timeout=60,
+        what="score to publish 20 frames",
+    )
+    os.kill(stage_report(status, "score")["report"]["pid"], signal.SIGKILL)
+    assert up.wait(120) == 1
+    out, err = up.stdout.read(), up.stderr.read()
+    assert "summary written" not in out
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("error: stage score (1 restart(s)) crashed mid-file")
+    ), err
+    document = json.loads(summary.read_text())
+    assert document["frames"] + document["dropped"] == 600
+
+
+def test_a_stage_that_hangs_mid_file_ends_the_run_as_failed(pipeline, video, tmp_path):
+    """The watchdog: a stage that stops (SIGSTOP: alive, holding its frames)
+    ends a file run after --stall-timeout with one line naming where the
+    frames stopped and a non-zero exit, and the summary keeps what was done."""
+    summary = tmp_path / "summary.json"
+    up = pipeline.start(
+        "up",
+        "--source",
+        str(video(600)),
+        "--segmenter",
+        "passthrough:jitter_ms=10-20",
+        *FAST,
+        "--summary",
+        str(summary),
+        "--stall-timeout",
+        "3",
+    )
+    status = pipeline.wait_for(
+        lambda s: (stage_report(s, "joints")["report"] or {}).get("frames_out", 0) >= 20,
+        timeout=60,
+        what="joints to pass 20 frames",
+    )
+    joints = stage_report(status, "joints")["report"]["pid"]
+    os.kill(joints, signal.SIGSTOP)
+    try:
+        assert up.wait(90) == 1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(joints, signal.SIGCONT)
+    lines = up.stderr.read().strip().splitlines()
+    assert lines[-1].startswith("error: no frame has moved for 3 s"), lines
+    assert "joints stage:" in lines[-1]
+    document = json.loads(summary.read_text())
+    assert 20 <= document["frames"] < 600
 
 
 def test_live_source_faster_than_the_model_drops_but_stays_fresh(pipeline, video, tmp_path):
