@@ -30,7 +30,8 @@ a temp folder (the 23.976 fps originals play 1.25x faster); one person.
      lat p50/p95      pipeline: `age_ms` (capture -> sink, includes queueing);
                       baselines: decoded frame -> its result
      CPU s            all processes of the run, start-up included
-                      (RUSAGE_CHILDREN before/after)
+                      (RUSAGE_CHILDREN before/after); CPU ms/fr: the same
+                      per frame of the clip
    Ratios pipeline / baseline are taken within a round, then the median over
    rounds. Goal: pipeline >= 1.0x the baselines.
 
@@ -323,7 +324,7 @@ def run_baseline(kind: str, clip: Clip, round_no: int, folder: Path) -> RunResul
             process.kill()
             process.join(10)
     ended = time.monotonic()
-    result.cpu_s = round(_children_cpu_s() - cpu0, 1)
+    result.cpu_s = round(_children_cpu_s() - cpu0, 2)
     if data is None:
         said = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
         result.error = f"no result (exit code {process.exitcode}) {' '.join(said)}"
@@ -569,7 +570,7 @@ def run_pipeline(
         started,
         ended,
         process.returncode,
-        round(cpu_s, 1),
+        round(cpu_s, 2),
         document,
         error,
     )
@@ -739,7 +740,7 @@ def throughput_table(results: list[RunResult]) -> dict:
     print(
         f"\n{'run (median of rounds)':24s} {'frames':>6s} {'steady fps':>10s} "
         f"{'fps excl st':>11s} {'start s':>7s} {'wall s':>7s} {'lat p50/p95 ms':>15s} "
-        f"{'CPU s':>6s} {'people':>6s}"
+        f"{'CPU s':>6s} {'CPU ms/fr':>9s} {'people':>6s}"
     )
     table = {}
     for label in labels:
@@ -761,12 +762,13 @@ def throughput_table(results: list[RunResult]) -> dict:
         }
         row["frames"] = mine[-1].frames
         row["people_share"] = round(mine[-1].with_people / max(mine[-1].frames, 1), 3)
+        row["cpu_ms_per_frame"] = round(1000.0 * row["cpu_s"] / max(row["frames"], 1), 1)
         table[label] = row
         print(
             f"{label:24s} {row['frames']:6d} {row['steady_fps']:10.2f} "
             f"{row['fps_excl_start']:11.2f} {row['startup_s']:7.1f} {row['wall_s']:7.1f} "
             f"{row['lat_p50_ms']:7.1f}/{row['lat_p95_ms']:7.1f} {row['cpu_s']:6.1f} "
-            f"{row['people_share']:6.0%}"
+            f"{row['cpu_ms_per_frame']:9.1f} {row['people_share']:6.0%}"
         )
     ratios = {}
     print(f"\nratio pipeline / baseline (per round, then median); goal >= {GOAL_RATIO:.1f}x")

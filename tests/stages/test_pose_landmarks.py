@@ -43,3 +43,27 @@ def test_landmarks_turn_with_the_frame():
         turned.world_xyz[KEY_JOINTS, :2] - world_expected[KEY_JOINTS], axis=1
     )
     assert np.median(world_miss) < 0.08, world_miss
+
+
+def test_a_lone_persons_mask_comes_from_the_landmark_run():
+    """Nobody else's ROI overlaps: one landmark run gives landmarks and mask,
+    the selfie model is not run, and the mask agrees with the selfie's."""
+    source = synthetic.SyntheticSource.from_spec("squat,reps=1,seed=2")
+    image, _ = next(iter(source.frames()))
+    segmenter = BlazePoseSegmenter(landmarks=True)
+    selfie_runs = []
+    selfie_mask = segmenter._selfie_mask
+    segmenter._selfie_mask = lambda crop: selfie_runs.append(1) or selfie_mask(crop)
+    (person,) = segmenter.segment(image)
+    (selfie,) = BlazePoseSegmenter().segment(image)
+    assert person.landmarks is not None
+    assert not selfie_runs
+
+    def in_frame(p):
+        full = np.zeros(image.shape[:2], dtype=bool)
+        x0, y0, x1, y1 = p.mask_box()
+        full[y0:y1, x0:x1] = p.mask
+        return full
+
+    a, b = in_frame(person), in_frame(selfie)
+    assert (a & b).sum() / (a | b).sum() > 0.8
