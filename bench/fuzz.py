@@ -5,9 +5,9 @@ stays flat and every unusable message is counted.
 
 Starts `pipeline up --source synthetic:squat --loop --realtime` (2 passthrough
 workers, a jsonl sink) in a fresh run folder, then sends `--count` messages,
-spread over the seven sockets a peer can reach (capture's `work` ROUTER, the
+spread over the eight sockets a peer can reach (capture's `work` ROUTER, the
 joints stage's `segmented` PULL, the score stage's `joined` PULL, `results`
-XPUB and `snapshot` ROUTER, the supervisor's `reports` PULL and `control`
+and `tap` XPUB and `snapshot` ROUTER, the supervisor's `reports` PULL and `control`
 ROUTER): random bytes, bit-flipped and truncated valid messages, fields
 replaced by values of the wrong type, huge and non-finite numbers, nesting
 thousands deep, wrong part counts, and valid-looking but hostile messages
@@ -62,6 +62,7 @@ from repcoach.common.dispatch import (
     Dispatcher,
     _done_key,
 )
+from repcoach.common.endpoints import ROLES
 from repcoach.common.landmarks import NUM_LANDMARKS
 from repcoach.common.messages import (
     EndOfStream,
@@ -75,13 +76,13 @@ from repcoach.common.messages import (
     decode,
 )
 
-ROLES = ("work", "segmented", "joined", "results", "snapshot", "reports", "control")
 # Which process counts what arrives on each socket.
 RECEIVER = {
     "work": "capture",
     "segmented": "joints",
     "joined": "score",
     "results": "score",
+    "tap": "score",
     "snapshot": "score",
     "reports": "supervisor",
     "control": "supervisor",
@@ -287,7 +288,7 @@ def _safe(role: str, parts: list[bytes]) -> list[bytes]:
                 return [b"\x00" + parts[0]]  # not sent as a usable end of stream
         except MessageError:
             pass
-    if role == "results":
+    if role in ("results", "tap"):
         parts = [b"".join(parts)]  # one part: see `must_reject`
         if parts[0][:1] == b"\x01":
             parts = [b"\x01\xfe" + parts[0][1:]]
@@ -329,7 +330,7 @@ def must_reject(role: str, parts: list[bytes], supervised: dict[str, int]) -> bo
         return not (len(parts) == 2 and parts[0] == b"" and parts[1] in (b"STATUS", b"CONFIG"))
     if role == "snapshot":
         return parts != [b"", b"SNAPSHOT"]
-    # results: one part; 0/1 first byte is a (un)subscription, handled by XPUB
+    # results, tap: one part; 0/1 first byte is a (un)subscription, handled by XPUB
     return not parts[0] or parts[0][0] not in (0, 1)
 
 
@@ -460,6 +461,7 @@ class Senders:
         "segmented": zmq.PUSH,
         "joined": zmq.PUSH,
         "results": zmq.XSUB,
+        "tap": zmq.XSUB,
         "snapshot": zmq.DEALER,
         "reports": zmq.PUSH,
         "control": zmq.DEALER,

@@ -26,8 +26,10 @@ from repcoach.common.errors import UserError
 
 # Socket roles, in port order for tcp. Who binds: capture binds "work", the
 # joints stage binds "segmented", the score stage binds "joined", "results"
-# and "snapshot", the supervisor binds "reports" and "control".
-ROLES = ("work", "segmented", "joined", "results", "snapshot", "reports", "control")
+# (the sinks `up` starts: lossless for files), "snapshot" and "tap" (sinks
+# attached later: a slow one loses messages, nobody waits for it), the
+# supervisor binds "reports" and "control".
+ROLES = ("work", "segmented", "joined", "results", "snapshot", "reports", "control", "tap")
 
 _TCP = re.compile(r"^tcp://(?P<host>[^:/]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 

@@ -45,6 +45,7 @@ TOPIC_EOS = b"eos"
 SNAPSHOT = b"SNAPSHOT"
 STATE_INTERVAL_S = 0.5
 IDLE_HELLO_S = 2.0
+SILENCE_S = 5.0  # state is published twice a second: this long without any is telling
 # Live: how fast seq may run ahead of the last released frame while nothing
 # is released (capture skips frames while no worker is free); well above any
 # camera's frame rate.
@@ -54,6 +55,22 @@ _TOPICS = (TOPIC_RESULT, TOPIC_VIDEO, TOPIC_STATE, TOPIC_EOS)
 
 def _age_s(packet: FramePacket) -> float:
     return (time.monotonic_ns() - packet.meta.t_mono_ns) / 1e9
+
+
+def _hand_over(out, peer: transport.PeerWatch, ctx: StageContext) -> None:
+    """Close a stage's output to the next stage without losing what it holds.
+    Lossless: whatever was sent is owed downstream (capture counts a frame
+    done once a worker has queued its result), so the connection stays open
+    until the next stage leaves, which it does after end-of-stream (see
+    `PeerWatch`), for as long as the stall watchdog would wait. Live: a short
+    grace; late frames are stale anyway."""
+    linger_ms = transport.OUTPUT_LINGER_MS
+    if ctx.config.policy is FlowPolicy.LOSSLESS:
+        stall_s = ctx.config.stall_s
+        peer.wait_until_gone(ctx.should_stop, stall_s if stall_s > 0 else None)
+        linger_ms = -1 if stall_s <= 0 else max(int(stall_s * 1000), linger_ms)
+    peer.close()
+    transport.close_linger(out, linger_ms)
 
 
 def _is_stale(ctx: StageContext, packet: FramePacket) -> bool:
@@ -72,7 +89,7 @@ def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -
         hwm=ctx.config.prefetch + MAX_CHUNK_FRAMES + 4,  # a chunk may exceed credits
         identity=identity.encode(),
     )
-    out = transport.open_socket(transport.PUSH, topo.connect("segmented"), bind=False, hwm=4)
+    out, joints = transport.open_watched(transport.PUSH, topo.connect("segmented"), hwm=4)
     hello = [HELLO, encode_plain({"credits": ctx.config.prefetch})]
     transport.send(work, hello)
     last_message = time.monotonic()
@@ -108,17 +125,17 @@ def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -
                     )
                     segmented = meta
                     result = message.replace(persons=tuple(persons))
-                if not transport.send_patiently(out, result.to_wire(), ctx.should_stop):
+                if not transport.send_patiently(out, result.to_wire(), ctx.waiting):
                     return
                 ctx.stats.emitted(time.perf_counter() - started)
                 transport.send(work, [DONE, str(message.meta.seq).encode()])
             elif isinstance(message, EndOfStream) and transport.send_patiently(
-                out, message.to_wire(), ctx.should_stop
+                out, message.to_wire(), ctx.waiting
             ):
                 transport.send(work, [DONE, str(EOS_KEY).encode()])
     finally:
         transport.close_all(work)
-        transport.close_linger(out, transport.OUTPUT_LINGER_MS)
+        _hand_over(out, joints, ctx)
 
 
 # --- ordered transform stage (joints)
@@ -138,7 +155,7 @@ def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
     """Re-orders what the workers send, then runs `logic` on each frame."""
     topo = ctx.config.endpoints()
     inbox = transport.open_socket(transport.PULL, topo.bind("segmented"), bind=True, hwm=8)
-    out = transport.open_socket(transport.PUSH, topo.connect("joined"), bind=False, hwm=4)
+    out, score = transport.open_watched(transport.PUSH, topo.connect("joined"), hwm=4)
     live = ctx.config.policy is FlowPolicy.LATEST
     # A restarted stage lost what its predecessor held (counted downstream as
     # dropped); it picks up the order from the first frame that arrives.
@@ -178,7 +195,7 @@ def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
             for item in released:
                 if isinstance(item, EndOfStream):
                     logic.end(item)
-                    transport.send_patiently(out, item.to_wire(), ctx.should_stop)
+                    transport.send_patiently(out, item.to_wire(), ctx.waiting)
                     return
                 if item.tombstone:
                     continue
@@ -188,12 +205,12 @@ def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
                     continue
                 started = time.perf_counter()
                 result = logic.process(item)
-                if not transport.send_patiently(out, result.to_wire(), ctx.should_stop):
+                if not transport.send_patiently(out, result.to_wire(), ctx.waiting):
                     return
                 ctx.stats.emitted(time.perf_counter() - started)
     finally:
         transport.close_all(inbox)
-        transport.close_linger(out, transport.OUTPUT_LINGER_MS)
+        _hand_over(out, score, ctx)
 
 
 # --- publisher (score)
@@ -274,39 +291,53 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
         options=transport.xpub_options(lossless),
     )
     snapshots = transport.open_socket(transport.ROUTER, topo.bind("snapshot"), bind=True, hwm=64)
+    # Attached sinks: never waited for. XPUB drops what a subscriber's full
+    # queue cannot take, for that subscriber alone (it sees the gap).
+    tap = transport.open_socket(
+        transport.XPUB,
+        topo.bind("tap"),
+        bind=True,
+        hwm=2000,
+        options=transport.xpub_options(lossless=False),
+    )
     session = SessionCounters()
-    subscribers: Counter[bytes] = Counter()
+    subscribers: dict[object, Counter[bytes]] = {pub: Counter(), tap: Counter()}
     waiting_since = time.monotonic()
     expect_sinks = ctx.config.expect_sinks
     # Until the built-in sinks have subscribed, frames wait upstream (no loss).
-    poll_control = transport.Poller(pub, snapshots)
-    poll_all = transport.Poller(pub, snapshots, inbox)
+    poll_control = transport.Poller(pub, tap, snapshots)
+    poll_all = transport.Poller(pub, tap, snapshots, inbox)
     published = 0
     last_state = 0.0
 
     def current_state() -> SessionState:
         return session.state(logic.people())
 
-    def publish(parts: list) -> None:
-        # Lossless runs wait (up to a bound) for a full built-in sink; live runs
-        # let a slow subscriber miss messages (it sees the gap in the numbers).
-        timeout = 5.0 if lossless else 0.0
-        if not transport.send_patiently(pub, parts, ctx.should_stop, timeout_s=timeout):
-            ctx.stats.drop("slow-sink")
+    def publish(parts: list, topic: bytes = b"") -> None:
+        """To the built-in sinks, then the tap; `topic` set: only where
+        someone subscribes to it (frames with pixels are costly)."""
+        for sock in (pub, tap):
+            if topic and subscribers[sock][topic] <= 0:
+                continue
+            if sock is tap or not lossless:
+                with contextlib.suppress(transport.Again):  # XPUB drops for a full peer
+                    transport.send(sock, parts, nonblocking=True)
+            elif not transport.send_patiently(sock, parts, ctx.waiting):
+                ctx.stats.drop("stopped")  # asked to stop while a built-in sink was full
 
     try:
         while not ctx.should_stop():
             ctx.tick()
-            ready_for_frames = subscribers[TOPIC_EOS] >= expect_sinks
+            ready_for_frames = subscribers[pub][TOPIC_EOS] >= expect_sinks
             if not ready_for_frames and time.monotonic() - waiting_since > 30:
                 log.warning("expected %d sink(s); starting without them", expect_sinks)
                 expect_sinks = 0
             ready = (poll_all if ready_for_frames else poll_control).ready(100)
-            if pub in ready:
-                while pub.poll(0):
-                    change = _subscription(transport.recv_parts(pub), ctx)
+            for sock in (pub, tap):
+                while sock in ready and sock.poll(0):
+                    change = _subscription(transport.recv_parts(sock), ctx)
                     if change is not None:
-                        subscribers[change[0]] += change[1]
+                        subscribers[sock][change[0]] += change[1]
             if snapshots in ready:
                 while snapshots.poll(0):
                     identity = _snapshot_request(transport.recv_parts(snapshots), ctx)
@@ -323,8 +354,8 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
                     session.count(result)
                     topic = TOPIC_RESULT + published.to_bytes(8, "big")
                     publish([topic, *result.to_wire(with_pixels=False)])
-                    if subscribers[TOPIC_VIDEO] > 0 and result.pixels is not None:
-                        publish([TOPIC_VIDEO, *result.to_wire()])
+                    if result.pixels is not None:
+                        publish([TOPIC_VIDEO, *result.to_wire()], topic=TOPIC_VIDEO)
                     published += 1
                     ctx.stats.emitted(time.perf_counter() - started)
                 elif isinstance(message, EndOfStream):
@@ -344,6 +375,7 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
     finally:
         transport.close_all(inbox, snapshots)
         transport.close_linger(pub, transport.OUTPUT_LINGER_MS)
+        transport.close_linger(tap, transport.OUTPUT_LINGER_MS)
 
 
 def _subscription(parts: list, ctx: StageContext) -> tuple[bytes, int] | None:
@@ -402,13 +434,15 @@ class Sink(Protocol):
     # far by reason (a slow sink drops on its own side); shown by `pipeline status`.
 
 
-def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
-    """Subscribe, take the current state at once, then follow the stream.
-    Returns how many published results this sink missed."""
+def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True, feed: str = "results") -> int:
+    """Subscribe to `feed` ("results": the sinks `up` started; "tap": sinks
+    attached later, cut loose when they fall behind), take the current state
+    at once, then follow the stream. Returns how many published results this
+    sink missed (also in its reports, so `pipeline status` shows them)."""
     topo = ctx.config.endpoints()
     # Frames with pixels are ~1 MB each: a sink taking them keeps a short queue.
     hwm = 64 if TOPIC_VIDEO in sink.topics else 20000
-    sub = transport.open_socket(transport.SUB, topo.connect("results"), bind=False, hwm=hwm)
+    sub = transport.open_socket(transport.SUB, topo.connect(feed), bind=False, hwm=hwm)
     # A sink on both topics gets each frame twice: count it once.
     counted_topic = TOPIC_RESULT if TOPIC_RESULT in sink.topics else TOPIC_VIDEO
     transport.subscribe(sub, (*sink.topics, TOPIC_STATE, TOPIC_EOS))
@@ -417,6 +451,9 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
         state = transport.decode_parts(reply, ctx.rejects)
         if isinstance(state, SessionState):
             sink.on_state(state)
+    # An attached sink may miss end-of-stream (dropped while it was behind):
+    # after a silence it asks whether the pipeline is still there.
+    heard_at = time.monotonic() if reply else None
     last_number: int | None = None
     missed = 0
     own_drops = getattr(sink, "drops", None)
@@ -430,7 +467,13 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
                 for reason, count in own_drops().items():  # running totals
                     ctx.stats.dropped[reason] = count
             if not sub.poll(100):
+                if feed == "tap" and heard_at and time.monotonic() - heard_at > SILENCE_S:
+                    if transport.request(topo.connect("snapshot"), SNAPSHOT, 3.0) is None:
+                        log.warning("%s: the pipeline is gone (end of stream not seen)", ctx.name)
+                        return missed
+                    heard_at = time.monotonic()
                 continue
+            heard_at = time.monotonic()
             for _ in range(1000):  # drain what is queued, then refresh the view
                 parts = transport.recv_parts(sub)
                 topic = transport.raw_bytes(parts[0])
@@ -440,6 +483,7 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True) -> int:
                         number = int.from_bytes(topic[len(TOPIC_RESULT) :], "big")
                         if last_number is not None and number > last_number + 1:
                             missed += number - last_number - 1
+                            ctx.stats.dropped["missed"] = missed
                         last_number = number
                     # the score stage's last events-only packet is not a frame
                     counted = topic.startswith(counted_topic) and not message.tombstone

@@ -16,13 +16,19 @@ class Spec:
     options: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str, what: str) -> Spec:
+    def parse(cls, text: str, what: str, secret: bool = False) -> Spec:
+        """`secret`: the options may hold secrets (a webhook's URL or token),
+        so an error names the bad option by position instead of quoting it."""
         name, _, rest = text.partition(":")
         options: dict[str, str] = {}
-        for item in filter(None, (part.strip() for part in rest.split(","))):
+        items = [part.strip() for part in rest.split(",") if part.strip()]
+        for position, item in enumerate(items, 1):
             key, sep, value = item.partition("=")
             if not sep or not key:
-                raise UserError(f"{what} {text!r}: option {item!r} is not key=value")
+                shown = f"option {position} of {len(items)}" if secret else f"option {item!r}"
+                raise UserError(
+                    f"{what} {name.strip() if secret else text!r}: {shown} is not key=value"
+                )
             options[key.strip()] = value.strip()
         return cls(name.strip(), options)
 

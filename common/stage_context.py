@@ -65,6 +65,13 @@ class StageContext:
     def _orphaned(self) -> bool:
         return self._parent is not None and os.getppid() != self._parent
 
+    def waiting(self) -> bool:
+        """Call while blocked on the next stage: keeps the reports coming (so
+        the supervisor can tell a stage that waits from one that stopped) and
+        says whether to give up."""
+        self.tick()
+        return self.should_stop()
+
     def tick(self) -> None:
         """Call often: sends the periodic report (and notices an orphaned stage)."""
         now = time.monotonic()

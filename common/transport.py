@@ -26,6 +26,7 @@ import ipaddress
 import logging
 import os
 import re
+import signal
 import threading
 import time
 from collections import Counter
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import zmq
 import zmq.auth.thread
+import zmq.utils.monitor
 from zmq.utils import z85
 
 from repcoach.common.errors import UserError
@@ -234,10 +236,12 @@ def open_socket(
     identity: bytes | None = None,
     options: Iterable[tuple[int, int]] = (),
     secure: Curve | Insecure | None = None,
+    before_connect: Callable[[zmq.Socket], None] | None = None,
 ) -> zmq.Socket:
     """Create, configure and bind or connect one socket (CURVE on tcp).
     `secure` overrides the process's choice for this socket (benches
-    measuring plain and CURVE tcp side by side)."""
+    measuring plain and CURVE tcp side by side); `before_connect` runs on a
+    connecting socket just before it connects."""
     sock = context().socket(kind)
     try:
         sock.setsockopt(zmq.LINGER, 0)
@@ -255,11 +259,56 @@ def open_socket(
                 _private_parent(Path(endpoint[len("ipc://") :]))
             sock.bind(endpoint)
         else:
+            if before_connect is not None:
+                before_connect(sock)
             sock.connect(endpoint)
     except BaseException:
         sock.close(0)
         raise
     return sock
+
+
+class PeerWatch:
+    """Whether the peer of a connecting socket is still connected (a ZeroMQ
+    socket monitor, attached before the connection is made).
+
+    Why: libzmq discards whatever a receiver has not read yet from a
+    connection its sender closes, linger or not (a receiver at its high-water
+    mark leaves messages in the kernel). A lossless sender therefore keeps its
+    connection until the receiver leaves first, which the next stage does
+    only after end-of-stream, once it has everything."""
+
+    def __init__(self, sock: zmq.Socket):
+        self._events = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        self.connected = False
+
+    def _update(self, timeout_ms: int) -> None:
+        while self._events.poll(timeout_ms):
+            event = zmq.utils.monitor.recv_monitor_message(self._events)
+            self.connected = event["event"] == zmq.EVENT_CONNECTED
+            timeout_ms = 0
+
+    def wait_until_gone(self, should_stop: Callable[[], bool], timeout_s: float | None) -> bool:
+        """Wait for the peer to disconnect; False on a stop request or timeout."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._update(0)
+        while self.connected:
+            if should_stop() or (deadline is not None and time.monotonic() > deadline):
+                return False
+            self._update(100)
+        return True
+
+    def close(self) -> None:
+        self._events.close(0)
+
+
+def open_watched(kind: int, endpoint: str, *, hwm: int) -> tuple[zmq.Socket, PeerWatch]:
+    """A connecting socket and the watch on its peer (see `PeerWatch`)."""
+    watches: list[PeerWatch] = []
+    sock = open_socket(
+        kind, endpoint, bind=False, hwm=hwm, before_connect=lambda s: watches.append(PeerWatch(s))
+    )
+    return sock, watches[0]
 
 
 def router_options() -> list[tuple[int, int]]:
@@ -392,7 +441,14 @@ def shutdown(linger_ms: int = OUTPUT_LINGER_MS) -> None:
     up to `linger_ms`, and terminate the context. Without this, interpreter
     exit can free zero-copy buffers that libzmq is still sending."""
     _stop_authenticator()  # its thread's sockets must not be closed under it
-    context().destroy(linger=linger_ms)
+    # A signal arriving while queued output drains would interrupt the
+    # context's termination, which pyzmq then treats as done: the queue would
+    # be lost at exit. Held back until the queue is out (SIGKILL still works).
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        context().destroy(linger=linger_ms)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def close_linger(sock: zmq.Socket, linger_ms: int) -> None:

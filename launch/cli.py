@@ -243,7 +243,7 @@ def up(
         Path | None, typer.Option(envvar="REPCOACH_WEIGHTS_DIR", help="Model weights folder.")
     ] = None,
     bind: Annotated[
-        str | None, typer.Option(help="Listen on tcp://HOST:PORT (+6 ports) instead of ipc.")
+        str | None, typer.Option(help="Listen on tcp://HOST:PORT (+7 ports) instead of ipc.")
     ] = None,
     profile: Annotated[
         str | None, typer.Option(help="Member the station's person trains as (history, level).")

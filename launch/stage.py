@@ -106,11 +106,13 @@ def _run_score(ctx: StageContext) -> None:
     run_publisher(coach, ctx)
 
 
-def _run_sink(ctx: StageContext, sink_spec: str) -> None:
+def _run_sink(ctx: StageContext, sink_spec: str, supervised: bool) -> None:
     from repcoach.common.runner import run_sink
     from repcoach.stages.sinks import make_sink
 
-    run_sink(make_sink(sink_spec), ctx)
+    # The sinks `up` started are part of the run and get every result; a sink
+    # attached later taps the stream and is cut loose when it falls behind.
+    run_sink(make_sink(sink_spec), ctx, feed="results" if supervised else "tap")
 
 
 def run_stage(role: str, config: PipelineConfig, index: int = 0, sink: str = "") -> int:
@@ -129,7 +131,7 @@ def run_stage(role: str, config: PipelineConfig, index: int = 0, sink: str = "")
         elif role == "score":
             _run_score(ctx)
         elif role == "sink":
-            _run_sink(ctx, sink)
+            _run_sink(ctx, sink, supervised)
         else:
             raise UserError(f"unknown stage {role!r}; valid: {', '.join(ROLES)}")
         return 0

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ TERM_S = 5.0
 # names are kept, the stalest forgotten first.
 MAX_ATTACHED_REPORTS = 16
 CONTROL_REQUESTS = (b"STATUS", b"CONFIG", b"STOP")
+SILENT_S = 3.0  # a stage reports every second: this long without one, it has stopped
 # Stage kinds in the order frames flow (a child's name is KIND or KIND-N).
 STAGE_ORDER = ("capture", "segment", "joints", "score", "sink")
 
@@ -202,6 +204,7 @@ class Supervisor:
                 signal.signal(s, handler)
             transport.close_all(self.report_sock, self.control_sock)
             (self.run_dir / "pipeline.json").unlink(missing_ok=True)
+            shutil.rmtree(self.run_dir / "sinks", ignore_errors=True)  # options may hold secrets
 
     def _start_capture_when_ready(self, waiting_since: float) -> None:
         capture = next(c for c in self.children if c.name == "capture")
@@ -280,10 +283,13 @@ class Supervisor:
     def _release_idle_workers(self) -> None:
         """Capture tells the workers it knows STOP when the stream ends; one
         that started or restarted after that waits for work that will never
-        come. Capture ends cleanly only once every frame it gave out is done,
-        so what still runs holds nothing."""
-        capture = next(c for c in self.children if c.name == "capture")
-        if not (capture.finished and capture.exit_code == 0):
+        come. Once capture and the joints stage (it leaves after end-of-stream,
+        with every frame) have ended cleanly, what still runs holds nothing."""
+        if not all(
+            c.finished and c.exit_code == 0
+            for c in self.children
+            if c.name in ("capture", "joints")
+        ):
             return
         for c in self.children:
             if c.name.startswith("segment") and c.alive() and c.name not in self.released:
@@ -337,9 +343,20 @@ class Supervisor:
         return report[1].frames_out if report else 0
 
     def _stall_point(self) -> str:
-        """Where the frames stopped: the last stage that has put out fewer
-        frames than the one before it (those upstream of it are held back by
-        it; those downstream have caught up with what it gave them)."""
+        """Where the frames stopped. A stage blocked on the next one keeps
+        reporting; one that stopped (hung in a model, frozen) does not, so the
+        first such stage in flow order is named. Otherwise: the last stage
+        that has put out fewer frames than the one before it (those upstream
+        of it are held back by it; those downstream have caught up)."""
+        now = time.monotonic()
+        silent = [
+            (c.name, now - self.reports[c.name][0])
+            for c in self.children
+            if c.alive() and c.name in self.reports and now - self.reports[c.name][0] > SILENT_S
+        ]
+        if silent:
+            name, age = min(silent, key=lambda row: STAGE_ORDER.index(row[0].split("-")[0]))
+            return f"{name} has not reported for {age:.0f} s"
         order = STAGE_ORDER[:-1]  # sinks put out no frames
         totals = {
             stage: sum(

@@ -77,7 +77,7 @@ def resolve_spec(text: str) -> str:
 def make_sink(text: str, build: bool = True):
     """Build a sink from `KIND[:key=value,...]`, e.g. `jsonl:path=events.jsonl`,
     or `KIND:@FILE` with the options in FILE."""
-    spec = Spec.parse(resolve_spec(text), "--sink")
+    spec = Spec.parse(resolve_spec(text), "--sink", secret=True)
     module = SINK_MODULES.get(spec.name)
     if module is None:
         raise UserError(f"unknown sink {spec.name!r}; valid: {', '.join(SINK_KINDS)}")

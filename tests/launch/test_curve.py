@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from repcoach.common.endpoints import ROLES
 from tests.conftest import pipeline_command, read_jsonl, stage_report
 
 FAST = ["--joints", "none", "--no-console"]
@@ -29,19 +30,19 @@ STRANGER_WAIT_S = 2.5
 
 
 def free_port_block() -> int:
-    """A base port with its 6 successors free on loopback (best effort)."""
+    """A base port with the successors a pipeline binds free on loopback (best effort)."""
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             base = probe.getsockname()[1] % 40000 + 20000
         try:
-            for offset in range(7):
+            for offset in range(len(ROLES)):
                 with socket.socket() as taken:
                     taken.bind(("127.0.0.1", base + offset))
             return base
         except OSError:
             continue
-    raise AssertionError("no free block of 7 ports")
+    raise AssertionError(f"no free block of {len(ROLES)} ports")
 
 
 def frame_seqs(records: list[dict]) -> list[int]:
@@ -275,13 +276,14 @@ class Stranger:
             ("unknown-key CONFIG", self._socket(zmq.REQ, "control", unknown), [b"CONFIG"]),
             ("unknown-key work", self._socket(zmq.DEALER, "work", unknown), [b"HELLO"]),
         ]
-        for topic in (b"", b"video"):
-            sub = self._socket(zmq.SUB, "results")
-            sub.setsockopt(zmq.SUBSCRIBE, topic)
-            probes.append((f"plain SUB {topic!r}", sub, None))
-            sub = self._socket(zmq.SUB, "results", unknown)
-            sub.setsockopt(zmq.SUBSCRIBE, topic)
-            probes.append((f"unknown-key SUB {topic!r}", sub, None))
+        for feed in ("results", "tap"):
+            for topic in (b"", b"video"):
+                sub = self._socket(zmq.SUB, feed)
+                sub.setsockopt(zmq.SUBSCRIBE, topic)
+                probes.append((f"plain SUB {feed} {topic!r}", sub, None))
+                sub = self._socket(zmq.SUB, feed, unknown)
+                sub.setsockopt(zmq.SUBSCRIBE, topic)
+                probes.append((f"unknown-key SUB {feed} {topic!r}", sub, None))
         threads = [
             threading.Thread(target=self._count, args=probe, daemon=True) for probe in probes
         ]
@@ -374,12 +376,7 @@ def test_curve_pipeline_serves_an_allowed_remote_worker_and_sink_and_nobody_else
     assert "refused a tcp peer whose public key" in logs
 
 
-ROLE_OFFSET = {
-    r: i
-    for i, r in enumerate(
-        ("work", "segmented", "joined", "results", "snapshot", "reports", "control")
-    )
-}
+ROLE_OFFSET = {r: i for i, r in enumerate(ROLES)}
 
 
 def pipeline_run_dir(pipeline, name: str = "default") -> Path:

@@ -168,7 +168,7 @@ def test_a_stage_that_hangs_mid_file_ends_the_run_as_failed(pipeline, video, tmp
             os.kill(joints, signal.SIGCONT)
     lines = up.stderr.read().strip().splitlines()
     assert lines[-1].startswith("error: no frame has moved for 3 s"), lines
-    assert "joints stage:" in lines[-1]
+    assert "(joints has not reported for" in lines[-1]
     document = json.loads(summary.read_text())
     assert 20 <= document["frames"] < 600
 
@@ -340,6 +340,51 @@ def test_sink_attached_mid_run_gets_state_at_once_and_detaching_disturbs_nothing
     assert seen_by_attached and seen_by_attached[0] > 30
     assert up.wait(60) == 0, up.stderr.read()
     assert frame_seqs(read_jsonl(main_events)) == list(range(frames))
+
+
+def test_an_attached_sink_that_stops_reading_slows_nobody(pipeline, video, tmp_path):
+    """A sink attached to a file run, then frozen (SIGSTOP: its queue fills):
+    the built-in sinks still get every result and the run ends as usual; the
+    frozen sink is cut loose and counts what it missed. (Before, a full
+    subscriber made every publish wait 5 s and then drop for all sinks.)"""
+    frames = 8000  # more than its queues hold: ~2,000 at the publisher, the rest in the kernel
+    summary, tapped = tmp_path / "summary.json", tmp_path / "tapped.jsonl"
+    up = pipeline.start(
+        "up",
+        "--source",
+        str(video(frames, size=(64, 48))),
+        "--segmenter",
+        "passthrough",
+        *FAST,
+        "--summary",
+        str(summary),
+    )
+    pipeline.wait_for(
+        lambda s: stage_report(s, "score")["report"] is not None, timeout=60, what="score"
+    )
+    attached = pipeline.start("sink", "attach", "jsonl", "--path", str(tapped), "--frames")
+    pipeline.wait_for(
+        lambda s: any(
+            r["stage"] == "sink-jsonl" and (r["report"] or {}).get("frames_in", 0) > 0
+            for r in s["stages"]
+        ),
+        timeout=60,
+        what="the attached sink to receive frames",
+    )
+    os.kill(attached.pid, signal.SIGSTOP)
+    try:
+        assert up.wait(180) == 0, up.stderr.read()
+    finally:
+        os.kill(attached.pid, signal.SIGCONT)
+    document = json.loads(summary.read_text())
+    assert (document["frames"], document["dropped"], document["missed_by_summary"]) == (
+        frames,
+        0,
+        0,
+    )
+    assert attached.wait(30) == 0
+    lines = [r for r in read_jsonl(tapped) if r.get("type") == "frame"]
+    assert 0 < len(lines) < frames  # it was cut loose, not waited for
 
 
 def test_ctrl_c_stops_cleanly_and_writes_the_summary(pipeline, video, tmp_path):

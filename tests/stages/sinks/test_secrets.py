@@ -4,6 +4,7 @@ its spec in a private file, and every URL in a log line is masked."""
 
 from __future__ import annotations
 
+import contextlib
 import stat
 import time
 
@@ -38,6 +39,7 @@ def test_no_child_command_line_or_log_holds_the_webhook_secrets(pipeline, run_ro
         "--sink", f"webhook:url={URL},flush=0",
     )  # fmt: skip
     seen: dict[int, str] = {}
+    modes: set[tuple[int, int]] = set()  # (file, folder) modes of the spec files
     deadline = time.monotonic() + 120
     try:
         parent = psutil.Process(up.pid)
@@ -47,6 +49,9 @@ def test_no_child_command_line_or_log_holds_the_webhook_secrets(pipeline, run_ro
                     seen[child.pid] = " ".join(child.cmdline())
                 except psutil.Error:
                     continue
+            for spec in run_root.rglob("*.spec"):
+                with contextlib.suppress(OSError):  # deleted at the end of the run
+                    modes.add((spec.stat().st_mode, spec.parent.stat().st_mode))
             time.sleep(0.2)
         _, stderr = up.communicate(timeout=60)
     finally:
@@ -64,9 +69,19 @@ def test_no_child_command_line_or_log_holds_the_webhook_secrets(pipeline, run_ro
         "http://***@127.0.0.1:9/x?token=***"
         in (run_root / "secrets" / "logs" / "sink-webhook.log").read_text()
     )
-    for spec in run_root.rglob("*.spec"):  # where the spec travels: the owner's only
-        assert stat.S_IMODE(spec.stat().st_mode) == 0o600
-        assert stat.S_IMODE(spec.parent.stat().st_mode) == 0o700
+    # Where the spec travels: the owner's only, and gone when the run ends.
+    assert {(stat.S_IMODE(f), stat.S_IMODE(d)) for f, d in modes} == {(0o600, 0o700)}
+    assert not list(run_root.rglob("*.spec"))
+
+
+def test_a_malformed_spec_is_refused_without_echoing_its_secrets(pipeline, video):
+    result = pipeline.run(
+        "up", "--source", str(video(5)), *FAST, "--sink", f"webhook:url={URL},{TOKEN}"
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "is not key=value" in lines[0], lines
+    assert PASSWORD not in result.stderr and TOKEN not in result.stderr, result.stderr
 
 
 def test_a_spec_can_come_from_a_file(tmp_path):
