@@ -557,7 +557,8 @@ def keys_show() -> None:
     typer.echo(KeyStore().own().public.decode())
 
 
-@keys_app.command("add")
+# A Z85 key may start with "-": taken as the argument it is, not an option.
+@keys_app.command("add", context_settings={"ignore_unknown_options": True})
 def keys_add(
     name: Annotated[str, typer.Argument(help="A name for the peer: letters, digits, . _ -")],
     public_key: Annotated[str, typer.Argument(help="Its public key (40 Z85 characters).")],

@@ -129,6 +129,16 @@ def test_add_list_remove(key_folders):
     assert "gpu" not in keys(server, "list").stdout
 
 
+def test_a_key_starting_with_a_dash_is_a_key_not_an_option(tmp_path):
+    """Z85 keys use "-" too: about one key in 85 starts with it (it made the
+    CI run of 2026-12-05 fail at `keys add`)."""
+    dashed = "-B(VfW]9!929RjTyfj=Y5dRnj8[lPW3OJ2nG3hy]"
+    for args in (["add", "gpu", dashed], ["add", "edge", dashed, "--server"]):
+        result = keys(tmp_path, *args)
+        assert result.returncode == 0, result.stderr
+    assert f"gpu {dashed}" in keys(tmp_path, "list").stdout
+
+
 class Server:
     """The server process: a ROUTER bound on tcp through the transport."""
 
