@@ -79,6 +79,11 @@ class Child:
             )
         self.restart_at = None
 
+    @property
+    def kind(self) -> str:
+        """The stage kind: the name without a worker's number (segment-1 -> segment)."""
+        return self.name.split("-")[0]
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -112,7 +117,7 @@ class Supervisor:
         self.failure: str | None = None
         self.progress: tuple = ()  # what the watchdog saw last, and when it changed
         self.progress_at = time.monotonic()
-        self.released: set[str] = set()  # idle workers told to stop after capture ended
+        self.released: set[str] = set()  # idle workers told to stop once the stream passed
         # Whatever arrived on the reports and control sockets that it could
         # not use, by kind (shown by `pipeline status`).
         self.rejects = transport.RejectCounter("supervisor")
@@ -350,18 +355,16 @@ class Supervisor:
         of it are held back by it; those downstream have caught up)."""
         now = time.monotonic()
         silent = [
-            (c.name, now - self.reports[c.name][0])
+            (c, now - self.reports[c.name][0])
             for c in self.children
             if c.alive() and c.name in self.reports and now - self.reports[c.name][0] > SILENT_S
         ]
         if silent:
-            name, age = min(silent, key=lambda row: STAGE_ORDER.index(row[0].split("-")[0]))
-            return f"{name} has not reported for {age:.0f} s"
+            child, age = min(silent, key=lambda row: STAGE_ORDER.index(row[0].kind))
+            return f"{child.name} has not reported for {age:.0f} s"
         order = STAGE_ORDER[:-1]  # sinks put out no frames
         totals = {
-            stage: sum(
-                self._frames_out(c.name) for c in self.children if c.name.split("-")[0] == stage
-            )
+            stage: sum(self._frames_out(c.name) for c in self.children if c.kind == stage)
             for stage in order
         }
         for before, after in reversed(list(itertools.pairwise(order))):
@@ -370,10 +373,10 @@ class Supervisor:
         return f"capture: {totals['capture']} frames read"
 
     def _upstream_finished(self, c: Child) -> bool:
-        position = STAGE_ORDER.index(c.name.split("-")[0])
+        position = STAGE_ORDER.index(c.kind)
         if position == 0:
             return False
-        upstream = [x for x in self.children if x.name.split("-")[0] == STAGE_ORDER[position - 1]]
+        upstream = [x for x in self.children if x.kind == STAGE_ORDER[position - 1]]
         return bool(upstream) and all(x.finished and x.exit_code == 0 for x in upstream)
 
     def _schedule_restart(self, c: Child, now: float) -> None:
