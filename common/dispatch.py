@@ -27,6 +27,7 @@ import numpy as np
 
 from repcoach.common import transport
 from repcoach.common.chunks import MAX_CHUNK_FRAMES, NOT_CHUNKED, Chunker
+from repcoach.common.clock import CLOCK_ID
 from repcoach.common.config import FlowPolicy
 from repcoach.common.messages import (
     EndOfStream,
@@ -360,6 +361,7 @@ class Dispatcher:
             prev_seq=self.prev_dispatched,
             t_mono_ns=captured.t_mono_ns,
             t_wall=captured.t_wall,
+            clock=CLOCK_ID,
             pts=captured.pts,
             width=w,
             height=h,

@@ -142,6 +142,9 @@ class FrameMeta:
     a live source opened) and is what tempo is measured in. `chunk` numbers
     the run of consecutive frames one segment worker handles from a fresh
     start (see `repcoach.common.chunks`); -1 for live frames, never chunked.
+    `t_mono_ns` and `t_wall` are when capture read the frame, on its
+    monotonic and wall clocks; `clock` names the machine whose monotonic
+    clock that is (see `repcoach.common.clock`).
     """
 
     source_id: str
@@ -155,6 +158,7 @@ class FrameMeta:
     pixel_format: str = PIXEL_FORMAT
     total: int = 0  # frames in the source when known (files), else 0
     chunk: int = -1
+    clock: str = ""  # the machine whose monotonic clock stamped t_mono_ns
 
     def to_wire(self) -> dict:
         return {
@@ -169,6 +173,7 @@ class FrameMeta:
             "fmt": self.pixel_format,
             "total": self.total,
             "chunk": self.chunk,
+            "clk": self.clock,
         }
 
     @classmethod
@@ -187,9 +192,12 @@ class FrameMeta:
             pixel_format=_field(d, "fmt", str, "meta"),
             total=_field(d, "total", int, "meta"),
             chunk=_field(d, "chunk", int, "meta"),
+            clock=_field(d, "clk", str, "meta"),
         )
         if meta.pixel_format != PIXEL_FORMAT:
             raise MessageError("malformed", f"pixel format {meta.pixel_format!r} unsupported")
+        if len(meta.clock) > 64:
+            raise MessageError("malformed", f"clock id of {len(meta.clock)} characters")
         if not (0 < meta.width <= 16384 and 0 < meta.height <= 16384):
             raise MessageError("malformed", f"frame size {meta.width}x{meta.height}")
         return meta

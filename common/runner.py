@@ -20,6 +20,7 @@ from typing import Protocol
 
 from repcoach.common import transport
 from repcoach.common.chunks import MAX_CHUNK_FRAMES, continues
+from repcoach.common.clock import frame_age_s
 from repcoach.common.config import FlowPolicy
 from repcoach.common.dispatch import DONE, EOS_KEY, HELLO, MAX_CREDITS, STOP
 from repcoach.common.messages import (
@@ -54,7 +55,8 @@ _TOPICS = (TOPIC_RESULT, TOPIC_VIDEO, TOPIC_STATE, TOPIC_EOS)
 
 
 def _age_s(packet: FramePacket) -> float:
-    return (time.monotonic_ns() - packet.meta.t_mono_ns) / 1e9
+    meta = packet.meta
+    return frame_age_s(meta.t_mono_ns, meta.t_wall, meta.clock)
 
 
 def _hand_over(out, peer: transport.PeerWatch, ctx: StageContext) -> None:

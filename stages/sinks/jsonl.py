@@ -7,23 +7,23 @@ tailing the file, or a crash, never sees half a record.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
+from repcoach.common.clock import frame_age_s
 from repcoach.common.messages import EndOfStream, FramePacket, SessionState
 from repcoach.common.specs import Spec
 from repcoach.stages.sinks import required_path
 
 
 def frame_record(packet: FramePacket) -> dict:
+    meta = packet.meta
     scores = {s.track_id: s for s in packet.scores}
     return {
         "type": "frame",
         "source": packet.meta.source_id,
         "seq": packet.meta.seq,
         "pts": round(packet.meta.pts, 4),
-        # capture -> this sink, wall clock (valid across hosts with synced clocks)
-        "age_ms": round((time.time() - packet.meta.t_wall) * 1000.0, 2),
+        "age_ms": round(frame_age_s(meta.t_mono_ns, meta.t_wall, meta.clock) * 1000.0, 2),
         "people": [
             {
                 "id": p.track_id,

@@ -250,6 +250,7 @@ def test_malformed_messages_are_rejected_counted_and_survived(pipeline, video, t
                         "fmt": "bgr24",
                         "total": 0,
                         "chunk": -1,
+                        "clk": "",
                     },
                     "persons": [],
                     "joints": [],
