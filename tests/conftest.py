@@ -155,3 +155,11 @@ def read_jsonl(path: Path) -> list[dict]:
         if line.strip():
             records.append(json.loads(line))
     return records
+
+
+def pytest_collection_modifyitems(items):
+    """A test that starts the pipeline's processes (the `pipeline` fixture)
+    is `slow` too, so `pytest -m "not slow"` is the in-process tier."""
+    for item in items:
+        if "pipeline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -185,6 +185,7 @@ def ask(sock: zmq.Socket, body: bytes, timeout_s: float = 3.0) -> bytes | None:
     return None
 
 
+@pytest.mark.slow  # five refused peers, each waited on for 3 s
 def test_only_allowed_keys_get_through(key_folders):
     server_keys, client_keys = key_folders
     server = Server(server_keys)

@@ -139,6 +139,7 @@ def file_weights(path: Path, layer: str) -> list[np.ndarray]:
         return [group[name][()] for name in group.attrs["weight_names"]]
 
 
+@pytest.mark.slow  # builds Mask R-CNN (about 25 s)
 @pytest.mark.parametrize("layer", CHECKED_LAYERS)
 def test_model_holds_the_file_weights(segmenter, weights_file, layer):
     in_model = segmenter.keras_model.get_layer(layer).get_weights()
@@ -148,6 +149,7 @@ def test_model_holds_the_file_weights(segmenter, weights_file, layer):
         assert np.array_equal(got, want)
 
 
+@pytest.mark.slow  # builds Mask R-CNN (about 25 s)
 def test_raw_detections_structure(detections, frame):
     n = len(detections.scores)
     assert n > 0
@@ -162,6 +164,7 @@ def test_raw_detections_structure(detections, frame):
     assert np.all((y0 >= 0) & (y0 < y1) & (y1 <= frame.shape[0]))
 
 
+@pytest.mark.slow  # builds Mask R-CNN (about 25 s)
 def test_segment_keeps_only_people(segmenter, detections, frame):
     before = frame.copy()
     persons = segmenter.segment(frame)
@@ -183,6 +186,7 @@ def test_segment_keeps_only_people(segmenter, detections, frame):
         assert np.array_equal(person.full_mask(640, 480), mask)
 
 
+@pytest.mark.slow  # builds Mask R-CNN (about 25 s)
 def test_same_detections_in_another_process(other_process, detections):
     out, err = other_process.communicate(timeout=600)
     assert other_process.returncode == 0, err[-3000:]
@@ -192,6 +196,7 @@ def test_same_detections_in_another_process(other_process, detections):
     assert theirs["boxes"] == detections.boxes.tolist()
 
 
+@pytest.mark.slow  # builds Mask R-CNN (about 25 s)
 def test_one_model_per_process(segmenter, weights_file):
     again = MaskRCNNSegmenter(weights_file, infer_speed="rapid", min_confidence=MIN_CONFIDENCE)
     assert again.keras_model is segmenter.keras_model
@@ -199,6 +204,7 @@ def test_one_model_per_process(segmenter, weights_file):
         MaskRCNNSegmenter(weights_file, infer_speed="fast")
 
 
+@pytest.mark.slow  # builds Mask R-CNN (about 25 s)
 @pytest.mark.parametrize(
     ("content", "message"),
     [
