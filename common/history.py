@@ -31,10 +31,12 @@ from typing import Any
 from repcoach.common.atomic import disk_full
 from repcoach.common.endpoints import data_root
 from repcoach.common.errors import UserError
+from repcoach.common.sqlite import open_database, transaction
 
 LEVELS = ("beginner", "intermediate", "advanced")
 DEFAULT_LEVEL = "intermediate"
 REP_KINDS = ("rep", "partial_rep", "hold")
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS members (
     name TEXT PRIMARY KEY,
@@ -123,10 +125,7 @@ class History:
             )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(SCHEMA)
+            db = open_database(path, SCHEMA, SCHEMA_VERSION)
         except (OSError, sqlite3.Error) as exc:
             reason = f"{exc}" + (", no space left on device" if disk_full(path.parent) else "")
             raise UserError(f"history database {path} cannot be used ({reason})") from None
@@ -137,8 +136,7 @@ class History:
         self.db.close()
 
     def _write(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        with self.db:  # one transaction: all rows or none
-            self.db.execute("BEGIN IMMEDIATE")
+        with transaction(self.db):  # all rows or none
             self.db.executemany(sql, rows)
 
     # --- members
