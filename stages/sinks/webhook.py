@@ -27,7 +27,6 @@ import hashlib
 import http.client
 import json
 import logging
-import random
 import socket
 import sqlite3
 import tempfile
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from repcoach.common.backoff import Backoff
 from repcoach.common.endpoints import data_root
 from repcoach.common.errors import UserError
 from repcoach.common.messages import EndOfStream, FeedbackEvent, FramePacket, SessionState
@@ -232,23 +232,6 @@ class Poster:
             return Outcome(Verdict.RETRY, getattr(reason, "strerror", None) or str(reason))
         except (OSError, http.client.HTTPException) as error:  # timeouts, resets
             return Outcome(Verdict.RETRY, str(error) or type(error).__name__)
-
-
-class Backoff:
-    """Exponential backoff with jitter: each delay is drawn from the upper
-    half of `first * 2**n`, capped at `cap`."""
-
-    def __init__(self, first: float = 0.5, cap: float = 30.0):
-        self.first, self.cap = first, cap
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.first * 2**self.failures)
-        self.failures += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 # --- the sender thread
