@@ -42,7 +42,13 @@ from pathlib import Path
 from repcoach.common.backoff import Backoff
 from repcoach.common.endpoints import data_root
 from repcoach.common.errors import UserError
-from repcoach.common.messages import EndOfStream, FeedbackEvent, FramePacket, SessionState
+from repcoach.common.messages import (
+    EndOfStream,
+    EventKind,
+    FeedbackEvent,
+    FramePacket,
+    SessionState,
+)
 from repcoach.common.redact import mask_url
 from repcoach.common.specs import Spec
 from repcoach.stages.sinks import check_writable
@@ -50,16 +56,7 @@ from repcoach.stages.sinks.outbox import DEFAULT_MAX_EVENTS, Outbox, holder_of
 
 log = logging.getLogger(__name__)
 
-EVENT_KINDS = (
-    "rep",
-    "partial_rep",
-    "cue",
-    "visibility",
-    "hold",
-    "exercise",
-    "person_enter",
-    "person_leave",
-)
+EVENT_KINDS = tuple(k.value for k in EventKind)
 OPTIONS = {"url", "queue", "kinds", "timeout", "max_queue", "flush"}
 EXAMPLE = "--sink webhook:url=http://127.0.0.1:8000/events"
 RETRY_STATUSES = {408, 429}
