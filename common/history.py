@@ -31,10 +31,13 @@ from typing import Any
 from repcoach.common.atomic import disk_full
 from repcoach.common.endpoints import data_root
 from repcoach.common.errors import UserError
+from repcoach.common.messages import EventKind
+from repcoach.common.sqlite import open_database, transaction
 
 LEVELS = ("beginner", "intermediate", "advanced")
 DEFAULT_LEVEL = "intermediate"
-REP_KINDS = ("rep", "partial_rep", "hold")
+REP_KINDS = (EventKind.REP, EventKind.PARTIAL_REP, EventKind.HOLD)
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS members (
     name TEXT PRIMARY KEY,
@@ -123,10 +126,7 @@ class History:
             )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(SCHEMA)
+            db = open_database(path, SCHEMA, SCHEMA_VERSION)
         except (OSError, sqlite3.Error) as exc:
             reason = f"{exc}" + (", no space left on device" if disk_full(path.parent) else "")
             raise UserError(f"history database {path} cannot be used ({reason})") from None
@@ -137,8 +137,7 @@ class History:
         self.db.close()
 
     def _write(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        with self.db:  # one transaction: all rows or none
-            self.db.execute("BEGIN IMMEDIATE")
+        with transaction(self.db):  # all rows or none
             self.db.executemany(sql, rows)
 
     # --- members
@@ -188,7 +187,7 @@ class History:
     ) -> None:
         """One rep, partial rep or hold (the event's `data`). A repeated
         event id is ignored, so re-delivery never counts a rep twice."""
-        number = detail.get("hold") if kind == "hold" else detail.get("rep")
+        number = detail.get("hold") if kind == EventKind.HOLD else detail.get("rep")
         row = (
             event_id,
             session,
@@ -304,8 +303,8 @@ class History:
 
 
 def exercise_summary(session: Mapping[str, Any], exercise: str, reps: list[dict]) -> dict:
-    full = [r for r in reps if r["kind"] == "rep"]
-    holds = [r for r in reps if r["kind"] == "hold"]
+    full = [r for r in reps if r["kind"] == EventKind.REP]
+    holds = [r for r in reps if r["kind"] == EventKind.HOLD]
     scored = [r["score"] for r in full + holds if r["score"] is not None]
     faults: dict[str, int] = {}
     for rep in full + holds:
@@ -321,7 +320,7 @@ def exercise_summary(session: Mapping[str, Any], exercise: str, reps: list[dict]
         "member": session["member"],
         "exercise": exercise,
         "reps": len(full),
-        "partial_reps": sum(r["kind"] == "partial_rep" for r in reps),
+        "partial_reps": sum(r["kind"] == EventKind.PARTIAL_REP for r in reps),
         "holds": len(holds),
         "hold_s": round(sum(r["seconds"] or 0 for r in holds), 1),
         "mean_score": round(sum(scored) / len(scored), 1) if scored else None,

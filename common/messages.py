@@ -24,6 +24,7 @@ masks within the frame they belong to (plus `BOX_MARGIN` of its size).
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import reprlib
 from dataclasses import dataclass, field
@@ -406,6 +407,44 @@ class PersonScore:
         )
 
 
+class _Vocabulary(str, enum.Enum):
+    """A closed set of words that travel as plain strings (on the wire, in
+    JSON, in SQLite) and compare equal to them."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: str, where: str):
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(m.value for m in cls)
+            shown = reprlib.repr(value)
+            raise MessageError("malformed", f"{where} {shown} unknown (valid: {valid})") from None
+
+
+class EventKind(_Vocabulary):
+    """What a feedback event reports: the vocabulary sinks and apps see."""
+
+    REP = "rep"
+    PARTIAL_REP = "partial_rep"
+    CUE = "cue"
+    VISIBILITY = "visibility"
+    HOLD = "hold"
+    EXERCISE = "exercise"
+    PERSON_ENTER = "person_enter"
+    PERSON_LEAVE = "person_leave"
+
+
+class Severity(_Vocabulary):
+    """How much an event matters, least first."""
+
+    INFO = "info"
+    WARN = "warn"
+    FAULT = "fault"
+
+
 @dataclass(frozen=True)
 class FeedbackEvent:
     """Something worth telling a person or an app: a rep, a cue, a person
@@ -413,23 +452,23 @@ class FeedbackEvent:
     """
 
     event_id: str
-    kind: str
+    kind: EventKind
     track_id: int
     seq: int
     pts: float
     text: str
-    severity: str = "info"  # info | warn | fault
+    severity: Severity = Severity.INFO
     data: dict = field(default_factory=dict)
 
     def to_wire(self) -> dict:
         return {
             "id": self.event_id,
-            "kind": self.kind,
+            "kind": str(self.kind),
             "track": self.track_id,
             "seq": self.seq,
             "pts": self.pts,
             "text": self.text,
-            "sev": self.severity,
+            "sev": str(self.severity),
             "data": self.data,
         }
 
@@ -446,12 +485,12 @@ class FeedbackEvent:
             raise MessageError("malformed", "event is not a map")
         return cls(
             event_id=_field(d, "id", str, "event"),
-            kind=_field(d, "kind", str, "event"),
+            kind=EventKind.parse(_field(d, "kind", str, "event"), "event kind"),
             track_id=_field(d, "track", int, "event"),
             seq=_field(d, "seq", int, "event"),
             pts=_field(d, "pts", float, "event"),
             text=_field(d, "text", str, "event"),
-            severity=_field(d, "sev", str, "event"),
+            severity=Severity.parse(_field(d, "sev", str, "event"), "event severity"),
             data=_field(d, "data", dict, "event"),
         )
 

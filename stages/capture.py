@@ -23,6 +23,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from repcoach.common.backoff import Backoff  # noqa: E402
 from repcoach.common.errors import UserError  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -167,18 +168,18 @@ class LiveSource:
         self.should_stop: Callable[[], bool] = lambda: False
 
     def read(self) -> np.ndarray | None:
-        backoff = 0.5
+        backoff = Backoff(first=0.5, cap=10.0)
         while not self.should_stop():
             ok, frame = self._capture.read()
             if ok:
                 return _bgr(frame)
-            log.warning("%s stopped delivering frames; reconnecting in %.1f s", self._what, backoff)
+            delay = backoff.next_delay()
+            log.warning("%s stopped delivering frames; reconnecting in %.1f s", self._what, delay)
             self._capture.release()
-            deadline = time.monotonic() + backoff
+            deadline = time.monotonic() + delay
             while time.monotonic() < deadline and not self.should_stop():
                 time.sleep(0.05)
             self._capture = self._opener()
-            backoff = min(backoff * 2, 10.0)
         return None
 
     def close(self) -> None:

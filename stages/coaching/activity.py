@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from repcoach.common.landmarks import Landmark as L
-from repcoach.common.messages import PersonJoints
+from repcoach.common.messages import EventKind, PersonJoints
 from repcoach.stages.coaching.athlete import Athlete, Note
 from repcoach.stages.coaching.measures import MIN_VISIBILITY, SIDES
 
@@ -50,7 +50,7 @@ FRAME_MARGIN = 0.05  # of the frame size: a joint this little outside is still s
 RHYTHM_GAP_S = 8.0  # longest pause between two reps that still makes them a series
 RHYTHM_RATIO = 3.0  # two reps of a series differ in duration by at most this factor
 HISTORY_S = 40.0  # body positions kept (a slow rep plus the one before it)
-REP_KINDS = ("rep", "partial_rep")
+REP_KINDS = (EventKind.REP, EventKind.PARTIAL_REP)
 
 _HIPS = [L.LEFT_HIP, L.RIGHT_HIP]
 _SHOULDERS = [L.LEFT_SHOULDER, L.RIGHT_SHOULDER]
@@ -126,7 +126,7 @@ class TrainingGate:
         for note in notes:
             if note.kind in REP_KINDS:
                 self._add_rep(athlete, note)
-            elif self._reps and note.kind == "cue" and "rep" in note.data:
+            elif self._reps and note.kind == EventKind.CUE and "rep" in note.data:
                 self._reps[-1].notes.append(note)  # the cue a rep earned
             else:
                 self._loose.append(note)
@@ -135,12 +135,14 @@ class TrainingGate:
         if (athlete.spec.is_hold and athlete.holds > 0) or self._series():
             self.established = True
             held = [n for r in self._reps for n in r.notes] + [
-                n for n in self._loose if n.kind in ("exercise", "hold", "cue")
+                n
+                for n in self._loose
+                if n.kind in (EventKind.EXERCISE, EventKind.HOLD, EventKind.CUE)
             ]
             self._reps, self._loose = [], []
             return [self._publish(n) for n in sorted(held, key=_order)]
         if not self._reps:
-            self._loose = [n for n in self._loose if n.kind == "exercise"]
+            self._loose = [n for n in self._loose if n.kind == EventKind.EXERCISE]
         return []
 
     def discard(self) -> None:
@@ -159,16 +161,16 @@ class TrainingGate:
     def _publish(self, note: Note) -> Note:
         """The note numbered among the published reps (the athlete numbers
         every rep it counted, the dropped ones too)."""
-        if note.kind == "rep":
+        if note.kind == EventKind.REP:
             self.reps += 1
             note.data["rep"] = self.reps
             return Note(note.kind, f"Rep {self.reps}", note.severity, note.data)
-        if note.kind == "partial_rep":
+        if note.kind == EventKind.PARTIAL_REP:
             self.partial_reps += 1
             note.data["rep"] = self.partial_reps
             text = f"Partial rep {self.partial_reps}: not counted"
             return Note(note.kind, text, note.severity, note.data)
-        if note.kind == "cue" and "rep" in note.data:  # the cue a rep earned
+        if note.kind == EventKind.CUE and "rep" in note.data:  # the cue a rep earned
             note.data["rep"] = self.partial_reps if note.data.get("partial") else self.reps
         return note
 
@@ -202,7 +204,7 @@ class TrainingGate:
 
 def _order(note: Note) -> int:
     """Held notes are published in the order they came, the exercise first."""
-    return 0 if note.kind == "exercise" else 1
+    return 0 if note.kind == EventKind.EXERCISE else 1
 
 
 def _in_place(frames: list[_Frame]) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repcoach.common.history import Baseline
-from repcoach.common.messages import PersonJoints
+from repcoach.common.messages import EventKind, PersonJoints, Severity
 from repcoach.stages.coaching.baseline import Comparison, PersonalBaseline
 from repcoach.stages.coaching.measures import MIN_VISIBILITY, read, side_visibility, view_ratio
 from repcoach.stages.coaching.reps import Movement, RepCounter
@@ -58,9 +58,9 @@ class Note:
     """Something to tell: `kind` is a feedback event kind (rep, partial_rep,
     cue, visibility, hold, ...)."""
 
-    kind: str
+    kind: EventKind
     text: str
-    severity: str = "info"
+    severity: Severity = Severity.INFO
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -116,7 +116,7 @@ class Athlete:
                 c.measure,
                 "turn",
                 spec.views,
-                "warn",
+                Severity.WARN,
                 spec.cues["short" if short else "partial"],
                 penalty=15.0,
             )
@@ -205,7 +205,9 @@ class Athlete:
                 return []
         self._announced = (blocker, pts)
         text = self.spec.cues[blocker]
-        return [Note("visibility", text, "warn", {"reason": blocker, "missing": missing})]
+        return [
+            Note(EventKind.VISIBILITY, text, Severity.WARN, {"reason": blocker, "missing": missing})
+        ]
 
     @property
     def paused(self) -> bool:
@@ -267,11 +269,11 @@ class Athlete:
         verdict = judge(rules, frames, turn, extra)
         if movement.full:
             self.reps += 1
-            number, kind = self.reps, "rep"
+            number, kind = self.reps, EventKind.REP
             self.form_score = verdict.score
         else:
             self.partial_reps += 1
-            number, kind = self.partial_reps, "partial_rep"
+            number, kind = self.partial_reps, EventKind.PARTIAL_REP
         detail = self._rep_detail(number, movement, counting, verdict)
         comparison = None
         if movement.full and not movement.cut:  # a cut rep's range or tempo is not all seen
@@ -283,7 +285,7 @@ class Athlete:
         self.log.append(detail)
         self.last_rep_pts = movement.end.pts
         text = f"Rep {number}" if movement.full else f"Partial rep {number}: not counted"
-        notes = [Note(kind, text, "info" if not verdict.faults else "warn", detail)]
+        notes = [Note(kind, text, Severity.INFO if not verdict.faults else Severity.WARN, detail)]
         cue = self._rep_cue(verdict, number, movement.full, movement.end.pts, comparison)
         if cue is not None:
             notes.append(cue)
@@ -337,18 +339,18 @@ class Athlete:
             text, severity, fault = comparison.text, comparison.severity, None
             extra = comparison.data
         elif verdict.praise and full and pts - self._last_praise_pts >= PRAISE_GAP_S:
-            text, severity, fault = verdict.praise[0], "info", None
+            text, severity, fault = verdict.praise[0], Severity.INFO, None
         else:
             return None
         if pts - self._last_cue_pts < CUE_GAP_S:
             return None
         if text == self._last_cue_text and pts - self._last_cue_pts < SAME_CUE_GAP_S:
             return None
-        if fault is None and severity == "info":
+        if fault is None and severity == Severity.INFO:
             self._last_praise_pts = pts
         self._last_cue_pts, self._last_cue_text, self.last_cue = pts, text, text
         data = {"rep": number, "partial": not full, "fault": fault, **extra}
-        return Note("cue", text, severity, data)
+        return Note(EventKind.CUE, text, severity, data)
 
     # --- holds
 
@@ -396,7 +398,12 @@ class Athlete:
                 self._hold_cue_pts[rule.id] = record.pts
                 self.last_cue = rule.cue
                 notes.append(
-                    Note("cue", rule.cue, rule.severity, {"hold": hold.number, "fault": rule.id})
+                    Note(
+                        EventKind.CUE,
+                        rule.cue,
+                        rule.severity,
+                        {"hold": hold.number, "fault": rule.id},
+                    )
                 )
         hold.active = now
         self.form_score = self._hold_score(hold)
@@ -427,7 +434,7 @@ class Athlete:
             "score": round(score, 1),
         }
         self.log.append(detail)
-        return Note("hold", f"Held {seconds:.0f} s", "info", detail)
+        return Note(EventKind.HOLD, f"Held {seconds:.0f} s", "info", detail)
 
     def finish(self) -> list[Note]:
         """End of stream: a hold in progress ends; a rep the end cut off is

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from statistics import median
 
 from repcoach.common.history import Baseline
+from repcoach.common.messages import Severity
 
 CALIBRATION_REPS = 3
 DEGREE_MARGIN = 8.0  # a range this much (or ROM_SHARE) past the norm is worth a word
@@ -25,7 +26,7 @@ RUSHED_SHARE = 0.6  # a rep this much quicker than the norm is rushed
 @dataclass(frozen=True)
 class Comparison:
     text: str
-    severity: str  # info (praise) or warn
+    severity: Severity  # info (praise) or warn
     data: dict
 
 
@@ -75,10 +76,10 @@ class PersonalBaseline:
         }
         if rom < self.rom - self._margin(self.rom):
             cue = "Shallower than your first reps: keep the full range"
-            return data, Comparison(cue, "warn", {"baseline": "rom"})
+            return data, Comparison(cue, Severity.WARN, {"baseline": "rom"})
         if tempo_s < RUSHED_SHARE * self.tempo_s:
             cue = "Slow down: control every rep like your first ones"
-            return data, Comparison(cue, "warn", {"baseline": "tempo"})
+            return data, Comparison(cue, Severity.WARN, {"baseline": "tempo"})
         return data, None
 
     def _against_prior(self) -> Comparison | None:
@@ -91,9 +92,11 @@ class PersonalBaseline:
             "session": prior.session,
         }
         if rom > prior.rom + self._margin(prior.rom):
-            return Comparison("Fuller range than your last session. Great work!", "info", data)
+            return Comparison(
+                "Fuller range than your last session. Great work!", Severity.INFO, data
+            )
         if rom < prior.rom - self._margin(prior.rom):
             return Comparison(
-                "Less range than last session: aim for your usual depth", "warn", data
+                "Less range than last session: aim for your usual depth", Severity.WARN, data
             )
         return None

@@ -30,6 +30,7 @@ from repcoach.common.messages import (
     PHASE_RECOGNISING,
     PHASE_REFLECTION,
     EndOfStream,
+    EventKind,
     FeedbackEvent,
     FramePacket,
     PersonJoints,
@@ -131,7 +132,7 @@ class Coach:
             if track not in self._present:
                 self._present.add(track)
                 if len(person.tracks) == 1:
-                    note = Note("person_enter", "Welcome! Step in.")
+                    note = Note(EventKind.PERSON_ENTER, "Welcome! Step in.")
                     events.append(self._event(packet, track, note))
             person.last_pts = pts
             if track in reflections:
@@ -143,7 +144,9 @@ class Coach:
         gone = [t for t in self._present if pts - self._people[t].last_pts > LEAVE_AFTER_S]
         for track in sorted(gone):
             self._present.discard(track)
-            events.append(self._event(packet, track, Note("person_leave", "See you next set.")))
+            events.append(
+                self._event(packet, track, Note(EventKind.PERSON_LEAVE, "See you next set."))
+            )
         return packet.replace(scores=tuple(scores), events=tuple(events))
 
     def drops(self) -> dict[str, int]:
@@ -198,7 +201,7 @@ class Coach:
                 gate.discard()
             person.athlete = athlete = self._athlete(person, self.adapt(self.exercises.get(name)))
             title = athlete.spec.title
-            notes.append(Note("exercise", f"{title}: let's go!", data={"exercise": name}))
+            notes.append(Note(EventKind.EXERCISE, f"{title}: let's go!", data={"exercise": name}))
             for old_joints, old_seq, old_pts in person.replay:  # the reps already under way
                 if old_pts > since:
                     notes.extend(athlete.step(old_joints, old_seq, old_pts))

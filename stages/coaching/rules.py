@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from repcoach.common.messages import Severity
 from repcoach.stages.coaching.spec import Rule
 
 NAN = float("nan")
@@ -49,7 +50,7 @@ class Verdict:
         return list(dict.fromkeys(r.id for r in self.faults))
 
 
-_SEVERITY_ORDER = {"fault": 0, "warn": 1, "info": 2}
+_SEVERITY_ORDER = {Severity.FAULT: 0, Severity.WARN: 1, Severity.INFO: 2}
 
 
 def majority_view(frames: Sequence[FrameRecord]) -> str:

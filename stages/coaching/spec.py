@@ -16,9 +16,10 @@ from typing import Any
 
 from repcoach.common.errors import UserError
 from repcoach.common.landmarks import Landmark
+from repcoach.common.messages import Severity
 
 VIEWS = ("side", "oblique", "front")  # see `athlete.VIEW_BOUNDS`
-SEVERITIES = ("info", "warn", "fault")
+SEVERITIES = tuple(s.value for s in Severity)
 # How a measure picks the body side it reads.
 SIDE_MODES = ("near", "left", "right", "mean", "min", "max", "lead", "none")
 # What a measure computes from its joints (see `measures.py`).
@@ -132,7 +133,7 @@ class Rule:
     measure: str
     at: str
     views: tuple[str, ...]
-    severity: str
+    severity: Severity
     cue: str
     below: float | None = None
     above: float | None = None
@@ -354,7 +355,7 @@ def _rule(f: _Field, measures: Mapping[str, Measure], views: tuple[str, ...]) ->
         raise _Field(f.source, f"{f.path}.below", None).fail("is missing (give below or above)")
     if f.get("slack") and f.child("slack").number() < 0:
         raise f.child("slack").fail("must be 0 or more")
-    severity = f.child("severity").choice(SEVERITIES)
+    severity = Severity(f.child("severity").choice(SEVERITIES))
     penalty = f.child("penalty").number() if f.get("penalty") else _PENALTY[severity]
     return Rule(
         id=f.child("id").text(),
@@ -372,7 +373,7 @@ def _rule(f: _Field, measures: Mapping[str, Measure], views: tuple[str, ...]) ->
     )
 
 
-_PENALTY = {"info": 5.0, "warn": 15.0, "fault": 30.0}
+_PENALTY = {Severity.INFO: 5.0, Severity.WARN: 15.0, Severity.FAULT: 30.0}
 _DEFAULT_CUES = {
     "out_of_view": "Step into view so I can see your whole body",
     "turn_side": "Turn side-on to the camera",

@@ -28,10 +28,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from repcoach.common.errors import UserError
+from repcoach.common.sqlite import open_database, transaction
 
 DEFAULT_MAX_EVENTS = 100_000
 KEEP_REJECTED = 1000
 
+_SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     pos INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -83,10 +85,7 @@ class Outbox:
         self._lock_file = self._take_lock(path)
         self._mutex = threading.Lock()
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: survives a crash
-            self._db.executescript(_SCHEMA)
+            self._db = open_database(path, _SCHEMA, _SCHEMA_VERSION, threads=True)
             self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             self._lock_file.close()
@@ -116,15 +115,11 @@ class Outbox:
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         with self._mutex:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield
-                self._db.execute("COMMIT")  # can fail too (a full disk): rolled back below
+                with transaction(self._db):
+                    yield
             except BaseException:
-                if self._db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._db.execute("ROLLBACK")
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(sqlite3.Error):  # what the rollback left
                     self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
                 raise
 

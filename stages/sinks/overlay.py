@@ -20,7 +20,14 @@ import numpy as np
 
 from repcoach.common.errors import UserError
 from repcoach.common.landmarks import SKELETON_EDGES
-from repcoach.common.messages import FramePacket, PersonInstance, PersonJoints, PersonScore
+from repcoach.common.messages import (
+    EventKind,
+    FramePacket,
+    PersonInstance,
+    PersonJoints,
+    PersonScore,
+    Severity,
+)
 from repcoach.stages.coaching.registry import get_exercise
 from repcoach.stages.coaching.spec import Measure
 from repcoach.stages.sinks.privacy import blur_faces
@@ -32,8 +39,19 @@ FORGET_SECONDS = 10.0  # drop the state of a track unseen this long
 MIN_VISIBILITY = 0.5
 MASK_ALPHA = 0.3
 # Events whose text is worth a banner; reps show in the label instead.
-BANNER_KINDS = {"cue", "visibility", "hold", "exercise", "person_enter", "partial_rep"}
-SEVERITY_BGR = {"info": (255, 255, 255), "warn": (0, 200, 255), "fault": (60, 60, 255)}
+BANNER_KINDS = {
+    EventKind.CUE,
+    EventKind.VISIBILITY,
+    EventKind.HOLD,
+    EventKind.EXERCISE,
+    EventKind.PERSON_ENTER,
+    EventKind.PARTIAL_REP,
+}
+SEVERITY_BGR = {
+    Severity.INFO: (255, 255, 255),
+    Severity.WARN: (0, 200, 255),
+    Severity.FAULT: (60, 60, 255),
+}
 # Distinct, bright on dark and dark on bright (BGR); track id picks one.
 PALETTE = (
     (255, 170, 0),
@@ -60,7 +78,7 @@ def track_colour(track_id: int) -> tuple[int, int, int]:
 @dataclass
 class _Track:
     cue: str = ""
-    severity: str = "info"
+    severity: Severity = Severity.INFO
     cue_pts: float = -math.inf
     last_cue_field: str | None = None  # PersonScore.last_cue as last seen
     seen_pts: float = 0.0
@@ -164,7 +182,7 @@ class Overlay:
             state = self._tracks[score.track_id]
             if score.last_cue and score.last_cue != state.last_cue_field:
                 if score.last_cue != state.cue:
-                    state.cue, state.severity, state.cue_pts = score.last_cue, "warn", now
+                    state.cue, state.severity, state.cue_pts = score.last_cue, Severity.WARN, now
                 state.last_cue_field = score.last_cue
         for track, state in list(self._tracks.items()):
             # pts going backwards means a new stream: forget everything.
@@ -276,5 +294,5 @@ class Overlay:
         for row, ((track, state), text) in enumerate(zip(live, texts, strict=True)):
             y = top + row * line
             cv2.rectangle(image, (0, y), (10, y + line), track_colour(track), -1)
-            colour = SEVERITY_BGR.get(state.severity, SEVERITY_BGR["info"])
+            colour = SEVERITY_BGR.get(state.severity, SEVERITY_BGR[Severity.INFO])
             _text(image, text, (18, y + line - 9), big, colour, 2)

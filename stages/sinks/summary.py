@@ -10,7 +10,7 @@ from pathlib import Path
 
 from repcoach.common.atomic import write_failure, write_json_atomic
 from repcoach.common.errors import UserError
-from repcoach.common.messages import PHASE_IDLE, EndOfStream, FramePacket, SessionState
+from repcoach.common.messages import PHASE_IDLE, EndOfStream, EventKind, FramePacket, SessionState
 from repcoach.common.specs import Spec
 from repcoach.stages.sinks import required_path
 
@@ -30,11 +30,11 @@ class RepLog:
     def add(self, packet: FramePacket) -> None:
         exercise_of = {s.track_id: s.exercise for s in packet.scores}
         for event in packet.events:
-            if event.kind not in ("rep", "partial_rep"):
+            if event.kind not in (EventKind.REP, EventKind.PARTIAL_REP):
                 continue
             exercise = event.data.get("exercise") or exercise_of.get(event.track_id) or "unknown"
             entry = self.people[event.track_id].setdefault(exercise, {"reps": [], "partial": 0})
-            if event.kind == "rep":
+            if event.kind == EventKind.REP:
                 detail = {k: event.data.get(k) for k in DETAIL_FIELDS}
                 detail["faults"] = list(detail["faults"] or [])
                 entry["reps"].append(detail)

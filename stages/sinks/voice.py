@@ -31,7 +31,14 @@ from typing import Protocol
 
 from repcoach.common.atomic import write_json_atomic
 from repcoach.common.errors import UserError
-from repcoach.common.messages import EndOfStream, FeedbackEvent, FramePacket, SessionState
+from repcoach.common.messages import (
+    EndOfStream,
+    EventKind,
+    FeedbackEvent,
+    FramePacket,
+    SessionState,
+    Severity,
+)
 from repcoach.common.specs import Spec
 from repcoach.stages.sinks import check_writable, required_path
 from repcoach.stages.sinks.speech import ESPEAK_RATE_HZ, Clip, Speakers, Timeline, Voice
@@ -47,14 +54,21 @@ SHUTDOWN = "shutdown"  # drop reasons besides the queue's own
 FAILED = "failed"
 
 # What matters most to the person training goes first and is dropped last.
-PRIORITY = {"rep": 3, "partial_rep": 2, "cue": 2, "visibility": 2, "hold": 2, "exercise": 1}
+PRIORITY = {
+    EventKind.REP: 3,
+    EventKind.PARTIAL_REP: 2,
+    EventKind.CUE: 2,
+    EventKind.VISIBILITY: 2,
+    EventKind.HOLD: 2,
+    EventKind.EXERCISE: 1,
+}
 PRAISE_PRIORITY = 1  # a cue with severity "info": nice to hear, first to go
 
 
 def spoken_text(event: FeedbackEvent) -> str:
-    if event.kind == "rep":
+    if event.kind == EventKind.REP:
         return str(event.data.get("rep") or event.text.removeprefix("Rep "))
-    if event.kind == "partial_rep":
+    if event.kind == EventKind.PARTIAL_REP:
         return "Not counted"
     return event.text
 
@@ -64,10 +78,10 @@ def utterance_for(event: FeedbackEvent, now: float, prefix: bool) -> Utterance |
     priority = PRIORITY.get(event.kind)
     if priority is None or not event.text:
         return None
-    if event.kind == "cue" and event.severity == "info":
+    if event.kind == EventKind.CUE and event.severity == Severity.INFO:
         priority = PRAISE_PRIORITY
     person, text = event.person, spoken_text(event)
-    count = event.kind == "rep"
+    count = event.kind == EventKind.REP
     return Utterance(
         text=f"Person {person}: {text}" if prefix else text,
         priority=priority,
@@ -175,7 +189,7 @@ class VoiceSink:
         if not self.wanted(event):
             return
         person = event.person
-        if event.kind == "person_leave":
+        if event.kind == EventKind.PERSON_LEAVE:
             self._present.discard(person)
             return
         self._present.add(person)

@@ -20,6 +20,7 @@ from typing import Any
 
 from repcoach.common.messages import (
     EndOfStream,
+    EventKind,
     FeedbackEvent,
     FramePacket,
     PersonScore,
@@ -27,7 +28,7 @@ from repcoach.common.messages import (
 )
 from repcoach.stages.sinks.overlay import track_colour
 
-REP_KINDS = ("rep", "partial_rep")
+REP_KINDS = (EventKind.REP, EventKind.PARTIAL_REP)
 
 
 def colour_hex(track_id: int) -> str:
@@ -59,7 +60,7 @@ def rep_row(event: FeedbackEvent, exercise: str | None) -> dict[str, Any]:
         "colour": colour_hex(event.track_id),
         "exercise": data.get("exercise") or exercise,
         "rep": data.get("rep"),
-        "partial": event.kind == "partial_rep" or bool(data.get("partial")),
+        "partial": event.kind == EventKind.PARTIAL_REP or bool(data.get("partial")),
         "score": data.get("score"),
         "faults": list(data.get("faults") or []),
         "tempo_down_s": data.get("tempo_down_s"),

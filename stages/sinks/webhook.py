@@ -27,7 +27,6 @@ import hashlib
 import http.client
 import json
 import logging
-import random
 import socket
 import sqlite3
 import tempfile
@@ -40,9 +39,16 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from repcoach.common.backoff import Backoff
 from repcoach.common.endpoints import data_root
 from repcoach.common.errors import UserError
-from repcoach.common.messages import EndOfStream, FeedbackEvent, FramePacket, SessionState
+from repcoach.common.messages import (
+    EndOfStream,
+    EventKind,
+    FeedbackEvent,
+    FramePacket,
+    SessionState,
+)
 from repcoach.common.redact import mask_url
 from repcoach.common.specs import Spec
 from repcoach.stages.sinks import check_writable
@@ -50,16 +56,7 @@ from repcoach.stages.sinks.outbox import DEFAULT_MAX_EVENTS, Outbox, holder_of
 
 log = logging.getLogger(__name__)
 
-EVENT_KINDS = (
-    "rep",
-    "partial_rep",
-    "cue",
-    "visibility",
-    "hold",
-    "exercise",
-    "person_enter",
-    "person_leave",
-)
+EVENT_KINDS = tuple(k.value for k in EventKind)
 OPTIONS = {"url", "queue", "kinds", "timeout", "max_queue", "flush"}
 EXAMPLE = "--sink webhook:url=http://127.0.0.1:8000/events"
 RETRY_STATUSES = {408, 429}
@@ -232,23 +229,6 @@ class Poster:
             return Outcome(Verdict.RETRY, getattr(reason, "strerror", None) or str(reason))
         except (OSError, http.client.HTTPException) as error:  # timeouts, resets
             return Outcome(Verdict.RETRY, str(error) or type(error).__name__)
-
-
-class Backoff:
-    """Exponential backoff with jitter: each delay is drawn from the upper
-    half of `first * 2**n`, capped at `cap`."""
-
-    def __init__(self, first: float = 0.5, cap: float = 30.0):
-        self.first, self.cap = first, cap
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.first * 2**self.failures)
-        self.failures += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 # --- the sender thread

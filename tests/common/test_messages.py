@@ -162,3 +162,16 @@ def test_constructors_check_shapes():
         PersonJoints(1, np.zeros((17, 2)), np.zeros(33), np.zeros((33, 3)))
     with pytest.raises(ValueError, match="pixels must be uint8"):
         FramePacket(meta(), np.zeros((10, 10, 3), np.uint8))
+
+
+def test_an_event_of_an_unknown_kind_or_severity_is_malformed():
+    from repcoach.common.messages import EventKind, FeedbackEvent, Severity
+
+    event = FeedbackEvent("e1", EventKind.REP, 1, 5, 0.2, "Rep 1", Severity.INFO)
+    wire = event.to_wire()
+    assert wire["kind"] == "rep" and type(wire["kind"]) is str
+    assert FeedbackEvent.from_wire(wire) == event
+    with pytest.raises(MessageError, match="event kind 'teapot' unknown .valid: rep, partial_rep"):
+        FeedbackEvent.from_wire(wire | {"kind": "teapot"})
+    with pytest.raises(MessageError, match=r"event severity 'x+\.\.\.x+' unknown"):
+        FeedbackEvent.from_wire(wire | {"sev": "x" * 1000})

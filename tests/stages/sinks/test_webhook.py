@@ -23,7 +23,6 @@ from repcoach.common.specs import Spec
 from repcoach.stages.sinks import make_sink
 from repcoach.stages.sinks.outbox import Outbox
 from repcoach.stages.sinks.webhook import (
-    Backoff,
     WebhookSink,
     default_queue,
     from_spec,
@@ -247,16 +246,6 @@ def test_retry_after_is_honoured(apps, tmp_path):
     times = [t for t, _key in app.attempts]
     assert len(times) == 2  # refused once, then it waited as told and got through
     assert times[1] - times[0] >= 1.9
-
-
-def test_backoff_doubles_with_jitter_up_to_the_cap():
-    backoff = Backoff(first=0.5, cap=30.0)
-    delays = [backoff.next_delay() for _ in range(10)]
-    for n, delay in enumerate(delays):
-        ceiling = min(30.0, 0.5 * 2**n)
-        assert ceiling / 2 <= delay <= ceiling
-    backoff.reset()
-    assert backoff.next_delay() <= 0.5
 
 
 @pytest.mark.parametrize(
