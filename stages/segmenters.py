@@ -11,10 +11,18 @@ import numpy as np
 
 from repcoach.common.errors import UserError
 from repcoach.common.messages import PersonInstance
+from repcoach.common.registry import Registry
 from repcoach.common.specs import Spec
 from repcoach.stages.base import Segmenter
 
-SEGMENTERS = ("blazepose", "maskrcnn", "passthrough")
+SEGMENTERS = Registry(
+    "segmenter",
+    {
+        "blazepose": "repcoach.stages.segmenters:blazepose_from_spec",
+        "maskrcnn": "repcoach.stages.segmenters:maskrcnn_from_spec",
+        "passthrough": "repcoach.stages.segmenters:passthrough_from_spec",
+    },
+)
 
 
 class PassthroughSegmenter:
@@ -55,21 +63,54 @@ def _jitter(spec: Spec) -> tuple[float, float]:
     return lo, hi
 
 
+# Each backend's factory (see `repcoach.common.registry`): checks its options
+# and, with `build`, loads its model.
+
+
+def passthrough_from_spec(
+    spec: Spec, build: bool, weights_dir: Path, landmarks: bool
+) -> Segmenter | None:
+    spec.check_known({"jitter_ms"})
+    return PassthroughSegmenter() if build else None
+
+
+def blazepose_from_spec(
+    spec: Spec, build: bool, weights_dir: Path, landmarks: bool
+) -> Segmenter | None:
+    spec.check_known({"jitter_ms"})
+    if not build:
+        return None
+    from repcoach.stages.blazepose import BlazePoseSegmenter
+
+    return BlazePoseSegmenter(landmarks=landmarks)
+
+
+def maskrcnn_from_spec(
+    spec: Spec, build: bool, weights_dir: Path, landmarks: bool
+) -> Segmenter | None:
+    spec.check_known({"speed", "jitter_ms"})
+    speed = spec.take("speed", "average", {"full", "average", "fast", "rapid"})
+    from repcoach.stages.maskrcnn import MaskRCNNSegmenter, require_weights, weights_path
+
+    require_weights(weights_path(weights_dir))
+    return MaskRCNNSegmenter(weights_path(weights_dir), infer_speed=speed) if build else None
+
+
+def _from_text(
+    text: str, build: bool, weights_dir: Path, landmarks: bool = False
+) -> tuple[Spec, Segmenter | None]:
+    """The parsed spec (all its options checked first) and, with `build`,
+    the backend."""
+    spec = Spec.parse(text, "--segmenter")
+    factory = SEGMENTERS.factory(spec.name)
+    factory(spec, False, weights_dir, landmarks)
+    _jitter(spec)
+    return spec, factory(spec, True, weights_dir, landmarks) if build else None
+
+
 def check_segmenter(text: str, weights_dir: Path) -> Spec:
     """Validate a `--segmenter` value up front (cheap: loads no model)."""
-    spec = Spec.parse(text, "--segmenter")
-    if spec.name not in SEGMENTERS:
-        raise UserError(f"unknown segmenter {spec.name!r}; valid: {', '.join(SEGMENTERS)}")
-    if spec.name == "maskrcnn":
-        spec.check_known({"speed", "jitter_ms"})
-        spec.take("speed", "average", {"full", "average", "fast", "rapid"})
-        from repcoach.stages.maskrcnn import require_weights, weights_path
-
-        require_weights(weights_path(weights_dir))
-    else:
-        spec.check_known({"jitter_ms"})
-    _jitter(spec)
-    return spec
+    return _from_text(text, False, weights_dir)[0]
 
 
 def _backend(segmenter: str) -> str:
@@ -102,19 +143,7 @@ def make_segmenter(
 ) -> Segmenter:
     """Build the backend a worker process runs (loads the model once).
     `landmarks`: attach each person's landmarks (BlazePose only)."""
-    spec = check_segmenter(text, weights_dir)
-    segmenter: Segmenter
-    if spec.name == "passthrough":
-        segmenter = PassthroughSegmenter()
-    elif spec.name == "maskrcnn":
-        from repcoach.stages.maskrcnn import MaskRCNNSegmenter, weights_path
-
-        segmenter = MaskRCNNSegmenter(
-            weights_path(weights_dir), infer_speed=spec.take("speed", "average")
-        )
-    else:
-        from repcoach.stages.blazepose import BlazePoseSegmenter
-
-        segmenter = BlazePoseSegmenter(landmarks=landmarks)
+    spec, segmenter = _from_text(text, True, weights_dir, landmarks)
+    assert segmenter is not None
     jitter = _jitter(spec)
     return Jittered(segmenter, jitter, seed) if jitter[1] > 0 else segmenter

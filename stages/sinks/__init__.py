@@ -1,30 +1,28 @@
 """Feedback sinks: processes that subscribe to a pipeline's results.
 
-Each sink kind is a module here with `from_spec(spec, build) -> Sink | None`:
-it checks the kind's options in one line (`build=False` creates nothing, so
-`pipeline up` can validate every sink before starting any process) and
-builds the sink. Adding a sink kind means adding a module and a line below.
+Each sink kind is a module here with `from_spec(spec, build) -> Sink | None`
+(the factory of `repcoach.common.registry`): it checks the kind's options in
+one line (`build=False` creates nothing, so `pipeline up` can validate every
+sink before starting any process) and builds the sink. Adding a sink kind
+means adding a module and a line below.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from repcoach.common.errors import UserError
+from repcoach.common.registry import Registry
 from repcoach.common.specs import Spec
 
-SINK_MODULES = {
-    "console": "repcoach.stages.sinks.console",
-    "jsonl": "repcoach.stages.sinks.jsonl",
-    "summary": "repcoach.stages.sinks.summary",
-    "voice": "repcoach.stages.sinks.voice",
-    "video": "repcoach.stages.sinks.video",
-    "webhook": "repcoach.stages.sinks.webhook",
-    "history": "repcoach.stages.sinks.history",
-    "web": "repcoach.stages.sinks.web",
-}
-SINK_KINDS = tuple(SINK_MODULES)
+SINKS = Registry(
+    "sink",
+    {
+        kind: f"repcoach.stages.sinks.{kind}:from_spec"
+        for kind in ("console", "jsonl", "summary", "voice", "video", "webhook", "history", "web")
+    },
+)
+SINK_KINDS = SINKS.names
 
 
 def check_writable(path: Path, what: str) -> Path:
@@ -78,7 +76,4 @@ def make_sink(text: str, build: bool = True):
     """Build a sink from `KIND[:key=value,...]`, e.g. `jsonl:path=events.jsonl`,
     or `KIND:@FILE` with the options in FILE."""
     spec = Spec.parse(resolve_spec(text), "--sink", secret=True)
-    module = SINK_MODULES.get(spec.name)
-    if module is None:
-        raise UserError(f"unknown sink {spec.name!r}; valid: {', '.join(SINK_KINDS)}")
-    return importlib.import_module(module).from_spec(spec, build)
+    return SINKS.factory(spec.name)(spec, build)
