@@ -32,6 +32,12 @@ a temp folder (the 23.976 fps originals play 1.25x faster); one person.
      CPU s            all processes of the run, start-up included
                       (RUSAGE_CHILDREN before/after); CPU ms/fr: the same
                       per frame of the clip
+     steady CPU ms/fr CPU of all the run's processes from its first result to
+                      its last, per frame in between: start-up and shut-down
+                      excluded (a short clip's CPU is mostly start-up: models
+                      loaded once per process). Pipeline: the supervisor and
+                      all its descendants, read from /proc every 50 ms; baselines: the
+                      process's own CPU clock at the first and last result
    Ratios pipeline / baseline are taken within a round, then the median over
    rounds. Goal: pipeline >= 1.0x the baselines.
 
@@ -84,6 +90,7 @@ from repcoach.common.clips import clips_dir
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
 CLIP_FULL = "lunge_forward_side_8reps_wahoo.mp4"
 CLIP_QUICK = "squat_side_4reps_wahoo.mp4"
+CPU_GOAL_RATIO = 1.25  # issue 14: steady CPU a frame, pipeline / mediapipe loop
 GOAL_RATIO = 1.0
 GOAL_LIVE_P95_MS = 150.0
 MEDIAPIPE, SEQUENTIAL = "mediapipe Pose", "sequential"
@@ -197,6 +204,7 @@ class RunResult:
     lat_p50_ms: float | None = None
     lat_p95_ms: float | None = None
     cpu_s: float = 0.0
+    steady_cpu_ms: float | None = None  # per frame, first to last result
     with_people: int = 0  # frames with at least one person found
     first_seq: int | None = None  # pipeline: the first frame delivered (live skips start-up)
     summary: dict | None = None  # pipeline: the session summary
@@ -221,6 +229,59 @@ def _timing(result: RunResult, started: float, ended: float, done: list[float]) 
     if len(done) >= 2 and done[-1] > done[0]:
         result.steady_fps = round((len(done) - 1) / (done[-1] - done[0]), 2)
     result.fps_excl_start = round(len(done) / max(ended - done[0], 1e-9), 2)
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds so far of process `root` and all its descendants (with
+    the children they have reaped), from /proc. The supervisor starts each
+    stage in a session of its own, so the tree, not the session, is the run."""
+    parent, cpu = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        pid = int(stat.parent.name)
+        parent[pid] = int(fields[1])  # after "pid (comm)": state ppid ...
+        cpu[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0)
+        todo.extend(child for child, up in parent.items() if up == pid)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSampler(threading.Thread):
+    """Samples `tree_cpu_s` every `interval_s`: (time, CPU s)."""
+
+    def __init__(self, root: int, interval_s: float = 0.05):
+        super().__init__(daemon=True)
+        self.root, self.interval_s = root, interval_s
+        self.samples: list[tuple[float, float]] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval_s):
+            self.samples.append((time.monotonic(), tree_cpu_s(self.root)))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+    def at(self, when: float) -> float | None:
+        """CPU seconds at `when`, interpolated between samples."""
+        times = [t for t, _ in self.samples]
+        if not times or not times[0] <= when <= times[-1]:
+            return None
+        return float(np.interp(when, times, [c for _, c in self.samples]))
+
+
+def steady_cpu_ms(cpu_first: float | None, cpu_last: float | None, frames: int) -> float | None:
+    """CPU ms a frame between the first and the last result (`frames` results)."""
+    if cpu_first is None or cpu_last is None or frames < 2:
+        return None
+    return round(1000.0 * (cpu_last - cpu_first) / (frames - 1), 1)
 
 
 def _children_cpu_s() -> float:
@@ -283,6 +344,7 @@ def _baseline_worker(kind: str, path: str, log_path: str, conn) -> None:
 
     capture = cv2.VideoCapture(path)
     done, latency_ms, found, seq = [], [], 0, 0
+    cpu_at: list[float] = []  # process CPU at the first and the last result
     while True:
         ok, frame = capture.read()
         if not ok:
@@ -290,12 +352,20 @@ def _baseline_worker(kind: str, path: str, log_path: str, conn) -> None:
         t0 = time.monotonic()
         found += work(frame, seq)
         t1 = time.monotonic()
+        cpu_at = cpu_at or [time.process_time()]
+        cpu_at[1:] = [time.process_time()]
         done.append(t1)
         latency_ms.append((t1 - t0) * 1000.0)
         seq += 1
     capture.release()
     conn.send(
-        {"done": done, "latency_ms": latency_ms, "found": found, "hwm": vm_hwm_mb(os.getpid())}
+        {
+            "done": done,
+            "latency_ms": latency_ms,
+            "found": found,
+            "hwm": vm_hwm_mb(os.getpid()),
+            "cpu_at": cpu_at,
+        }
     )
     conn.close()
 
@@ -335,6 +405,9 @@ def run_baseline(kind: str, clip: Clip, round_no: int, folder: Path) -> RunResul
     result.lat_p50_ms = _percentile(data["latency_ms"], 50)
     result.lat_p95_ms = _percentile(data["latency_ms"], 95)
     result.memory = {"process": {"hwm_mb": round(data["hwm"] or 0.0, 1)}}
+    cpu_at = data["cpu_at"]
+    if len(cpu_at) == 2:
+        result.steady_cpu_ms = steady_cpu_ms(cpu_at[0], cpu_at[1], result.frames)
     _timing(result, started, ended, data["done"])
     return result
 
@@ -490,6 +563,7 @@ class PipelineRun:
     cpu_s: float
     summary: dict | None
     error: str | None
+    cpu: CpuSampler | None = None
 
 
 def run_pipeline(
@@ -543,11 +617,14 @@ def run_pipeline(
             start_new_session=True,  # its own process group, for SIGINT and clean-up
         )
         poller.supervisor_pid = process.pid
+        cpu = CpuSampler(process.pid)  # the supervisor and every stage
         tail.start()
         poller.start()
+        cpu.start()
         try:
             error = _wait(process, tail, started, stop_after_s)
         finally:
+            cpu.stop()
             if process.poll() is None:
                 kill_tree(process)
             ended = time.monotonic()
@@ -573,6 +650,7 @@ def run_pipeline(
         round(cpu_s, 2),
         document,
         error,
+        cpu,
     )
 
 
@@ -620,6 +698,9 @@ def pipeline_result(label: str, round_no: int, clip: Clip, run: PipelineRun) -> 
     result.lat_p50_ms = _percentile(ages, 50)
     result.lat_p95_ms = _percentile(ages, 95)
     result.cpu_s = run.cpu_s
+    if run.cpu is not None and records:
+        first, last = records[0][0], records[-1][0]
+        result.steady_cpu_ms = steady_cpu_ms(run.cpu.at(first), run.cpu.at(last), len(records))
     result.with_people = sum(bool(record["people"]) for _, record in records)
     result.first_seq = seqs[0] if seqs else None
     result.summary = run.summary
@@ -735,12 +816,16 @@ def _lat(result: RunResult) -> str:
     return f"{result.lat_p50_ms:7.1f}/{result.lat_p95_ms:7.1f}"
 
 
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def throughput_table(results: list[RunResult]) -> dict:
     labels = list(dict.fromkeys(r.run for r in results))
     print(
         f"\n{'run (median of rounds)':24s} {'frames':>6s} {'steady fps':>10s} "
         f"{'fps excl st':>11s} {'start s':>7s} {'wall s':>7s} {'lat p50/p95 ms':>15s} "
-        f"{'CPU s':>6s} {'CPU ms/fr':>9s} {'people':>6s}"
+        f"{'CPU s':>6s} {'CPU ms/fr':>9s} {'steady':>6s} {'people':>6s}"
     )
     table = {}
     for label in labels:
@@ -758,8 +843,11 @@ def throughput_table(results: list[RunResult]) -> dict:
                 "lat_p50_ms",
                 "lat_p95_ms",
                 "cpu_s",
+                "steady_cpu_ms",
             )
         }
+        steady = [r.steady_cpu_ms for r in mine if r.steady_cpu_ms is not None]
+        row["steady_cpu_ms"] = _median(steady) if steady else None
         row["frames"] = mine[-1].frames
         row["people_share"] = round(mine[-1].with_people / max(mine[-1].frames, 1), 3)
         row["cpu_ms_per_frame"] = round(1000.0 * row["cpu_s"] / max(row["frames"], 1), 1)
@@ -768,7 +856,8 @@ def throughput_table(results: list[RunResult]) -> dict:
             f"{label:24s} {row['frames']:6d} {row['steady_fps']:10.2f} "
             f"{row['fps_excl_start']:11.2f} {row['startup_s']:7.1f} {row['wall_s']:7.1f} "
             f"{row['lat_p50_ms']:7.1f}/{row['lat_p95_ms']:7.1f} {row['cpu_s']:6.1f} "
-            f"{row['cpu_ms_per_frame']:9.1f} {row['people_share']:6.0%}"
+            f"{row['cpu_ms_per_frame']:9.1f} {_or_dash(row['steady_cpu_ms']):>6s} "
+            f"{row['people_share']:6.0%}"
         )
     ratios = {}
     print(f"\nratio pipeline / baseline (per round, then median); goal >= {GOAL_RATIO:.1f}x")
@@ -790,7 +879,23 @@ def throughput_table(results: list[RunResult]) -> dict:
             print(
                 f"{pipe + ' / ' + base:34s} {steady:>12s} {excl:>15s}  {'met' if met else 'MISSED'}"
             )
-    return {"table": table, "ratios": ratios}
+    cpu_ratios = {}
+    print(
+        f"\nsteady CPU per frame, pipeline / {MEDIAPIPE} (per round, then median); "
+        f"goal <= {CPU_GOAL_RATIO:.2f}x"
+    )
+    for pipe in (lab for lab in labels if lab.startswith("pipeline")):
+        values = []
+        for round_no in sorted({r.round for r in results}):
+            p, b = _one(results, pipe, round_no), _one(results, MEDIAPIPE, round_no)
+            if p and b and p.steady_cpu_ms and b.steady_cpu_ms:
+                values.append(p.steady_cpu_ms / b.steady_cpu_ms)
+        ratio = round(statistics.median(values), 2) if values else None
+        cpu_ratios[pipe] = ratio
+        met = ratio is not None and ratio <= CPU_GOAL_RATIO
+        shown = f"{ratio:.2f}x" if ratio is not None else "-"
+        print(f"{pipe:34s} {shown:>12s}  {'met' if met else 'MISSED'}")
+    return {"table": table, "ratios": ratios, "cpu_ratios": cpu_ratios}
 
 
 def _one(results: list[RunResult], label: str, round_no: int) -> RunResult | None:
