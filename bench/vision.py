@@ -205,6 +205,7 @@ class RunResult:
     lat_p95_ms: float | None = None
     cpu_s: float = 0.0
     steady_cpu_ms: float | None = None  # per frame, first to last result
+    steady_cpu_by_process: dict[str, float] = field(default_factory=dict)  # pipeline
     with_people: int = 0  # frames with at least one person found
     first_seq: int | None = None  # pipeline: the first frame delivered (live skips start-up)
     summary: dict | None = None  # pipeline: the session summary
@@ -231,10 +232,27 @@ def _timing(result: RunResult, started: float, ended: float, done: list[float]) 
     result.fps_excl_start = round(len(done) / max(ended - done[0], 1e-9), 2)
 
 
-def tree_cpu_s(root: int) -> float:
+def _process_label(pid: int, root: int) -> str:
+    """Which part of the pipeline a process is: `supervisor`, or the stage
+    kind its command line names (`python -m repcoach.launch.stage KIND ...`)."""
+    if pid == root:
+        return "supervisor"
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "other"
+    if b"repcoach.launch.stage" in argv:
+        at = argv.index(b"repcoach.launch.stage")
+        if at + 1 < len(argv):
+            return argv[at + 1].decode(errors="replace")
+    return "other"
+
+
+def tree_cpu_s(root: int) -> dict[str, float]:
     """CPU seconds so far of process `root` and all its descendants (with
-    the children they have reaped), from /proc. The supervisor starts each
-    stage in a session of its own, so the tree, not the session, is the run."""
+    the children they have reaped), from /proc, by `_process_label`. The
+    supervisor starts each stage in a session of its own, so the tree, not
+    the session, is the run."""
     parent, cpu = {}, {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -244,21 +262,24 @@ def tree_cpu_s(root: int) -> float:
         pid = int(stat.parent.name)
         parent[pid] = int(fields[1])  # after "pid (comm)": state ppid ...
         cpu[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    total, todo = 0, [root]
+    by_label: dict[str, float] = {}
+    todo = [root]
     while todo:
         pid = todo.pop()
-        total += cpu.get(pid, 0)
+        if pid in cpu:
+            label = _process_label(pid, root)
+            by_label[label] = by_label.get(label, 0.0) + cpu[pid] / os.sysconf("SC_CLK_TCK")
         todo.extend(child for child, up in parent.items() if up == pid)
-    return total / os.sysconf("SC_CLK_TCK")
+    return by_label
 
 
 class CpuSampler(threading.Thread):
-    """Samples `tree_cpu_s` every `interval_s`: (time, CPU s)."""
+    """Samples `tree_cpu_s` every `interval_s`: (time, CPU s by label)."""
 
     def __init__(self, root: int, interval_s: float = 0.05):
         super().__init__(daemon=True)
         self.root, self.interval_s = root, interval_s
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, dict[str, float]]] = []
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -269,12 +290,19 @@ class CpuSampler(threading.Thread):
         self._stop_event.set()
         self.join()
 
-    def at(self, when: float) -> float | None:
-        """CPU seconds at `when`, interpolated between samples."""
+    def at(self, when: float, label: str | None = None) -> float | None:
+        """CPU seconds at `when` (of `label`'s processes, or all),
+        interpolated between samples."""
         times = [t for t, _ in self.samples]
         if not times or not times[0] <= when <= times[-1]:
             return None
-        return float(np.interp(when, times, [c for _, c in self.samples]))
+        values = [
+            sum(by.values()) if label is None else by.get(label, 0.0) for _, by in self.samples
+        ]
+        return float(np.interp(when, times, values))
+
+    def labels(self) -> list[str]:
+        return sorted({label for _, by in self.samples for label in by})
 
 
 def steady_cpu_ms(cpu_first: float | None, cpu_last: float | None, frames: int) -> float | None:
@@ -701,6 +729,10 @@ def pipeline_result(label: str, round_no: int, clip: Clip, run: PipelineRun) -> 
     if run.cpu is not None and records:
         first, last = records[0][0], records[-1][0]
         result.steady_cpu_ms = steady_cpu_ms(run.cpu.at(first), run.cpu.at(last), len(records))
+        for label in run.cpu.labels():
+            value = steady_cpu_ms(run.cpu.at(first, label), run.cpu.at(last, label), len(records))
+            if value is not None:
+                result.steady_cpu_by_process[label] = value
     result.with_people = sum(bool(record["people"]) for _, record in records)
     result.first_seq = seqs[0] if seqs else None
     result.summary = run.summary
@@ -982,6 +1014,11 @@ def stages_table(results: list[RunResult], title: str) -> None:
                 f"{report['latency_ms_p95']:.0f}" + (f" drop {drops}" if drops else "")
             )
         print(f"  {r.run:12s} " + "; ".join(cells))
+    print(f"\nsteady CPU ms a frame by process, {title} (first to last result)")
+    for r in results:
+        if r.steady_cpu_by_process:
+            cells = [f"{label} {ms:.1f}" for label, ms in sorted(r.steady_cpu_by_process.items())]
+            print(f"  {r.run:12s} " + "; ".join(cells))
 
 
 def _stage_key(stage: str) -> tuple[int, str]:
