@@ -99,13 +99,12 @@ def maskrcnn_from_spec(
 def _from_text(
     text: str, build: bool, weights_dir: Path, landmarks: bool = False
 ) -> tuple[Spec, Segmenter | None]:
-    """The parsed spec (all its options checked first) and, with `build`,
-    the backend."""
+    """The parsed spec (all its options checked before any model loads) and,
+    with `build`, the backend."""
     spec = Spec.parse(text, "--segmenter")
     factory = SEGMENTERS.factory(spec.name)
-    factory(spec, False, weights_dir, landmarks)
     _jitter(spec)
-    return spec, factory(spec, True, weights_dir, landmarks) if build else None
+    return spec, factory(spec, build, weights_dir, landmarks)
 
 
 def check_segmenter(text: str, weights_dir: Path) -> Spec:
