@@ -434,7 +434,7 @@ class Athlete:
             "score": round(score, 1),
         }
         self.log.append(detail)
-        return Note(EventKind.HOLD, f"Held {seconds:.0f} s", "info", detail)
+        return Note(EventKind.HOLD, f"Held {seconds:.0f} s", Severity.INFO, detail)
 
     def finish(self) -> list[Note]:
         """End of stream: a hold in progress ends; a rep the end cut off is
