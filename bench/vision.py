@@ -372,7 +372,7 @@ def _baseline_worker(kind: str, path: str, log_path: str, conn) -> None:
 
     capture = cv2.VideoCapture(path)
     done, latency_ms, found, seq = [], [], 0, 0
-    cpu_at: list[float] = []  # process CPU at the first and the last result
+    cpu_first = cpu_last = None  # process CPU at the first and the last result
     while True:
         ok, frame = capture.read()
         if not ok:
@@ -380,8 +380,8 @@ def _baseline_worker(kind: str, path: str, log_path: str, conn) -> None:
         t0 = time.monotonic()
         found += work(frame, seq)
         t1 = time.monotonic()
-        cpu_at = cpu_at or [time.process_time()]
-        cpu_at[1:] = [time.process_time()]
+        cpu_last = time.process_time()
+        cpu_first = cpu_last if cpu_first is None else cpu_first
         done.append(t1)
         latency_ms.append((t1 - t0) * 1000.0)
         seq += 1
@@ -392,7 +392,8 @@ def _baseline_worker(kind: str, path: str, log_path: str, conn) -> None:
             "latency_ms": latency_ms,
             "found": found,
             "hwm": vm_hwm_mb(os.getpid()),
-            "cpu_at": cpu_at,
+            "cpu_first": cpu_first,
+            "cpu_last": cpu_last,
         }
     )
     conn.close()
@@ -433,9 +434,7 @@ def run_baseline(kind: str, clip: Clip, round_no: int, folder: Path) -> RunResul
     result.lat_p50_ms = _percentile(data["latency_ms"], 50)
     result.lat_p95_ms = _percentile(data["latency_ms"], 95)
     result.memory = {"process": {"hwm_mb": round(data["hwm"] or 0.0, 1)}}
-    cpu_at = data["cpu_at"]
-    if len(cpu_at) == 2:
-        result.steady_cpu_ms = steady_cpu_ms(cpu_at[0], cpu_at[1], result.frames)
+    result.steady_cpu_ms = steady_cpu_ms(data["cpu_first"], data["cpu_last"], result.frames)
     _timing(result, started, ended, data["done"])
     return result
 
