@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from repcoach.common import transport
+from repcoach.common import graph, transport
 from repcoach.common.chunks import MAX_CHUNK_FRAMES, NOT_CHUNKED, Chunker
 from repcoach.common.clock import CLOCK_ID
 from repcoach.common.config import FlowPolicy
@@ -191,14 +191,7 @@ class Dispatcher:
         self.refused_peers: dict[bytes, None] = {}
 
     def run(self) -> None:
-        topo = self.config.endpoints()
-        self.router = transport.open_socket(
-            transport.ROUTER,
-            topo.bind("work"),
-            bind=True,
-            hwm=max(16, 4 * self.config.prefetch) + MAX_CHUNK_FRAMES,
-            options=transport.router_options(),
-        )
+        self.router = graph.open_port(self.config, "capture", "work")
         self.wakeups = transport.open_socket(transport.PULL, WAKEUP_ENDPOINT, bind=True, hwm=64)
         self.feed = FrameFeed(self.source, self.config.policy)
         self.feed.start()

@@ -18,8 +18,8 @@ import time
 from collections import Counter
 from typing import Protocol
 
-from repcoach.common import transport
-from repcoach.common.chunks import MAX_CHUNK_FRAMES, continues
+from repcoach.common import graph, transport
+from repcoach.common.chunks import continues
 from repcoach.common.clock import frame_age_s
 from repcoach.common.config import FlowPolicy
 from repcoach.common.dispatch import DONE, EOS_KEY, HELLO, MAX_CREDITS, STOP
@@ -83,15 +83,8 @@ def _is_stale(ctx: StageContext, packet: FramePacket) -> bool:
 
 
 def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -> None:
-    topo = ctx.config.endpoints()
-    work = transport.open_socket(
-        transport.DEALER,
-        topo.connect("work"),
-        bind=False,
-        hwm=ctx.config.prefetch + MAX_CHUNK_FRAMES + 4,  # a chunk may exceed credits
-        identity=identity.encode(),
-    )
-    out, joints = transport.open_watched(transport.PUSH, topo.connect("segmented"), hwm=4)
+    work = graph.open_port(ctx.config, "segment", "work", identity=identity.encode())
+    out, joints = graph.open_port(ctx.config, "segment", "segmented")
     hello = [HELLO, encode_plain({"credits": ctx.config.prefetch})]
     transport.send(work, hello)
     last_message = time.monotonic()
@@ -155,9 +148,8 @@ def _newest_only(items: list, ctx: StageContext) -> list:
 
 def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
     """Re-orders what the workers send, then runs `logic` on each frame."""
-    topo = ctx.config.endpoints()
-    inbox = transport.open_socket(transport.PULL, topo.bind("segmented"), bind=True, hwm=8)
-    out, score = transport.open_watched(transport.PUSH, topo.connect("joined"), hwm=4)
+    inbox = graph.open_port(ctx.config, "joints", "segmented")
+    out, score = graph.open_port(ctx.config, "joints", "joined")
     live = ctx.config.policy is FlowPolicy.LATEST
     # A restarted stage lost what its predecessor held (counted downstream as
     # dropped); it picks up the order from the first frame that arrives.
@@ -282,26 +274,13 @@ class SessionCounters:
 
 def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
     """Scores each frame and publishes results, state and end-of-stream."""
-    topo = ctx.config.endpoints()
     lossless = ctx.config.policy is FlowPolicy.LOSSLESS
-    inbox = transport.open_socket(transport.PULL, topo.bind("joined"), bind=True, hwm=8)
-    pub = transport.open_socket(
-        transport.XPUB,
-        topo.bind("results"),
-        bind=True,
-        hwm=2000,
-        options=transport.xpub_options(lossless),
-    )
-    snapshots = transport.open_socket(transport.ROUTER, topo.bind("snapshot"), bind=True, hwm=64)
+    inbox = graph.open_port(ctx.config, "score", "joined")
+    pub = graph.open_port(ctx.config, "score", "results")
+    snapshots = graph.open_port(ctx.config, "score", "snapshot")
     # Attached sinks: never waited for. XPUB drops what a subscriber's full
     # queue cannot take, for that subscriber alone (it sees the gap).
-    tap = transport.open_socket(
-        transport.XPUB,
-        topo.bind("tap"),
-        bind=True,
-        hwm=2000,
-        options=transport.xpub_options(lossless=False),
-    )
+    tap = graph.open_port(ctx.config, "score", "tap")
     session = SessionCounters()
     subscribers: dict[object, Counter[bytes]] = {pub: Counter(), tap: Counter()}
     waiting_since = time.monotonic()
@@ -443,8 +422,8 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True, feed: str 
     sink missed (also in its reports, so `pipeline status` shows them)."""
     topo = ctx.config.endpoints()
     # Frames with pixels are ~1 MB each: a sink taking them keeps a short queue.
-    hwm = 64 if TOPIC_VIDEO in sink.topics else 20000
-    sub = transport.open_socket(transport.SUB, topo.connect(feed), bind=False, hwm=hwm)
+    hwm = 64 if TOPIC_VIDEO in sink.topics else None
+    sub = graph.open_port(ctx.config, "sink", feed, hwm=hwm)
     # A sink on both topics gets each frame twice: count it once.
     counted_topic = TOPIC_RESULT if TOPIC_RESULT in sink.topics else TOPIC_VIDEO
     transport.subscribe(sub, (*sink.topics, TOPIC_STATE, TOPIC_EOS))

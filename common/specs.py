@@ -3,7 +3,10 @@ and `--segmenter passthrough:jitter_ms=5-40`."""
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from repcoach.common.errors import UserError
 
@@ -31,6 +34,28 @@ class Spec:
                 )
             options[key.strip()] = value.strip()
         return cls(name.strip(), options)
+
+    def save(self, path: Path) -> None:
+        """Into a new file only its owner may read (the options may hold secrets)."""
+        path.unlink(missing_ok=True)  # a file left by an earlier run keeps its mode
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"name": self.name, "options": self.options}, handle)
+
+    @classmethod
+    def load(cls, path: Path) -> Spec:
+        """What `save` wrote: the options as they were parsed, never re-parsed
+        from text (a path with a comma stays one path)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            name, options = data["name"], data["options"]
+            if not isinstance(name, str) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in options.items()
+            ):
+                raise TypeError("names and options must be text")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"options file {path} is unreadable ({exc})") from None
+        return cls(name, dict(options))
 
     def take(self, key: str, default: str, allowed: set[str] | None = None) -> str:
         value = self.options.get(key, default)

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from repcoach.common import transport
+from repcoach.common import graph, transport
 from repcoach.common.config import PipelineConfig
 from repcoach.common.stats import StageStats
 
@@ -40,11 +40,11 @@ class StageContext:
         self.stats = StageStats(name)
         self.rejects = transport.RejectCounter(name)
         self.stop_requests = 0
+        self.supervised = supervised
+        """Started by `pipeline up` (not attached by hand)."""
         self._parent = os.getppid() if supervised else None
         self._last_report = 0.0
-        self._reports = transport.open_socket(
-            transport.PUSH, config.endpoints().connect("reports"), bind=False, hwm=4
-        )
+        self._reports = graph.open_reports(config)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
 

@@ -22,6 +22,7 @@ from repcoach.common import transport
 from repcoach.common.config import FlowPolicy, PipelineConfig
 from repcoach.common.endpoints import Topology, run_dir
 from repcoach.common.errors import UserError
+from repcoach.common.specs import Spec
 
 app = typer.Typer(
     name="pipeline",
@@ -268,7 +269,7 @@ def up(
     from repcoach.common.weights import default_weights_dir
     from repcoach.launch.supervisor import Supervisor
     from repcoach.stages.segmenters import check_segmenter, default_workers
-    from repcoach.stages.sinks import check_sink
+    from repcoach.stages.sinks import check_sink, parse_sink
 
     if exercise not in _exercises():
         raise UserError(f"--exercise {exercise!r} is not known; valid: {', '.join(_exercises())}")
@@ -281,9 +282,9 @@ def up(
     policy = _policy_for(source, realtime)
     if loop and policy is FlowPolicy.LATEST and not realtime:
         raise UserError("--loop applies to files and synthetic sources, not live ones")
-    sinks = (["console"] if console else []) + list(sink or [])
+    sinks = [parse_sink(text) for text in (["console"] if console else []) + list(sink or [])]
     if summary is not None:
-        sinks.append(f"summary:path={summary}")
+        sinks.append(Spec("summary", {"path": str(summary)}))
     session_id = PipelineConfig.new_session_id()
     if report is not None:
         if not keep_history:
@@ -305,7 +306,7 @@ def up(
             "station": name,
             "report": report,
         }
-        sinks.append("history:" + ",".join(f"{k}={v}" for k, v in options.items() if v))
+        sinks.append(Spec("history", {k: str(v) for k, v in options.items() if v}))
         check_sink(sinks[-1])
     config = PipelineConfig(
         name=name,
@@ -494,10 +495,19 @@ def sink_attach(
     from repcoach.launch.stage import EXIT_USER_ERROR, run_stage
     from repcoach.stages.sinks import check_sink
 
-    given = {"path": path, "port": port, "host": host, "url": url}
-    options = [f"{key}={value}" for key, value in given.items() if value is not None]
-    options += ["frames=1"] * frames + ["blur_faces=1"] * blur_faces + list(option or [])
-    spec = kind + (":" + ",".join(options) if options else "")
+    options = {
+        key: str(value)
+        for key, value in {"path": path, "port": port, "host": host, "url": url}.items()
+        if value is not None
+    }
+    options |= {"frames": "1"} if frames else {}
+    options |= {"blur_faces": "1"} if blur_faces else {}
+    for n, item in enumerate(option or [], 1):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():  # not echoed: it may be a secret
+            raise UserError(f"--option number {n} is not KEY=VALUE")
+        options[key.strip()] = value.strip()
+    spec = Spec(kind, options)
     check_sink(spec)
     _use_keys(connect, server_key, insecure)
     config = _remote_config(_topology(name, connect), repr(name) if connect is None else connect)

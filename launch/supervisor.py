@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repcoach.common import transport
+from repcoach.common import graph, transport
 from repcoach.common.atomic import write_json_atomic
 from repcoach.common.config import FlowPolicy, PipelineConfig
 from repcoach.common.errors import UserError
@@ -33,6 +33,7 @@ from repcoach.common.messages import (
     encode_plain,
     short,
 )
+from repcoach.common.specs import Spec
 from repcoach.launch.stage import EXIT_USER_ERROR
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ TERM_S = 5.0
 MAX_ATTACHED_REPORTS = 16
 CONTROL_REQUESTS = (b"STATUS", b"CONFIG", b"STOP")
 SILENT_S = 3.0  # a stage reports every second: this long without one, it has stopped
-# Stage kinds in the order frames flow (a child's name is KIND or KIND-N).
-STAGE_ORDER = ("capture", "segment", "joints", "score", "sink")
 
 
 @dataclass
@@ -105,7 +104,7 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, config: PipelineConfig, run_dir: Path, sinks: list[str]):
+    def __init__(self, config: PipelineConfig, run_dir: Path, sinks: list[Spec]):
         self.config = config
         self.run_dir = run_dir
         self.config_path = run_dir / "config.json"
@@ -122,38 +121,35 @@ class Supervisor:
         # not use, by kind (shown by `pipeline status`).
         self.rejects = transport.RejectCounter("supervisor")
 
-    def _plan(self, sinks: list[str]) -> list[Child]:
+    def _plan(self, sinks: list[Spec]) -> list[Child]:
+        """One child per stage process the graph asks for, downstream first."""
         base = [sys.executable, "-m", "repcoach.launch.stage"]
-        config = str(self.config_path)
-
-        def child(name: str, *args: str, env: dict[str, str] | None = None) -> Child:
-            return Child(name, [*base, *args], env or {}, self.logs / f"{name}.log")
-
-        children = [child("score", "score", config), child("joints", "joints", config)]
-        for i in range(self.config.workers):
-            gpu = self.config.gpu_for_worker(i)
-            env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
-            children.append(child(f"segment-{i}", "segment", config, str(i), env=env))
-        for n, spec in enumerate(sinks):
-            kind = spec.split(":")[0]
-            # The spec may hold secrets (a webhook URL's token): it goes to the
-            # child in a private file, never on its command line (`ps`).
-            reference = f"{kind}:@{self._spec_file(n, kind, spec)}"
-            children.append(child(f"sink-{kind}", "sink", config, "0", reference))
-        children.append(child("capture", "capture", config))
+        children = []
+        for stage in reversed(graph.STAGES):
+            for index, sink_kind, spec_file in self._instances(stage, sinks):
+                name = stage.process_name(index, sink_kind)
+                gpu = self.config.gpu_for_worker(index) if stage.uses_gpu else None
+                env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
+                argv = [*base, stage.kind, str(self.config_path), str(index), spec_file]
+                children.append(Child(name, argv, env, self.logs / f"{name}.log"))
         return children
 
-    def _spec_file(self, n: int, kind: str, spec: str) -> Path:
+    def _instances(self, stage: graph.StageKind, sinks: list[Spec]) -> list[tuple[int, str, str]]:
+        """(index, sink kind, sink options file) of each process of `stage`."""
+        if stage.count is graph.Count.PER_WORKER:
+            return [(i, "", "") for i in range(self.config.workers)]
+        if stage.count is graph.Count.PER_SINK:
+            # The options may hold secrets (a webhook URL's token): they go to
+            # the child in a private file, never on its command line (`ps`).
+            return [(0, spec.name, str(self._spec_file(n, spec))) for n, spec in enumerate(sinks)]
+        return [(0, "", "")]
+
+    def _spec_file(self, n: int, spec: Spec) -> Path:
         """Writes a sink's options into the run folder, readable by the owner only."""
         folder = self.run_dir / "sinks"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = folder / f"{n}-{kind}.spec"
-        from repcoach.stages.sinks import resolve_spec  # the user's own @FILE, read now
-
-        path.unlink(missing_ok=True)  # a file left by an earlier run keeps its mode
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(resolve_spec(spec).partition(":")[2])
+        path = folder / f"{n}-{spec.name}.spec"
+        spec.save(path)
         return path
 
     # --- lifecycle
@@ -161,13 +157,8 @@ class Supervisor:
     def run(self) -> int:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.config.save(self.config_path)
-        topo = self.config.endpoints()
-        self.report_sock = transport.open_socket(
-            transport.PULL, topo.bind("reports"), bind=True, hwm=1000
-        )
-        self.control_sock = transport.open_socket(
-            transport.ROUTER, topo.bind("control"), bind=True, hwm=100
-        )
+        self.report_sock = graph.open_port(self.config, "supervisor", "reports")
+        self.control_sock = graph.open_port(self.config, "supervisor", "control")
         write_json_atomic(
             self.run_dir / "pipeline.json",
             {
@@ -184,7 +175,7 @@ class Supervisor:
             # stage reports after its model is loaded): a camera or --realtime
             # file is not read while nobody can process it yet.
             for c in self.children:
-                if c.name != "capture":
+                if not graph.stage_kind(c.kind).starts_when_ready:
                     c.start()
             waiting_since = time.monotonic()
             while not all(c.finished for c in self.children):
@@ -360,9 +351,9 @@ class Supervisor:
             if c.alive() and c.name in self.reports and now - self.reports[c.name][0] > SILENT_S
         ]
         if silent:
-            child, age = min(silent, key=lambda row: STAGE_ORDER.index(row[0].kind))
+            child, age = min(silent, key=lambda row: graph.FLOW.index(row[0].kind))
             return f"{child.name} has not reported for {age:.0f} s"
-        order = STAGE_ORDER[:-1]  # sinks put out no frames
+        order = graph.FLOW[:-1]  # sinks put out no frames
         totals = {
             stage: sum(self._frames_out(c.name) for c in self.children if c.kind == stage)
             for stage in order
@@ -373,10 +364,10 @@ class Supervisor:
         return f"capture: {totals['capture']} frames read"
 
     def _upstream_finished(self, c: Child) -> bool:
-        position = STAGE_ORDER.index(c.kind)
+        position = graph.FLOW.index(c.kind)
         if position == 0:
             return False
-        upstream = [x for x in self.children if x.kind == STAGE_ORDER[position - 1]]
+        upstream = [x for x in self.children if x.kind == graph.FLOW[position - 1]]
         return bool(upstream) and all(x.finished and x.exit_code == 0 for x in upstream)
 
     def _schedule_restart(self, c: Child, now: float) -> None:

@@ -49,15 +49,15 @@ def required_path(spec: Spec, what: str, example: str) -> Path:
     return check_writable(Path(spec.options["path"]), what)
 
 
-def check_sink(text: str) -> None:
-    """Validate a sink spec in one line, creating nothing."""
-    make_sink(text, build=False)
+def check_sink(spec: Spec) -> None:
+    """Validate a sink's options in one line, creating nothing."""
+    make_sink(spec, build=False)
 
 
 def resolve_spec(text: str) -> str:
     """`KIND:@FILE` -> `KIND:<the options in FILE>`; any other spec as it is.
     Options that hold secrets (a webhook URL with a token) can so stay off
-    command lines: `pipeline up` hands every sink its spec this way."""
+    command lines and shell histories."""
     kind, _, rest = text.partition(":")
     if not rest.startswith("@"):
         return text
@@ -72,8 +72,15 @@ def resolve_spec(text: str) -> str:
     return f"{kind}:{options}"
 
 
-def make_sink(text: str, build: bool = True):
-    """Build a sink from `KIND[:key=value,...]`, e.g. `jsonl:path=events.jsonl`,
-    or `KIND:@FILE` with the options in FILE."""
-    spec = Spec.parse(resolve_spec(text), "--sink", secret=True)
+def parse_sink(text: str) -> Spec:
+    """A `--sink` as typed: `KIND[:key=value,...]`, e.g. `jsonl:path=events.jsonl`,
+    or `KIND:@FILE` with the options in FILE. Parsed once, here; the
+    processes it reaches get the parsed options (`Spec.save`)."""
+    return Spec.parse(resolve_spec(text), "--sink", secret=True)
+
+
+def make_sink(spec: Spec | str, build: bool = True):
+    """Build a sink from its parsed options (or from a spec as typed)."""
+    if isinstance(spec, str):
+        spec = parse_sink(spec)
     return SINKS.factory(spec.name)(spec, build)

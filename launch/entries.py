@@ -1,0 +1,107 @@
+"""What one process of each stage kind runs: builds the stage's logic from
+the typed config and hands it to its socket loop. `repcoach.common.graph`
+names these functions; each takes the stage context, the process's index
+(segment workers) and its sink's options (sinks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repcoach.common.atomic import write_json_atomic
+from repcoach.common.config import PipelineConfig
+from repcoach.common.errors import UserError
+from repcoach.common.specs import Spec
+from repcoach.common.stage_context import StageContext
+from repcoach.common.weights import default_weights_dir
+
+
+def weights_dir(config: PipelineConfig) -> Path:
+    return Path(config.weights_dir) if config.weights_dir else default_weights_dir()
+
+
+def run_capture(ctx: StageContext, index: int, sink: Spec | None) -> None:
+    from repcoach.common.dispatch import Dispatcher
+    from repcoach.stages.capture import Looped, Paced, SyntheticFrames, open_source
+
+    config = ctx.config
+    source = Looped(config.source) if config.loop else open_source(config.source)
+    if config.truth_path and isinstance(source, SyntheticFrames):
+        write_json_atomic(config.truth_path, source.renderer.truth_document())
+    if config.realtime and not source.live:
+        source = Paced(source)
+    Dispatcher(ctx, source).run()
+
+
+def run_segment(ctx: StageContext, index: int, sink: Spec | None) -> None:
+    from repcoach.common.runner import run_segment_worker
+    from repcoach.stages.segmenters import finds_landmarks, make_segmenter
+
+    config = ctx.config
+    segmenter = make_segmenter(
+        config.segmenter,
+        weights_dir(config),
+        seed=index,
+        landmarks=finds_landmarks(config.segmenter, config.joints),
+    )
+    run_segment_worker(segmenter, ctx, identity=ctx.name)
+
+
+def _joints_logic(config: PipelineConfig):
+    if config.joints == "none":
+        from repcoach.stages.base import PassThrough
+
+        return PassThrough()
+    from repcoach.stages.joints import JointsStage, make_joint_estimator
+    from repcoach.stages.segmenters import finds_landmarks
+    from repcoach.stages.tracking import Tracker
+
+    if finds_landmarks(config.segmenter, config.joints):
+        return JointsStage(None, Tracker())  # the segment workers found them
+    return JointsStage(make_joint_estimator(config.joints), Tracker())
+
+
+def run_joints(ctx: StageContext, index: int, sink: Spec | None) -> None:
+    from repcoach.common.runner import run_ordered_stage
+
+    run_ordered_stage(_joints_logic(ctx.config), ctx)
+
+
+def _member_priors(config: PipelineConfig) -> dict:
+    """The member's baselines from earlier sessions ({} for a guest)."""
+    if not (config.profile and config.history_db):
+        return {}
+    from repcoach.common.history import History
+
+    history = History.open(Path(config.history_db))
+    try:
+        return history.baselines(config.profile, before=config.session_id)
+    finally:
+        history.close()
+
+
+def run_score(ctx: StageContext, index: int, sink: Spec | None) -> None:
+    from repcoach.common.history import DEFAULT_LEVEL
+    from repcoach.common.runner import run_publisher
+    from repcoach.stages.coaching import Coach
+    from repcoach.stages.coaching.levels import for_level
+
+    config = ctx.config
+    coach = Coach(
+        config.exercise,
+        adapt=for_level(config.level or DEFAULT_LEVEL),
+        session_id=config.session_id,
+        member=config.profile,
+        priors=_member_priors(config),
+    )
+    run_publisher(coach, ctx)
+
+
+def run_sink(ctx: StageContext, index: int, sink: Spec | None) -> None:
+    from repcoach.common.runner import run_sink as follow_results
+    from repcoach.stages.sinks import make_sink
+
+    if sink is None:
+        raise UserError("a sink stage needs the sink's options")
+    # The sinks `up` started are part of the run and get every result; a sink
+    # attached later taps the stream and is cut loose when it falls behind.
+    follow_results(make_sink(sink), ctx, feed="results" if ctx.supervised else "tap")
