@@ -1,10 +1,10 @@
-"""Choices made by name on the command line (`--segmenter`, `--sink`): the
-one registry style. Each name points at a factory, `module:function`,
-imported only when that name is used (Mask R-CNN's module pulls in
-TensorFlow when it builds; a sink's, its own libraries). Every factory takes
-the parsed `Spec` and `build`: with `build=False` it checks the options and
-creates nothing, so a command can validate all its choices before starting
-any process."""
+"""Choices made by name (`--segmenter`, `--joints`, `--sink`, the stage
+kinds of the pipeline graph): the one registry style. Each name points at a
+factory, `module:function`, imported only when that name is used (Mask
+R-CNN's module pulls in TensorFlow when it builds; a sink's, its own
+libraries). Segmenter and sink factories take the parsed `Spec` and `build`:
+with `build=False` they check the options and create nothing, so a command
+can validate all its choices before starting any process."""
 
 from __future__ import annotations
 

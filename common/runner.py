@@ -35,7 +35,7 @@ from repcoach.common.messages import (
 )
 from repcoach.common.reorder import MAX_HELD, Reorderer
 from repcoach.common.stage_context import StageContext
-from repcoach.stages.base import PacketStage, Segmenter
+from repcoach.stages.base import CountsDrops, PacketStage, Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
                     ctx.stats.received()
                     started = time.perf_counter()
                     result = logic.process(message)
-                    _logic_drops(logic, ctx)
+                    _own_drops(logic, ctx)
                     session.count(result)
                     topic = TOPIC_RESULT + published.to_bytes(8, "big")
                     publish([topic, *result.to_wire(with_pixels=False)])
@@ -385,11 +385,11 @@ def _snapshot_request(parts: list, ctx: StageContext) -> bytes | None:
     return None
 
 
-def _logic_drops(logic: object, ctx: StageContext) -> None:
-    """What the logic itself refused (e.g. people beyond the coach's table)."""
-    drops = getattr(logic, "drops", None)
-    if drops is not None:
-        for reason, count in drops().items():  # running totals
+def _own_drops(part: object, ctx: StageContext) -> None:
+    """What stage logic or a sink refused on its own side (people beyond the
+    coach's table, a slow client), if it counts that (`CountsDrops`)."""
+    if isinstance(part, CountsDrops):
+        for reason, count in part.drops().items():  # running totals
             ctx.stats.dropped[reason] = count
 
 
@@ -411,8 +411,7 @@ class Sink(Protocol):
 
     def close(self, missed: int) -> None: ...
 
-    # Optional: `drops() -> Mapping[str, int]`, what the sink itself dropped so
-    # far by reason (a slow sink drops on its own side); shown by `pipeline status`.
+    # Optional: `drops()` (`CountsDrops`), what the sink dropped on its own side.
 
 
 def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True, feed: str = "results") -> int:
@@ -437,16 +436,14 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True, feed: str 
     heard_at = time.monotonic() if reply else None
     last_number: int | None = None
     missed = 0
-    own_drops = getattr(sink, "drops", None)
     drops_read = 0.0
     try:
         while not ctx.should_stop():
             ctx.tick()
             sink.tick()
-            if own_drops is not None and time.monotonic() - drops_read > 1.0:
+            if time.monotonic() - drops_read > 1.0:
                 drops_read = time.monotonic()
-                for reason, count in own_drops().items():  # running totals
-                    ctx.stats.dropped[reason] = count
+                _own_drops(sink, ctx)
             if not sub.poll(100):
                 if feed == "tap" and heard_at and time.monotonic() - heard_at > SILENCE_S:
                     if transport.request(topo.connect("snapshot"), SNAPSHOT, 3.0) is None:

@@ -3,7 +3,8 @@ runner in `repcoach.common.runner` feeds it packets and ships its results."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -25,11 +26,17 @@ class Segmenter(Protocol):
 
 
 class JointEstimator(Protocol):
-    """Locates the 33 landmarks of each tracked person in a BGR frame."""
+    """Locates the 33 landmarks of each tracked person in a BGR frame. An
+    estimator that keeps state per track (a model following each person)
+    drops it in `retire` when tracks leave and in `reset` at the end."""
 
     def estimate(
         self, frame: np.ndarray, persons: list[PersonInstance], pts: float
     ) -> list[PersonJoints]: ...
+
+    def retire(self, track_ids: list[int]) -> None: ...
+
+    def reset(self) -> None: ...
 
 
 class PacketStage(Protocol):
@@ -38,6 +45,14 @@ class PacketStage(Protocol):
     def process(self, packet: FramePacket) -> FramePacket: ...
 
     def end(self, eos: EndOfStream) -> None: ...
+
+
+@runtime_checkable
+class CountsDrops(Protocol):
+    """Optional for stage logic and sinks: what it refused or lost on its own
+    side, by reason, as running totals (shown by `pipeline status`)."""
+
+    def drops(self) -> Mapping[str, int]: ...
 
 
 class PassThrough:

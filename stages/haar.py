@@ -146,6 +146,12 @@ class HaarJoints:
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         return [self._one(gray, person) for person in persons]
 
+    def retire(self, track_ids: list[int]) -> None:
+        pass  # nothing kept per track
+
+    def reset(self) -> None:
+        pass
+
     def find_parts(self, gray: np.ndarray, box: Box) -> CascadeHits:
         """Run every cascade on the person's crop, scaled to SEARCH_HEIGHT."""
         height, width = gray.shape

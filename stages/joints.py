@@ -12,37 +12,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from repcoach.common.errors import UserError
 from repcoach.common.filters import OneEuroFilter
 from repcoach.common.messages import EndOfStream, FramePacket, PersonJoints
+from repcoach.common.registry import Registry
 from repcoach.stages.base import JointEstimator
 from repcoach.stages.tracking import Tracker
 
-
-def _blazepose() -> JointEstimator:
-    from repcoach.stages.blazepose import BlazePoseJoints
-
-    return BlazePoseJoints()
-
-
-def _haar() -> JointEstimator:
-    from repcoach.stages.haar import HaarJoints
-
-    return HaarJoints()
-
-
-JOINT_ESTIMATORS = {"blazepose": _blazepose, "haar": _haar}
+JOINT_ESTIMATORS = Registry(
+    "joint estimator",
+    {
+        "blazepose": "repcoach.stages.blazepose:BlazePoseJoints",
+        "haar": "repcoach.stages.haar:HaarJoints",
+    },
+)
 DEFAULT_JOINT_ESTIMATOR = "blazepose"
 
 
 def make_joint_estimator(name: str = DEFAULT_JOINT_ESTIMATOR) -> JointEstimator:
     """The landmark backend called `name` (loads its models once)."""
-    factory = JOINT_ESTIMATORS.get(name.strip().lower())
-    if factory is None:
-        raise UserError(
-            f"unknown joint estimator {name!r}; valid: {', '.join(sorted(JOINT_ESTIMATORS))}"
-        )
-    return factory()
+    return JOINT_ESTIMATORS.factory(name.strip().lower())()
 
 
 @dataclass
@@ -118,9 +106,8 @@ class JointsStage:
         self.tracker.reset()
         self._forget(self.tracker.pop_retired())
         self._smoothers.clear()
-        reset = getattr(self.estimator, "reset", None)  # None for no estimator too
-        if reset is not None:
-            reset()
+        if self.estimator is not None:
+            self.estimator.reset()
 
     def _smooth(self, joints: PersonJoints, pts: float) -> PersonJoints:
         if joints.track_id < 0:
@@ -131,6 +118,5 @@ class JointsStage:
     def _forget(self, track_ids: list[int]) -> None:
         for track_id in track_ids:
             self._smoothers.pop(track_id, None)
-        retire = getattr(self.estimator, "retire", None)
-        if retire is not None and track_ids:
-            retire(track_ids)
+        if self.estimator is not None and track_ids:
+            self.estimator.retire(track_ids)

@@ -20,7 +20,7 @@ def test_default_is_blazepose():
     from repcoach.stages.blazepose import BlazePoseJoints
 
     assert isinstance(make_joint_estimator(), BlazePoseJoints)
-    assert set(JOINT_ESTIMATORS) == {"blazepose", "haar"}
+    assert set(JOINT_ESTIMATORS.names) == {"blazepose", "haar"}
 
 
 def test_haar_slot_builds_the_haar_backend():
