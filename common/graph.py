@@ -105,6 +105,10 @@ def _router_options(config: PipelineConfig) -> list[tuple[int, int]]:
 
 # Every stage reports to the supervisor on this socket.
 REPORTS = Port("reports", transport.PUSH, binds=False, hwm=4)
+# The segment workers and the joints stage hear on the tap whether any sink
+# takes frames with pixels (`runner.PixelDemand`): if none does, they stop
+# passing the frames' pixels on.
+PIXEL_DEMAND = Port("tap", transport.SUB, binds=False, hwm=16)
 
 STAGES = (
     StageKind(
@@ -135,6 +139,7 @@ STAGES = (
                 hwm=lambda c: c.prefetch + MAX_CHUNK_FRAMES + 4,
             ),
             Port("segmented", transport.PUSH, binds=False, hwm=4, watched=True),
+            PIXEL_DEMAND,
         ),
         uses_gpu=True,
     ),
@@ -145,6 +150,7 @@ STAGES = (
         (
             Port("segmented", transport.PULL, binds=True, hwm=8),
             Port("joined", transport.PUSH, binds=False, hwm=4, watched=True),
+            PIXEL_DEMAND,
         ),
     ),
     StageKind(

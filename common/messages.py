@@ -46,6 +46,7 @@ MAX_NAME_CHARS = 64
 # crop around someone at the edge); its mask covers the box, so it is bounded
 # by the frame too.
 BOX_MARGIN = 0.5
+MAX_COLOUR_BINS = 64  # per body part, in a person's clothing colour histograms
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel = 2
@@ -216,7 +217,9 @@ class PersonInstance:
     bit-packed. `track_id` is -1 until the tracker assigns one. `landmarks`
     are set when the segmentation backend found them in the same pass
     (BlazePose does); the joints stage then tracks and smooths them instead
-    of running a landmark model of its own.
+    of running a landmark model of its own. `colours`: the clothing colour
+    histograms the tracker compares (2 body parts x bins, rows summing to 1
+    or NaN), measured where the pixels are, so they need not travel on.
     """
 
     box: tuple[float, float, float, float]
@@ -224,6 +227,7 @@ class PersonInstance:
     mask: np.ndarray | None = None
     track_id: int = -1
     landmarks: PersonJoints | None = None
+    colours: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         x0, y0, x1, y1 = self.box
@@ -264,6 +268,8 @@ class PersonInstance:
             wire["mask"] = np.packbits(self.mask, axis=None).tobytes()
         if self.landmarks is not None:
             wire["landmarks"] = self.landmarks.to_wire()
+        if self.colours is not None:
+            wire["colours"] = self.colours.astype("<f8").tobytes()
         return wire
 
     @classmethod
@@ -299,13 +305,25 @@ class PersonInstance:
             bits = np.unpackbits(np.frombuffer(packed, np.uint8), count=w * h)
             mask = bits.reshape(h, w).astype(bool)
         landmarks = _optional(d, "landmarks", dict, "person")
+        colours = _optional(d, "colours", bytes, "person")
         return cls(
             box=(x0, y0, x1, y1),
             score=_field(d, "score", float, "person"),
             mask=mask,
             track_id=_field(d, "track", int, "person"),
             landmarks=None if landmarks is None else PersonJoints.from_wire(landmarks),
+            colours=None if colours is None else _histograms(colours),
         )
+
+
+def _histograms(raw: bytes) -> np.ndarray:
+    """Two rows of float64 shares: each in [0, 1] or NaN (a part not seen)."""
+    if len(raw) % 16 or not 16 <= len(raw) <= 2 * MAX_COLOUR_BINS * 8:
+        raise MessageError("malformed", f"person.colours has {len(raw)} bytes")
+    shares = np.frombuffer(raw, "<f8").reshape(2, -1)
+    if not ((shares >= 0.0) & (shares <= 1.0) | np.isnan(shares)).all():
+        raise MessageError("malformed", "person.colours holds values outside [0, 1]")
+    return shares
 
 
 @dataclass(frozen=True)

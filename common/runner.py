@@ -21,7 +21,7 @@ from typing import Protocol
 from repcoach.common import graph, transport
 from repcoach.common.chunks import continues
 from repcoach.common.clock import frame_age_s
-from repcoach.common.config import FlowPolicy
+from repcoach.common.config import FlowPolicy, PipelineConfig
 from repcoach.common.dispatch import DONE, EOS_KEY, HELLO, MAX_CREDITS, STOP
 from repcoach.common.messages import (
     EndOfStream,
@@ -43,6 +43,9 @@ TOPIC_RESULT = b"res"
 TOPIC_VIDEO = b"vid"
 TOPIC_STATE = b"st"
 TOPIC_EOS = b"eos"
+# On the tap only: b"1" while some sink takes frames with pixels (or the
+# built-in sinks have not all subscribed yet), else b"0" (see PixelDemand).
+TOPIC_PIXELS = b"px"
 SNAPSHOT = b"SNAPSHOT"
 STATE_INTERVAL_S = 0.5
 IDLE_HELLO_S = 2.0
@@ -51,7 +54,7 @@ SILENCE_S = 5.0  # state is published twice a second: this long without any is t
 # is released (capture skips frames while no worker is free); well above any
 # camera's frame rate.
 LIVE_SEQ_PER_S = 240.0
-_TOPICS = (TOPIC_RESULT, TOPIC_VIDEO, TOPIC_STATE, TOPIC_EOS)
+_TOPICS = (TOPIC_RESULT, TOPIC_VIDEO, TOPIC_STATE, TOPIC_EOS, TOPIC_PIXELS)
 
 
 def _age_s(packet: FramePacket) -> float:
@@ -79,12 +82,55 @@ def _is_stale(ctx: StageContext, packet: FramePacket) -> bool:
     return ctx.config.policy is FlowPolicy.LATEST and _age_s(packet) > ctx.config.max_age_s
 
 
+class PixelDemand:
+    """Whether a frame's pixels must travel past this stage. A frame is
+    megabytes and every hop copies it; past the segment workers only a sink
+    showing video needs them (the workers measured what the tracker needs).
+    The score stage says on the tap whether any sink takes video; until it
+    has said anything, pixels travel. `needed`: the next stage works on the
+    pixels itself (a landmark model in the joints stage), so they always do."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        kind: str,
+        rejects: transport.RejectCounter,
+        needed: bool = False,
+    ):
+        self.rejects = rejects
+        self.wanted = True
+        self.sub = None if needed else graph.open_port(config, kind, "tap")
+        if self.sub is not None:
+            transport.subscribe(self.sub, (TOPIC_PIXELS,))
+
+    def __call__(self) -> bool:
+        while self.sub is not None and self.sub.poll(0):
+            parts = [transport.raw_bytes(p) for p in transport.recv_parts(self.sub)]
+            if len(parts) == 2 and parts[0] == TOPIC_PIXELS and parts[1] in (b"0", b"1"):
+                self.wanted = parts[1] == b"1"
+            else:
+                self.rejects.reject(MessageError("malformed", f"pixel demand {short(parts)}"))
+        return self.wanted
+
+    def pass_on(self, packet: FramePacket) -> FramePacket:
+        """`packet`, without its pixels if nobody further on wants them."""
+        if packet.pixels is None or self():
+            return packet
+        return packet.replace(pixels=None)
+
+    def close(self) -> None:
+        transport.close_all(self.sub)
+
+
 # --- segment workers
 
 
-def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -> None:
+def run_segment_worker(
+    segmenter: Segmenter, ctx: StageContext, identity: str, joints_use_pixels: bool = True
+) -> None:
     work = graph.open_port(ctx.config, "segment", "work", identity=identity.encode())
     out, joints = graph.open_port(ctx.config, "segment", "segmented")
+    demand = PixelDemand(ctx.config, "segment", ctx.rejects, needed=joints_use_pixels)
     hello = [HELLO, encode_plain({"credits": ctx.config.prefetch})]
     transport.send(work, hello)
     last_message = time.monotonic()
@@ -119,7 +165,7 @@ def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -
                         message.pixels, meta.pts, continues(segmented, meta)
                     )
                     segmented = meta
-                    result = message.replace(persons=tuple(persons))
+                    result = demand.pass_on(message.replace(persons=tuple(persons)))
                 if not transport.send_patiently(out, result.to_wire(), ctx.waiting):
                     return
                 ctx.stats.emitted(time.perf_counter() - started)
@@ -129,6 +175,7 @@ def run_segment_worker(segmenter: Segmenter, ctx: StageContext, identity: str) -
             ):
                 transport.send(work, [DONE, str(EOS_KEY).encode()])
     finally:
+        demand.close()
         transport.close_all(work)
         _hand_over(out, joints, ctx)
 
@@ -150,6 +197,7 @@ def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
     """Re-orders what the workers send, then runs `logic` on each frame."""
     inbox = graph.open_port(ctx.config, "joints", "segmented")
     out, score = graph.open_port(ctx.config, "joints", "joined")
+    demand = PixelDemand(ctx.config, "joints", ctx.rejects)
     live = ctx.config.policy is FlowPolicy.LATEST
     # A restarted stage lost what its predecessor held (counted downstream as
     # dropped); it picks up the order from the first frame that arrives.
@@ -198,11 +246,12 @@ def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
                     ctx.stats.drop("stale")
                     continue
                 started = time.perf_counter()
-                result = logic.process(item)
+                result = demand.pass_on(logic.process(item))
                 if not transport.send_patiently(out, result.to_wire(), ctx.waiting):
                     return
                 ctx.stats.emitted(time.perf_counter() - started)
     finally:
+        demand.close()
         transport.close_all(inbox)
         _hand_over(out, score, ctx)
 
@@ -290,6 +339,7 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
     poll_all = transport.Poller(pub, tap, snapshots, inbox)
     published = 0
     last_state = 0.0
+    said_pixels: bool | None = None
 
     def current_state() -> SessionState:
         return session.state(logic.people())
@@ -350,7 +400,19 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
                     publish([TOPIC_EOS, *message.to_wire()])
                     log.info("end of stream (%s): %d frames published", message.reason, published)
                     return
-            if time.monotonic() - last_state > STATE_INTERVAL_S:
+            # Until every built-in sink has subscribed, nobody knows yet
+            # whether one of them takes video: pixels travel.
+            wants_pixels = not ready_for_frames or any(
+                subscribers[sock][TOPIC_VIDEO] > 0 for sock in (pub, tap)
+            )
+            periodic = time.monotonic() - last_state > STATE_INTERVAL_S
+            if periodic or wants_pixels != said_pixels:
+                said_pixels = wants_pixels
+                with contextlib.suppress(transport.Again):  # the tap drops for a full peer
+                    transport.send(
+                        tap, [TOPIC_PIXELS, b"1" if wants_pixels else b"0"], nonblocking=True
+                    )
+            if periodic:
                 last_state = time.monotonic()
                 publish([TOPIC_STATE, *current_state().to_wire()])
     finally:

@@ -34,7 +34,7 @@ def run_capture(ctx: StageContext, index: int, sink: Spec | None) -> None:
 
 def run_segment(ctx: StageContext, index: int, sink: Spec | None) -> None:
     from repcoach.common.runner import run_segment_worker
-    from repcoach.stages.segmenters import finds_landmarks, make_segmenter
+    from repcoach.stages.segmenters import WithColours, finds_landmarks, make_segmenter
 
     config = ctx.config
     segmenter = make_segmenter(
@@ -43,7 +43,16 @@ def run_segment(ctx: StageContext, index: int, sink: Spec | None) -> None:
         seed=index,
         landmarks=finds_landmarks(config.segmenter, config.joints),
     )
-    run_segment_worker(segmenter, ctx, identity=ctx.name)
+    run_segment_worker(
+        WithColours(segmenter), ctx, identity=ctx.name, joints_use_pixels=_joints_use_pixels(config)
+    )
+
+
+def _joints_use_pixels(config: PipelineConfig) -> bool:
+    """Whether the joints stage runs a landmark model of its own on the frame."""
+    from repcoach.stages.segmenters import finds_landmarks
+
+    return config.joints != "none" and not finds_landmarks(config.segmenter, config.joints)
 
 
 def _joints_logic(config: PipelineConfig):

@@ -79,10 +79,11 @@ class JointsStage:
         self._smoothers: dict[int, _TrackSmoother] = {}
 
     def process(self, packet: FramePacket) -> FramePacket:
-        if packet.tombstone or packet.pixels is None:
+        if packet.tombstone or (self.estimator is not None and packet.pixels is None):
             return packet
         pts = packet.meta.pts
-        # The pixels give the tracker each person's clothing colours.
+        # The segment workers measured each person's clothing colours; pixels
+        # (when they came) serve a person without them.
         persons = self.tracker.update(list(packet.persons), pts, packet.pixels)
         self._forget(self.tracker.pop_retired())
         # A detection without an id yet (seen too briefly) may be a ghost of

@@ -12,6 +12,7 @@ tracker works from boxes alone (tests, Haar) and uses whatever else it gets.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -85,8 +86,9 @@ def box_points(box: np.ndarray) -> np.ndarray:
 
 
 def observe(person: PersonInstance, frame: np.ndarray | None = None) -> Observation:
-    """Everything the tracker can use about `person`; colours only when the
-    frame and the person's mask are given."""
+    """Everything the tracker can use about `person`; colours as measured
+    where the person was found (`with_colours`), else from `frame` and the
+    person's mask when both are given."""
     box = np.asarray(person.box, dtype=np.float64)
     box_size = float(max(box[2] - box[0], box[3] - box[1], 1.0))
     joints = person.landmarks
@@ -105,10 +107,25 @@ def observe(person: PersonInstance, frame: np.ndarray | None = None) -> Observat
             max(extent, 0.5 * box_size, 1.0),
             proportions(joints),
         )
-    if frame is None or person.mask is None:
+    if person.colours is not None:
+        colours = person.colours
+    elif frame is not None and person.mask is not None:
+        colours = colour_histograms(frame, person, observation)
+    else:
         return observation
-    colours = colour_histograms(frame, person, observation)
     return Observation(**{**observation.__dict__, "colours": colours})
+
+
+def with_colours(persons: list[PersonInstance], frame: np.ndarray) -> list[PersonInstance]:
+    """The persons carrying their clothing colours (`PersonInstance.colours`),
+    measured here on the frame they were found in: the segment workers do
+    this, so the frame's pixels need not go on to the tracker."""
+    return [
+        dataclasses.replace(p, colours=colour_histograms(frame, p, observe(p)))
+        if p.mask is not None
+        else p
+        for p in persons
+    ]
 
 
 def _torso_centre(xy: np.ndarray, seen: np.ndarray, box: np.ndarray) -> np.ndarray:

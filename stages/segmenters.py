@@ -14,6 +14,7 @@ from repcoach.common.messages import PersonInstance
 from repcoach.common.registry import Registry
 from repcoach.common.specs import Spec
 from repcoach.stages.base import Segmenter
+from repcoach.stages.person_features import with_colours
 
 SEGMENTERS = Registry(
     "segmenter",
@@ -49,6 +50,21 @@ class Jittered:
     ) -> list[PersonInstance]:
         time.sleep(self._random.uniform(*self.jitter_ms) / 1000.0)
         return self.inner.segment(frame, pts, continues)
+
+
+class WithColours:
+    """Another segmenter whose persons carry their clothing colours (the
+    tracker's appearance cue), measured where the frame is at hand: the
+    segment workers run in parallel, and the pixels need not travel on to
+    the tracker."""
+
+    def __init__(self, inner: Segmenter):
+        self.inner = inner
+
+    def segment(
+        self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
+    ) -> list[PersonInstance]:
+        return with_colours(self.inner.segment(frame, pts, continues), frame)
 
 
 def _jitter(spec: Spec) -> tuple[float, float]:

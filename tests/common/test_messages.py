@@ -155,6 +155,23 @@ def test_landmarks_found_by_the_segmenter_travel_inside_their_person():
         decode([msgpack.packb(head)])
 
 
+def test_clothing_colours_travel_inside_their_person_and_are_checked():
+    shares = np.full((2, 20), np.nan)
+    shares[0] = np.arange(20) / np.arange(20).sum()
+    packet = dataclasses.replace(
+        full_packet(), persons=(dataclasses.replace(person(), colours=shares),), pixels=None
+    )
+    decoded = decode(packet.to_wire()).persons[0]
+    assert np.array_equal(decoded.colours, shares, equal_nan=True)
+    assert decode(full_packet().to_wire()).persons[0].colours is None
+
+    head = packet.header(with_pixels=False)
+    for bad in (b"\x00" * 24, b"\x00" * 16 * 200, np.full((2, 3), 7.0).tobytes()):
+        head["persons"][0]["colours"] = bad
+        with pytest.raises(MessageError, match="malformed"):
+            decode([msgpack.packb(head)])
+
+
 def test_constructors_check_shapes():
     with pytest.raises(ValueError, match="mask must be bool"):
         PersonInstance((0, 0, 10, 10), 0.5, np.zeros((3, 3), bool))

@@ -10,6 +10,7 @@ import pytest
 
 from repcoach.common.errors import UserError
 from repcoach.common.messages import PersonInstance, PersonJoints
+from repcoach.stages.person_features import with_colours
 from repcoach.stages.tracking import Tracker
 
 FPS = 30.0
@@ -115,23 +116,31 @@ def test_an_occlusion_of_up_to_two_seconds_keeps_the_id(hidden_s):
     assert tracker.pop_retired() == []
 
 
+def _seen(frame: np.ndarray, by_worker: bool) -> tuple[list[PersonInstance], np.ndarray | None]:
+    """What the tracker gets: the frame, or (as the segment workers send it)
+    the colours measured on it and no pixels."""
+    people = [dressed(person(300))]
+    return (with_colours(people, frame), None) if by_worker else (people, frame)
+
+
+@pytest.mark.parametrize("by_worker", [False, True], ids=["tracker", "worker"])
 @pytest.mark.parametrize(
     ("shirt", "shorts", "same"),
     [((RED), GREY, True), (BLUE, GREEN, False), (GREEN, RED, False)],
 )
-def test_who_comes_back_to_the_same_spot_is_told_by_their_clothes(shirt, shorts, same):
+def test_who_comes_back_to_the_same_spot_is_told_by_their_clothes(shirt, shorts, same, by_worker):
     """A person in red leaves; 1.5 s later someone stands where they stood:
-    the same clothes get the old id back, different ones a new id."""
+    the same clothes get the old id back, different ones a new id, whether
+    the tracker measures the colours or the segment worker did."""
     tracker = Tracker()
     first = None
+    people, frame = _seen(frame_with((person(300), RED, GREY)), by_worker)
     for k in range(30):
-        (first,) = tracker.update(
-            [dressed(person(300))], k / FPS, frame_with((person(300), RED, GREY))
-        )
+        (first,) = tracker.update(people, k / FPS, frame)
     pts = 1.5 + 30 / FPS
-    frame = frame_with((person(300), shirt, shorts))
+    people, frame = _seen(frame_with((person(300), shirt, shorts)), by_worker)
     for k in range(5):
-        (back,) = tracker.update([dressed(person(300))], pts + k / FPS, frame)
+        (back,) = tracker.update(people, pts + k / FPS, frame)
     assert back.track_id >= 0
     assert (back.track_id == first.track_id) is same
 
