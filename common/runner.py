@@ -6,7 +6,9 @@
 
 Published topics: b"res" + 8-byte publication number (per-frame results, no
 pixels), b"vid" (the same with pixels, only sent while someone subscribes),
-b"st" (SessionState, twice a second and on request), b"eos".
+b"st" (SessionState, twice a second and on request), b"eos"; on the tap
+also b"px" (whether any sink takes video: the segment workers and the joints
+stage pass a frame's pixels on only while one does, see `PixelDemand`).
 """
 
 from __future__ import annotations
