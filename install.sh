@@ -9,20 +9,21 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # System tools the sinks use: espeak-ng (voice cues, offline), chromium and
-# chromedriver (the web dashboard's browser test). Installed when missing and
-# we may (root or sudo); without them those sinks and tests say what to install.
-SYSTEM_PACKAGES=(espeak-ng chromium chromium-driver)
+# chromedriver (the web dashboard's browser test), prometheus (the server the
+# metrics test scrapes with). Installed when missing and we may (root or
+# sudo); without them those sinks and tests say what to install.
+SYSTEM_PACKAGES=(espeak-ng chromium chromium-driver prometheus)
 need_system=false
-for tool in espeak-ng chromium chromedriver; do command -v "$tool" >/dev/null || need_system=true; done
+for tool in espeak-ng chromium chromedriver prometheus; do command -v "$tool" >/dev/null || need_system=true; done
 if $need_system && command -v apt-get >/dev/null; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
     if $sudo true 2>/dev/null; then
         { $sudo apt-get update -qq &&
             DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
                 "${SYSTEM_PACKAGES[@]}" >/dev/null; } ||
-            echo "note: apt-get could not install ${SYSTEM_PACKAGES[*]}; voice and browser tests will skip"
+            echo "note: apt-get could not install ${SYSTEM_PACKAGES[*]}; voice, browser and Prometheus tests will skip"
     else
-        echo "note: install ${SYSTEM_PACKAGES[*]} (apt-get) for voice cues and the browser test"
+        echo "note: install ${SYSTEM_PACKAGES[*]} (apt-get) for voice cues and the browser and Prometheus tests"
     fi
 fi
 

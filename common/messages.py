@@ -684,9 +684,20 @@ class SessionState:
         )
 
 
+# Upper bounds (seconds) of the latency histograms' buckets; one more bucket
+# counts what is slower than the last.
+LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
 @dataclass(frozen=True)
 class StageReport:
-    """A stage's counters, pushed to the supervisor about once a second."""
+    """A stage's counters, pushed to the supervisor about once a second.
+
+    `latency_counts`: frames processed per `LATENCY_BUCKETS_S` bucket (and one
+    past the last), `latency_sum_s` their total time; `age_counts` and
+    `age_sum_s` the same for capture-to-here age (sinks: end to end). Empty
+    where a stage measures none. `events`: feedback events published so far
+    by "kind:severity" (the score stage); `people`: people in view now."""
 
     stage: str
     pid: int
@@ -700,6 +711,12 @@ class StageReport:
     latency_ms_p95: float
     rss_mb: float
     peak_rss_mb: float
+    latency_counts: tuple[int, ...] = ()
+    latency_sum_s: float = 0.0
+    age_counts: tuple[int, ...] = ()
+    age_sum_s: float = 0.0
+    events: dict[str, int] = field(default_factory=dict)
+    people: int = 0
 
     def to_wire(self) -> list:
         body = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -718,13 +735,29 @@ class StageReport:
             "latency_ms_p95": float,
             "rss_mb": float,
             "peak_rss_mb": float,
+            "latency_sum_s": float,
+            "age_sum_s": float,
+            "people": int,
         }
         fields = {k: _field(d, k, t, "report") for k, t in kinds.items()}
         if not 0 < len(fields["stage"]) <= MAX_NAME_CHARS:
             raise MessageError("malformed", f"report.stage {short(fields['stage'])}")
         fields["dropped"] = _counters(d, "dropped", "report")
         fields["rejected"] = _counters(d, "rejected", "report")
+        fields["events"] = _counters(d, "events", "report")
+        fields["latency_counts"] = _bucket_counts(d, "latency_counts")
+        fields["age_counts"] = _bucket_counts(d, "age_counts")
         return cls(**fields)
+
+
+def _bucket_counts(d: dict, key: str) -> tuple[int, ...]:
+    """A histogram's counts: none, or one per `LATENCY_BUCKETS_S` bucket and one more."""
+    value = _field(d, key, (list, tuple), "report")
+    if len(value) not in (0, len(LATENCY_BUCKETS_S) + 1) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in value
+    ):
+        raise MessageError("malformed", f"report.{key} must be histogram counts")
+    return tuple(value)
 
 
 Message = FramePacket | EndOfStream | SessionState | StageReport

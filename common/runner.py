@@ -385,6 +385,7 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
                     result = logic.process(message)
                     _own_drops(logic, ctx)
                     session.count(result)
+                    _count_events(result, ctx)
                     topic = TOPIC_RESULT + published.to_bytes(8, "big")
                     publish([topic, *result.to_wire(with_pixels=False)])
                     if result.pixels is not None:
@@ -394,6 +395,7 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
                 elif isinstance(message, EndOfStream):
                     final = logic.end(message)
                     if final is not None and final.events:
+                        _count_events(final, ctx)
                         topic = TOPIC_RESULT + published.to_bytes(8, "big")
                         publish([topic, *final.to_wire(with_pixels=False)])
                         published += 1
@@ -416,11 +418,18 @@ def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
                     )
             if periodic:
                 last_state = time.monotonic()
-                publish([TOPIC_STATE, *current_state().to_wire()])
+                state = current_state()
+                ctx.stats.people = len(state.people)
+                publish([TOPIC_STATE, *state.to_wire()])
     finally:
         transport.close_all(inbox, snapshots)
         transport.close_linger(pub, transport.OUTPUT_LINGER_MS)
         transport.close_linger(tap, transport.OUTPUT_LINGER_MS)
+
+
+def _count_events(packet: FramePacket, ctx: StageContext) -> None:
+    for event in packet.events:
+        ctx.stats.events[f"{event.kind}:{event.severity}"] += 1
 
 
 def _subscription(parts: list, ctx: StageContext) -> tuple[bytes, int] | None:
@@ -531,6 +540,7 @@ def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True, feed: str 
                     counted = topic.startswith(counted_topic) and not message.tombstone
                     if counted:
                         ctx.stats.received()
+                        ctx.stats.arrived(_age_s(message))
                     sink.on_result(message)
                     if counted:
                         ctx.stats.emitted()

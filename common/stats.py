@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import resource
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from repcoach.common.messages import StageReport
+from repcoach.common.messages import LATENCY_BUCKETS_S, StageReport
 
 
 def peak_rss_mb() -> float:
@@ -27,8 +28,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class Histogram:
+    """Counts per `LATENCY_BUCKETS_S` bucket and their sum, since the start
+    (what Prometheus histograms are made of)."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self.sum_s = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.sum_s += seconds
+
+    def wire(self) -> tuple[int, ...]:
+        return tuple(self.counts) if self.sum_s > 0 or any(self.counts) else ()
+
+
 class StageStats:
-    """Frames in/out, drops by reason, processing latency and output rate."""
+    """Frames in/out, drops by reason, processing latency and output rate;
+    at the score stage, events published and people in view."""
 
     def __init__(self, stage: str, window: int = 300):
         self.stage = stage
@@ -36,8 +54,12 @@ class StageStats:
         self.frames_out = 0
         self.dropped: Counter[str] = Counter()
         self.queue_depth = 0
+        self.events: Counter[str] = Counter()  # "kind:severity"
+        self.people = 0
         self._latencies_ms: deque[float] = deque(maxlen=window)
         self._out_times: deque[float] = deque(maxlen=window)
+        self._latency = Histogram()
+        self._age = Histogram()
         self._process = psutil.Process(os.getpid())
 
     def received(self, count: int = 1) -> None:
@@ -48,6 +70,11 @@ class StageStats:
         self._out_times.append(time.monotonic())
         if latency_s is not None:
             self._latencies_ms.append(latency_s * 1000.0)
+            self._latency.observe(latency_s)
+
+    def arrived(self, age_s: float) -> None:
+        """A frame got here `age_s` after capture (sinks: end to end)."""
+        self._age.observe(age_s)
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] += count
@@ -75,4 +102,10 @@ class StageStats:
             latency_ms_p95=round(float(np.percentile(lat, 95)), 2),
             rss_mb=round(rss_mb, 1),
             peak_rss_mb=round(max(peak_rss_mb(), rss_mb), 1),
+            latency_counts=self._latency.wire(),
+            latency_sum_s=self._latency.sum_s,
+            age_counts=self._age.wire(),
+            age_sum_s=self._age.sum_s,
+            events=dict(self.events),
+            people=self.people,
         )

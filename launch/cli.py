@@ -259,6 +259,17 @@ def up(
     report: Annotated[
         Path | None, typer.Option(help="Write the HTML session report into this folder at the end.")
     ] = None,
+    metrics: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics, /healthz and /readyz on this port (0: any free one).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address the metrics endpoint listens on.")
+    ] = "127.0.0.1",
     insecure: InsecureOption = False,
     name: NameOption = "default",
 ) -> None:
@@ -331,7 +342,13 @@ def up(
         history_db=history_db,
         topology=topology.to_dict(),
     )
-    supervisor = Supervisor(config, folder, sinks)
+    metrics_server = None
+    if metrics is not None:
+        from repcoach.launch.metrics import MetricsServer
+
+        metrics_server = MetricsServer(metrics_host, metrics, station=name)
+        typer.echo(f"metrics: http://{metrics_host}:{metrics_server.port}/metrics", err=True)
+    supervisor = Supervisor(config, folder, sinks, metrics_server)
     # "written" only for a file this run replaced, never for a stale one
     before = {p: _file_id(p) for p in (summary, report and report / "index.html") if p}
     code = supervisor.run()

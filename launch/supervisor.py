@@ -21,6 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from repcoach.common import graph, transport
 from repcoach.common.atomic import write_json_atomic
@@ -36,6 +37,9 @@ from repcoach.common.messages import (
 from repcoach.common.specs import Spec
 from repcoach.launch.stage import EXIT_USER_ERROR
 
+if TYPE_CHECKING:  # prometheus-client is imported only when metrics are served
+    from repcoach.launch.metrics import MetricsServer
+
 log = logging.getLogger(__name__)
 
 MAX_FAILURES = 5
@@ -48,6 +52,7 @@ TERM_S = 5.0
 MAX_ATTACHED_REPORTS = 16
 CONTROL_REQUESTS = (b"STATUS", b"CONFIG", b"STOP")
 SILENT_S = 3.0  # a stage reports every second: this long without one, it has stopped
+FLOWING_S = 5.0  # ready (`/readyz`) while a frame was published this recently
 
 
 @dataclass
@@ -104,8 +109,16 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, config: PipelineConfig, run_dir: Path, sinks: list[Spec]):
+    def __init__(
+        self,
+        config: PipelineConfig,
+        run_dir: Path,
+        sinks: list[Spec],
+        metrics: MetricsServer | None = None,
+    ):
         self.config = config
+        self.metrics = metrics
+        self._published = (0, time.monotonic())  # score's frames out, and when they changed
         self.run_dir = run_dir
         self.config_path = run_dir / "config.json"
         self.logs = run_dir / "logs"
@@ -170,6 +183,8 @@ class Supervisor:
         )
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         poller = transport.Poller(self.report_sock, self.control_sock)
+        if self.metrics is not None:
+            self.metrics.start()
         try:
             # Capture starts last, once every other stage has reported in (a
             # stage reports after its model is loaded): a camera or --realtime
@@ -189,7 +204,13 @@ class Supervisor:
                 self._release_idle_workers()
                 self._watch_progress()
                 self._advance_shutdown()
+                if self.metrics is not None:
+                    self.metrics.update(self.status(), self._ready())
             self._check_books()
+            if self.metrics is not None:
+                time.sleep(0.1)  # the stages' last reports, sent as they closed
+                self._take_reports()
+                self.metrics.final_scrape(self.status())
             if self.failure:
                 return 1
             return 130 if self.stop_requests else 0  # 130: stopped by Ctrl-C, as shells expect
@@ -199,8 +220,25 @@ class Supervisor:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             transport.close_all(self.report_sock, self.control_sock)
+            if self.metrics is not None:
+                self.metrics.close()
             (self.run_dir / "pipeline.json").unlink(missing_ok=True)
             shutil.rmtree(self.run_dir / "sinks", ignore_errors=True)  # options may hold secrets
+
+    def _ready(self) -> bool:
+        """Every stage runs and reports, and frames reached the sinks lately
+        (what `/readyz` says)."""
+        now = time.monotonic()
+        if self.stopping_since is not None:
+            return False
+        for c in self.children:
+            seen = self.reports.get(c.name)
+            if not c.alive() or seen is None or now - seen[0] > SILENT_S:
+                return False
+        published = self._frames_out("score")
+        if published != self._published[0]:
+            self._published = (published, now)
+        return published > 0 and now - self._published[1] < FLOWING_S
 
     def _start_capture_when_ready(self, waiting_since: float) -> None:
         capture = next(c for c in self.children if c.name == "capture")

@@ -5,7 +5,6 @@ and raw pyzmq clients knock with no key, an unknown key and an allowed one."""
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 import zmq
 
 from repcoach.common import transport
-from tests.conftest import pipeline_command
+from tests.conftest import free_port, pipeline_command
 
 SERVER = r"""
 import sys, time
@@ -33,12 +32,6 @@ while time.monotonic() < deadline:
     transport.route(sock, parts[0], [b"", b"echo:" + parts[-1][:16]])
 transport.shutdown(0)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def keys(folder: Path, *args: str) -> subprocess.CompletedProcess:

@@ -91,6 +91,24 @@ def test_full_mask_pastes_the_crop_back_in_place():
         EndOfStream("cam", 41, 42, 3, "end of source"),
         SessionState("cam", 40, 2, 90, 41, 1.4, 1.0, True, "stopped", (PersonScore(1),)),
         StageReport("joints", 1, 5, 5, {"stale": 1}, {}, 0, 29.5, 3.0, 9.0, 100.0, 120.0),
+        StageReport(
+            "score",
+            1,
+            5,
+            5,
+            {},
+            {},
+            0,
+            29.5,
+            3.0,
+            9.0,
+            100.0,
+            120.0,
+            latency_counts=(0, 4, 1, *[0] * 10),
+            latency_sum_s=0.009,
+            events={"rep:info": 2, "cue:fault": 1},
+            people=2,
+        ),  # fmt: skip
     ],
 )
 def test_small_messages_round_trip(message):
@@ -124,6 +142,15 @@ def _header(**changes):
 def test_decode_validates(parts, expected):
     with expected:
         decode(parts)
+
+
+@pytest.mark.parametrize("counts", [[1, 2, 3], [-1] * 13, ["a"] * 13, [True] * 13])
+def test_a_report_with_bad_histogram_counts_is_malformed(counts):
+    report = StageReport("score", 1, 5, 5, {}, {}, 0, 29.5, 3.0, 9.0, 100.0, 120.0)
+    head = msgpack.unpackb(report.to_wire()[0])
+    head["latency_counts"] = counts
+    with pytest.raises(MessageError, match="histogram counts"):
+        decode([msgpack.packb(head)])
 
 
 def test_bad_mask_and_joint_sizes_are_truncated_not_crashes():

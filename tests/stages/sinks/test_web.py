@@ -40,17 +40,11 @@ from repcoach.common.messages import (
 )
 from repcoach.stages.sinks import make_sink
 from repcoach.stages.sinks.web_board import Scoreboard
-from tests.conftest import Pipeline, stage_report
+from tests.conftest import Pipeline, free_port, stage_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 FAST = ["--segmenter", "passthrough", "--joints", "none", "--no-console"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def fetch(url: str, timeout: float = 10) -> bytes:
