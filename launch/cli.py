@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import pwd
 import re
 import sys
 from enum import Enum
@@ -19,6 +20,7 @@ from typing import Annotated
 import typer
 
 from repcoach.common import transport
+from repcoach.common.atomic import atomic_file, write_failure
 from repcoach.common.config import FlowPolicy, PipelineConfig
 from repcoach.common.endpoints import Topology, run_dir
 from repcoach.common.errors import UserError
@@ -38,6 +40,8 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
+service_app = typer.Typer(help="Run the pipeline as a systemd service.", no_args_is_help=True)
+app.add_typer(service_app, name="service")
 
 
 def _sink_kinds() -> tuple[str, ...]:
@@ -647,6 +651,62 @@ def keys_list(
         typer.echo(f"{title}:" + ("" if peers else " none"))
         for peer, key in peers.items():
             typer.echo(f"  {peer} {key}")
+
+
+# --- service
+
+
+@service_app.command(
+    "install", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def service_install(
+    ctx: typer.Context,
+    name: NameOption = "default",
+    user: Annotated[str, typer.Option(help="The system user the pipeline runs as.")] = "repcoach",
+    unit_dir: Annotated[Path, typer.Option(help="Where to write the unit.")] = Path(
+        "/etc/systemd/system"
+    ),
+) -> None:
+    """Write a systemd unit that runs `pipeline up ARGS` at boot: `pipeline
+    service install --name floor -- --source rtsp://cam/1 --sink web:port=8080`."""
+    from repcoach.launch.service import pipeline_executable, render_unit, unit_name
+
+    up_args = list(ctx.args)
+    if up_args[:1] == ["--"]:
+        up_args = up_args[1:]
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' or '-'")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+        raise UserError(f"--user {user!r} is not a system user name")
+    _parse_up_args(up_args)
+    path = unit_dir / unit_name(name)
+    text = render_unit(name, user, up_args, pipeline_executable())
+    try:
+        with atomic_file(path) as handle:
+            handle.write(text.encode())
+            os.fchmod(handle.fileno(), 0o644)  # systemd and admins read it
+    except OSError as error:
+        raise UserError(write_failure(path, error)) from None
+    typer.echo(f"wrote {path}")
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        typer.echo(
+            f"create its user first: useradd --system --no-create-home "
+            f"--shell /usr/sbin/nologin {user}"
+        )
+    typer.echo(f"then: systemctl daemon-reload && systemctl enable --now {unit_name(name)}")
+
+
+def _parse_up_args(args: list[str]) -> None:
+    """Parse `args` as `pipeline up` would (options, types, ranges), without
+    running anything; a UserError in one line if they would not start."""
+    command = typer.main.get_command(app)
+    up_command = command.commands["up"]  # type: ignore[attr-defined]
+    try:
+        up_command.make_context("up", ["--no-console", *args], resilient_parsing=False)
+    except typer.TyperException as error:
+        raise UserError(f"the pipeline's options: {error.format_message()}") from None
 
 
 def _mount_weights() -> None:
