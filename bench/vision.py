@@ -603,8 +603,10 @@ def run_pipeline(
     loop: bool = False,
     stop_after_s: float | None = None,
     via_cli: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> PipelineRun:
-    """`pipeline up` on the clip until it ends (or `stop_after_s`, then SIGINT)."""
+    """`pipeline up` on the clip until it ends (or `stop_after_s`, then SIGINT);
+    `extra`: more options for `up`."""
     out, summary, log = (folder / f"{name}{ext}" for ext in (".jsonl", ".json", ".log"))
     command = [
         *pipeline_command(),
@@ -622,6 +624,7 @@ def run_pipeline(
         name,
         *(["--realtime"] if realtime else []),
         *(["--loop"] if loop else []),
+        *extra,
     ]
     # history goes to the run's folder, never the user's database
     env = {

@@ -5,11 +5,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from bench.vision import steady_cpu_ms, tree_cpu_s
 
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 SPIN = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass\n"
 
 
@@ -50,3 +52,18 @@ def test_steady_cpu_is_per_frame_between_first_and_last_result():
     assert steady_cpu_ms(1.0, 2.0, 101) == 10.0
     assert steady_cpu_ms(None, 2.0, 101) is None
     assert steady_cpu_ms(1.0, 2.0, 1) is None
+
+
+@pytest.mark.slow
+def test_the_metrics_bench_prints_its_ratio():
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "metrics.py"), "--synthetic", "--quick", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("steady CPU")]
+    assert len(lines) == 1 and "x (goal <= 1.02x" in lines[0], result.stdout
+    scrapes = int(lines[0].split(" scrapes")[0].rsplit(" ", 1)[1])
+    assert scrapes >= 1  # the endpoint answered while the pipeline ran
