@@ -206,10 +206,10 @@ def up(
     workers: Annotated[
         int | None,
         typer.Option(
-            min=1,
+            min=0,
             max=64,
             help="Segmentation workers (default: one per GPU, else one per core up to 4; "
-            "1 for maskrcnn on CPU).",
+            "1 for maskrcnn on CPU; 0 with --bind: all of them on other hosts).",
         ),
     ] = None,
     gpus: Annotated[str | None, typer.Option(help="GPU ids, one per worker in turn: 0,1")] = None,
@@ -288,6 +288,11 @@ def up(
 
     if exercise not in _exercises():
         raise UserError(f"--exercise {exercise!r} is not known; valid: {', '.join(_exercises())}")
+    if workers == 0 and not bind:
+        raise UserError(
+            "--workers 0 needs --bind tcp://...: the workers then run on other hosts "
+            "(`pipeline stage segment --connect ...`)"
+        )
     gpu_ids = _parse_gpus(gpus)
     check_segmenter(segmenter, weights_dir or default_weights_dir())
     if truth is not None and not source.startswith("synthetic:"):
@@ -329,7 +334,7 @@ def up(
         policy=policy,
         realtime=realtime,
         loop=loop,
-        workers=workers or default_workers(segmenter, gpu_ids),
+        workers=default_workers(segmenter, gpu_ids) if workers is None else workers,
         gpus=gpu_ids,
         segmenter=segmenter,
         joints=joints.value,

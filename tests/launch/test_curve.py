@@ -227,6 +227,35 @@ def test_insecure_loopback_pipeline_runs_without_keys(pipeline, video, tmp_path)
     assert (document["frames"], document["dropped"]) == (frames, 0)
 
 
+def test_every_worker_on_another_host_with_workers_0(pipeline, video, tmp_path):
+    """`--workers 0`: the pipeline starts no worker of its own; the remote
+    workers (here two on loopback) get every frame, each exactly once."""
+    frames = 200
+    address = f"tcp://127.0.0.1:{free_port_block()}"
+    events = tmp_path / "events.jsonl"
+    up = pipeline.start(
+        "up", "--source", str(video(frames)), "--bind", address, "--insecure",
+        "--segmenter", "passthrough:jitter_ms=5-20", "--workers", "0", *FAST,
+        "--sink", f"jsonl:path={events},frames=1",
+    )  # fmt: skip
+    status = pipeline.wait_for(lambda s: s is not None, 60, what="the pipeline up")
+    assert not [r for r in status["stages"] if r["stage"].startswith("segment")]
+    workers = [
+        pipeline.start("stage", "segment", "--connect", address, "--insecure", "--index", str(i))
+        for i in (3, 4)
+    ]
+    assert up.wait(180) == 0, up.stderr.read()
+    seqs = [r["seq"] for r in read_jsonl(events) if r.get("type") == "frame"]
+    assert sorted(seqs) == list(range(frames))
+    for worker in workers:
+        assert worker.wait(30) == 0, worker.stderr.read()
+
+
+def test_workers_0_without_bind_is_one_line(pipeline, video):
+    result = pipeline.run("up", "--source", str(video(5)), "--workers", "0", *FAST)
+    assert "--workers 0 needs --bind tcp://" in one_line_error(result)
+
+
 # --- a pipeline on tcp with CURVE
 
 
