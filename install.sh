@@ -12,9 +12,18 @@ cd "$(dirname "$0")"
 # chromedriver (the web dashboard's browser test), prometheus (the server the
 # metrics test scrapes with). Installed when missing and we may (root or
 # sudo); without them those sinks and tests say what to install.
+# REPCOACH_RUNTIME_ONLY=1 (the container image): espeak-ng and the package
+# alone, none of the test tools.
 SYSTEM_PACKAGES=(espeak-ng chromium chromium-driver prometheus)
+TOOLS=(espeak-ng chromium chromedriver prometheus)
+EXTRAS="maskrcnn,dev"
+if [ "${REPCOACH_RUNTIME_ONLY:-0}" = 1 ]; then
+    SYSTEM_PACKAGES=(espeak-ng)
+    TOOLS=(espeak-ng)
+    EXTRAS="maskrcnn"
+fi
 need_system=false
-for tool in espeak-ng chromium chromedriver prometheus; do command -v "$tool" >/dev/null || need_system=true; done
+for tool in "${TOOLS[@]}"; do command -v "$tool" >/dev/null || need_system=true; done
 if $need_system && command -v apt-get >/dev/null; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
     if $sudo true 2>/dev/null; then
@@ -32,7 +41,7 @@ PYTHON=${PYTHON:-python3}
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 
 "${pip[@]}" --upgrade pip setuptools wheel
-"${pip[@]}" -e ".[maskrcnn,dev]"
+"${pip[@]}" -e ".[$EXTRAS]"
 "${pip[@]}" --no-deps "tf-keras==2.19.0" "pixellib==0.7.1" "imantics==0.1.12"
 # Re-assert the one OpenCV build the project uses (Haar cascades need 4.x).
 .venv/bin/python -m pip uninstall --quiet --yes opencv-python opencv-python-headless 2>/dev/null || true

@@ -105,6 +105,13 @@ def _read_certificate(path: Path, *, secret: bool) -> dict[str, str]:
             )
         if info.st_uid != os.getuid():
             raise UserError(f"{path} belongs to another user; keys must be your own")
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror}") from None
+    return _parse_certificate(path, secret=secret)
+
+
+def _parse_certificate(path: Path, *, secret: bool) -> dict[str, str]:
+    try:
         text = path.read_text(encoding="ascii", errors="replace")
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror}") from None
@@ -117,6 +124,14 @@ def _read_certificate(path: Path, *, secret: bool) -> dict[str, str]:
     if not transport.is_z85_key(key) or secret and "secret-key" not in fields:
         raise UserError(f"{path} is not a CURVE certificate")
     return fields
+
+
+def _key_pair(path: Path, fields: dict[str, str]) -> KeyPair:
+    """The key pair a secret certificate holds, checked to belong together."""
+    public, secret = fields["public-key"].encode(), fields["secret-key"].encode()
+    if not transport.is_z85_key(secret) or transport.curve_public(secret) != public:
+        raise UserError(f"{path}: the secret key does not match its public key")
+    return KeyPair(fields.get("name", SELF), public, secret)
 
 
 @dataclass(frozen=True)
@@ -168,11 +183,30 @@ class KeyStore:
                 "`pipeline keys init` (or use --insecure on a loopback address)"
             )
         self._private()
-        fields = _read_certificate(path, secret=True)
-        public, secret = fields["public-key"].encode(), fields["secret-key"].encode()
-        if not transport.is_z85_key(secret) or transport.curve_public(secret) != public:
-            raise UserError(f"{path}: the secret key does not match its public key")
-        return KeyPair(fields.get("name", SELF), public, secret)
+        return _key_pair(path, _read_certificate(path, secret=True))
+
+    def import_from(self, source: Path) -> tuple[str, int, int]:
+        """Copy a key folder laid out as above (a mounted Kubernetes Secret:
+        files owned by root, readable by the group) into this one, private.
+        Returns this host's name and how many allowed clients and trusted
+        pipelines came with it."""
+        path = source / f"{SELF}.key_secret"
+        pair = _key_pair(path, _parse_certificate(path, secret=True))
+        name = check_name(pair.name)
+        peers = {
+            sub: {
+                path.stem: _parse_certificate(path, secret=False)["public-key"]
+                for path in sorted((source / sub).glob("*.key"))
+            }
+            for sub in (ALLOWED, SERVERS)
+        }
+        folder = self._private()
+        _write_private(folder / f"{SELF}.key_secret", _certificate(name, pair.public, pair.secret))
+        _write_private(folder / f"{SELF}.key", _certificate(name, pair.public))
+        for sub, keys in peers.items():
+            for peer, key in keys.items():
+                self.add(peer, key, server=sub == SERVERS)
+        return name, len(peers[ALLOWED]), len(peers[SERVERS])
 
     # --- peers
 

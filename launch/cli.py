@@ -613,6 +613,24 @@ def keys_add(
     typer.echo(f"{name} {what} ({path})")
 
 
+@keys_app.command("import")
+def keys_import(
+    folder: Annotated[
+        Path, typer.Argument(help="A key folder (self.key_secret, allowed/, servers/).")
+    ],
+) -> None:
+    """Copy a key folder someone else owns (a mounted Kubernetes Secret) into
+    this host's private key folder."""
+    from repcoach.common.keys import KeyStore
+
+    store = KeyStore()
+    name, allowed, servers = store.import_from(folder)
+    typer.echo(
+        f"imported {name}'s key pair, {allowed} allowed client(s) and "
+        f"{servers} trusted pipeline(s) into {store.folder}"
+    )
+
+
 @keys_app.command("remove")
 def keys_remove(
     name: Annotated[str, typer.Argument(help="The peer's name.")],

@@ -5,6 +5,7 @@ and raw pyzmq clients knock with no key, an unknown key and an allowed one."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -120,6 +121,33 @@ def test_add_list_remove(key_folders):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert keys(server, "remove", "gpu").returncode == 0
     assert "gpu" not in keys(server, "list").stdout
+
+
+def test_a_mounted_secret_is_imported_into_a_private_key_folder(key_folders, tmp_path):
+    """Kubernetes mounts a Secret as files anyone in the pod may read (mode
+    0644 here); `keys import` copies it into the host's own 0700/0600 folder."""
+    server, client = key_folders
+    assert keys(server, "add", "gpu", public_key(client)).returncode == 0
+    mounted = tmp_path / "mounted"
+    shutil.copytree(server, mounted)
+    for path in [mounted, *mounted.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    fresh = tmp_path / "pod-keys"
+    result = keys(fresh, "import", str(mounted))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "imported edge's key pair, 1 allowed client(s) and 0 trusted pipeline(s)" in result.stdout
+    )
+    assert public_key(fresh) == public_key(server)
+    assert f"gpu {public_key(client)}" in keys(fresh, "list").stdout
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in fresh.rglob("*.key*")} == {0o600}
+    # A secret key that does not match its public key is refused, in one line.
+    text = (mounted / "self.key_secret").read_text()
+    (mounted / "self.key_secret").write_text(text.replace(secret_key(server), secret_key(client)))
+    result = keys(tmp_path / "other", "import", str(mounted))
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("the secret key does not match its public key")
 
 
 def test_a_key_starting_with_a_dash_is_a_key_not_an_option(tmp_path):
