@@ -701,7 +701,7 @@ def service_install(
         raise UserError(f"--name {name!r}: use letters, digits, '.', '_' or '-'")
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
         raise UserError(f"--user {user!r} is not a system user name")
-    _parse_up_args(up_args)
+    check_command(["up", "--no-console", *up_args])
     path = unit_dir / unit_name(name)
     text = render_unit(name, user, up_args, pipeline_executable())
     try:
@@ -721,15 +721,27 @@ def service_install(
     typer.echo(f"then: systemctl daemon-reload && systemctl enable --now {unit_name(name)}")
 
 
-def _parse_up_args(args: list[str]) -> None:
-    """Parse `args` as `pipeline up` would (options, types, ranges), without
-    running anything; a UserError in one line if they would not start."""
-    command = typer.main.get_command(app)
-    up_command = command.commands["up"]  # type: ignore[attr-defined]
+def check_command(words: list[str]) -> None:
+    """Parse `pipeline WORDS...` as the CLI would (commands, options, types,
+    ranges) without running anything; a UserError in one line if it would
+    not start. Service units and Kubernetes manifests are checked with it."""
+    command, rest = typer.main.get_command(app), list(words)
+    while isinstance(command, typer.core.TyperGroup):  # `sink attach`, `keys import`, ...
+        sub = command.get_command(None, rest[0]) if rest else None  # type: ignore[arg-type]
+        if sub is None:
+            raise UserError(f"`pipeline {' '.join(words)}`: no such command")
+        command, rest = sub, rest[1:]
     try:
-        up_command.make_context("up", ["--no-console", *args], resilient_parsing=False)
+        params = command.make_context(command.name or "", rest).params
     except typer.TyperException as error:
-        raise UserError(f"the pipeline's options: {error.format_message()}") from None
+        raise UserError(f"`pipeline {' '.join(words)}`: {error.format_message()}") from None
+    if command.name == "up":  # what `up` checks before it starts anything, short of the source
+        from repcoach.stages.sinks import check_sink, parse_sink
+
+        if params["exercise"] not in _exercises():
+            raise UserError(f"--exercise {params['exercise']!r} is not known")
+        for text in params["sink"] or []:
+            check_sink(parse_sink(text))
 
 
 def _mount_weights() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from repcoach.launch.cli import _parse_up_args
+from repcoach.launch.cli import check_command
 from repcoach.launch.service import render_unit
 
 DEPLOYED = Path(__file__).parents[2] / "deploy" / "systemd" / "repcoach-default.service"
@@ -36,7 +36,7 @@ def test_the_unit_runs_up_with_the_given_options(pipeline, tmp_path):
         "up", "--no-console", "--name", "floor", "--source", "rtsp://cam.local/1",
         "--sink", "web:port=8080", "--summary", "a b.json",
     ]  # fmt: skip
-    _parse_up_args(command[2:])  # the real CLI takes them
+    check_command(command[1:])  # the real CLI takes them
     expected = {"User=repcoach", "KillMode=mixed", "Restart=on-failure", "StateDirectory=repcoach"}
     assert expected <= set(unit.splitlines())
     if shutil.which("systemd-analyze") is None:
@@ -53,7 +53,7 @@ def test_options_the_pipeline_would_refuse_write_nothing(pipeline, tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: the pipeline's options: No such option: --sourc "
+        "error: `pipeline up --no-console --sourc camera0`: No such option: --sourc "
         "(Possible options: --history, --source, --summary)"
     ]
     assert not list(tmp_path.iterdir())
@@ -63,4 +63,4 @@ def test_the_shipped_unit_is_what_install_writes():
     shipped = DEPLOYED.read_text()
     command = exec_start(shipped)
     assert shipped == render_unit("default", "repcoach", command[5:], Path(command[0]))
-    _parse_up_args(command[5:])
+    check_command(command[1:])
