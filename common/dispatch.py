@@ -29,6 +29,7 @@ from repcoach.common import graph, transport
 from repcoach.common.chunks import MAX_CHUNK_FRAMES, NOT_CHUNKED, Chunker
 from repcoach.common.clock import CLOCK_ID
 from repcoach.common.config import FlowPolicy
+from repcoach.common.loop import run_loop
 from repcoach.common.messages import (
     EndOfStream,
     FrameMeta,
@@ -190,34 +191,43 @@ class Dispatcher:
         # Peers refused a worker slot lately (bounded), told STOP at the end.
         self.refused_peers: dict[bytes, None] = {}
 
+    ends_on_stop = False  # a stop request is handled here: in-flight frames drain first
+
     def run(self) -> None:
         self.router = graph.open_port(self.config, "capture", "work")
         self.wakeups = transport.open_socket(transport.PULL, WAKEUP_ENDPOINT, bind=True, hwm=64)
         self.feed = FrameFeed(self.source, self.config.policy)
         self.feed.start()
-        poller = transport.Poller(self.router, self.wakeups)
-        try:
-            while not self._finished():
-                ready = poller.ready(100)
-                if self.wakeups in ready:
-                    while self.wakeups.poll(0):
-                        self.wakeups.recv()
-                if self.router in ready:
-                    self._drain_worker_messages()
-                self._handle_stop_request()
-                self._requeue_silent_workers()
-                self._dispatch()
-                self.ctx.stats.queue_depth = sum(len(w.outstanding) for w in self.workers.values())
-                self.ctx.tick()
-            # Workers refused a slot (the table was full) wait for the end too.
-            for identity in [*self.workers, *self.refused_peers]:
-                transport.route(self.router, identity, [STOP])
-        finally:
-            self.feed.stop()
-            self.feed.join(timeout=5.0)
-            transport.close_all(self.wakeups)
-            transport.close_linger(self.router, 2000)  # let STOP reach the workers
-            self.source.close()
+        run_loop(self.ctx, self)
+
+    # --- the loop's role
+
+    def sockets(self) -> tuple:
+        return (self.router, self.wakeups)
+
+    def turn(self, ready: set) -> bool:
+        if self.wakeups in ready:
+            while self.wakeups.poll(0):
+                self.wakeups.recv()
+        if self.router in ready:
+            self._drain_worker_messages()
+        self._handle_stop_request()
+        self._requeue_silent_workers()
+        self._dispatch()
+        self.ctx.stats.queue_depth = sum(len(w.outstanding) for w in self.workers.values())
+        if not self._finished():
+            return False
+        # Workers refused a slot (the table was full) wait for the end too.
+        for identity in [*self.workers, *self.refused_peers]:
+            transport.route(self.router, identity, [STOP])
+        return True
+
+    def close(self) -> None:
+        self.feed.stop()
+        self.feed.join(timeout=5.0)
+        transport.close_all(self.wakeups)
+        transport.close_linger(self.router, 2000)  # let STOP reach the workers
+        self.source.close()
 
     # --- worker messages
 

@@ -172,7 +172,7 @@ STAGES = (
         (
             # One of the two feeds: `results` when `up` started the sink,
             # `tap` when it was attached later. A sink taking pixels (~1 MB a
-            # frame) asks for a short queue instead (see `run_sink`).
+            # frame) asks for a short queue instead (see `runner.SinkFeed`).
             Port("results", transport.SUB, binds=False, hwm=20000),
             Port("tap", transport.SUB, binds=False, hwm=20000),
             Port("snapshot", transport.REQ, binds=False, hwm=1),

@@ -1,4 +1,5 @@
-"""The socket loops that run a stage's logic. Stage logic never sees a socket.
+"""The socket loop that runs every stage, and each stage kind's part in it
+(its role). Stage logic never sees a socket.
 
     capture (dispatch.py) --ROUTER/DEALER credits--> segment workers x N
         --PUSH/PULL--> joints (re-orders by prev_seq) --PUSH/PULL--> score
@@ -9,6 +10,9 @@ pixels), b"vid" (the same with pixels, only sent while someone subscribes),
 b"st" (SessionState, twice a second and on request), b"eos"; on the tap
 also b"px" (whether any sink takes video: the segment workers and the joints
 stage pass a frame's pixels on only while one does, see `PixelDemand`).
+
+Each class here is a role for the one loop, `repcoach.common.loop.run_loop`;
+a role opens its sockets from the pipeline graph (`repcoach.common.graph`).
 """
 
 from __future__ import annotations
@@ -127,59 +131,70 @@ class PixelDemand:
 # --- segment workers
 
 
-def run_segment_worker(
-    segmenter: Segmenter, ctx: StageContext, identity: str, joints_use_pixels: bool = True
-) -> None:
-    work = graph.open_port(ctx.config, "segment", "work", identity=identity.encode())
-    out, joints = graph.open_port(ctx.config, "segment", "segmented")
-    demand = PixelDemand(ctx.config, "segment", ctx.rejects, needed=joints_use_pixels)
-    hello = [HELLO, encode_plain({"credits": ctx.config.prefetch})]
-    transport.send(work, hello)
-    last_message = time.monotonic()
-    segmented: FrameMeta | None = None  # the frame whose people the segmenter follows
-    try:
-        while not ctx.should_stop():
-            ctx.tick()
-            if not work.poll(100):
-                # Idle: say hello again so a restarted capture learns about us.
-                if time.monotonic() - last_message > IDLE_HELLO_S:
-                    # Never blocks: with capture gone the queue fills, and a
-                    # blocked send would not notice a stop request.
-                    with contextlib.suppress(transport.Again):
-                        transport.send(work, hello, nonblocking=True)
-                    last_message = time.monotonic()
-                continue
-            last_message = time.monotonic()
-            parts = transport.recv_parts(work)
-            if len(parts) == 1 and transport.raw_bytes(parts[0]) == STOP:
-                log.info("capture says the stream is done")
-                return
-            message = transport.decode_parts(parts, ctx.rejects)
-            if isinstance(message, FramePacket):
-                ctx.stats.received()
-                started = time.perf_counter()
-                if _is_stale(ctx, message):
-                    ctx.stats.drop("stale")
-                    result = message.replace(pixels=None, tombstone=True)
-                else:
-                    meta = message.meta
-                    persons = segmenter.segment(
-                        message.pixels, meta.pts, continues(segmented, meta)
-                    )
-                    segmented = meta
-                    result = demand.pass_on(message.replace(persons=tuple(persons)))
-                if not transport.send_patiently(out, result.to_wire(), ctx.waiting):
-                    return
-                ctx.stats.emitted(time.perf_counter() - started)
-                transport.send(work, [DONE, str(message.meta.seq).encode()])
-            elif isinstance(message, EndOfStream) and transport.send_patiently(
-                out, message.to_wire(), ctx.waiting
-            ):
-                transport.send(work, [DONE, str(EOS_KEY).encode()])
-    finally:
-        demand.close()
-        transport.close_all(work)
-        _hand_over(out, joints, ctx)
+class SegmentWorker:
+    """Takes frames from capture (credits), segments them, passes them on."""
+
+    ends_on_stop = True
+
+    def __init__(
+        self, segmenter: Segmenter, ctx: StageContext, identity: str, joints_use_pixels: bool
+    ):
+        self.segmenter, self.ctx = segmenter, ctx
+        self.work = graph.open_port(ctx.config, "segment", "work", identity=identity.encode())
+        self.out, self.joints = graph.open_port(ctx.config, "segment", "segmented")
+        self.demand = PixelDemand(ctx.config, "segment", ctx.rejects, needed=joints_use_pixels)
+        self.hello = [HELLO, encode_plain({"credits": ctx.config.prefetch})]
+        transport.send(self.work, self.hello)
+        self.last_message = time.monotonic()
+        self.segmented: FrameMeta | None = None  # the frame whose people it follows
+
+    def sockets(self) -> tuple:
+        return (self.work,)
+
+    def turn(self, ready: set) -> bool:
+        ctx = self.ctx
+        if self.work not in ready:
+            # Idle: say hello again so a restarted capture learns about us.
+            if time.monotonic() - self.last_message > IDLE_HELLO_S:
+                # Never blocks: with capture gone the queue fills, and a
+                # blocked send would not notice a stop request.
+                with contextlib.suppress(transport.Again):
+                    transport.send(self.work, self.hello, nonblocking=True)
+                self.last_message = time.monotonic()
+            return False
+        self.last_message = time.monotonic()
+        parts = transport.recv_parts(self.work)
+        if len(parts) == 1 and transport.raw_bytes(parts[0]) == STOP:
+            log.info("capture says the stream is done")
+            return True
+        message = transport.decode_parts(parts, ctx.rejects)
+        if isinstance(message, FramePacket):
+            ctx.stats.received()
+            started = time.perf_counter()
+            if _is_stale(ctx, message):
+                ctx.stats.drop("stale")
+                result = message.replace(pixels=None, tombstone=True)
+            else:
+                meta = message.meta
+                persons = self.segmenter.segment(
+                    message.pixels, meta.pts, continues(self.segmented, meta)
+                )
+                self.segmented = meta
+                result = self.demand.pass_on(message.replace(persons=tuple(persons)))
+            if not transport.send_patiently(self.out, result.to_wire(), ctx.waiting):
+                return True
+            ctx.stats.emitted(time.perf_counter() - started)
+            transport.send(self.work, [DONE, str(message.meta.seq).encode()])
+        elif isinstance(message, EndOfStream) and transport.send_patiently(
+            self.out, message.to_wire(), ctx.waiting
+        ):
+            transport.send(self.work, [DONE, str(EOS_KEY).encode()])
+        return False
+
+    def close(self) -> None:
+        self.demand.close()
+        transport.close_all(self.work)
+        _hand_over(self.out, self.joints, self.ctx)
 
 
 # --- ordered transform stage (joints)
@@ -195,67 +210,76 @@ def _newest_only(items: list, ctx: StageContext) -> list:
     return [i for i in items if id(i) not in superseded]
 
 
-def run_ordered_stage(logic: PacketStage, ctx: StageContext) -> None:
+class OrderedStage:
     """Re-orders what the workers send, then runs `logic` on each frame."""
-    inbox = graph.open_port(ctx.config, "joints", "segmented")
-    out, score = graph.open_port(ctx.config, "joints", "joined")
-    demand = PixelDemand(ctx.config, "joints", ctx.rejects)
-    live = ctx.config.policy is FlowPolicy.LATEST
-    # A restarted stage lost what its predecessor held (counted downstream as
-    # dropped); it picks up the order from the first frame that arrives.
-    restarted = int(os.environ.get("REPCOACH_RESTARTS", "0")) > 0
-    # Live: a full buffer skips the missing frame, so it stays small (what the
-    # workers can have in flight). Lossless: frames cannot be skipped, and a
-    # slow worker holding a chunk lets the others run ahead of it by more than
-    # capture has in flight, so the bound is a generous frame count.
-    max_held = ctx.config.workers * MAX_CREDITS + 24 if live else MAX_HELD
-    reorder = Reorderer(
-        gap_timeout_s=2 * ctx.config.max_age_s if live else None,
-        resume=restarted,
-        growth_per_s=LIVE_SEQ_PER_S if live else 0.0,
-        max_held=max_held,
-    )
-    try:
-        while not ctx.should_stop():
-            ctx.tick()
-            released = []
-            if inbox.poll(100):
-                # Live: take everything that is waiting, so only the newest
-                # frame is worked on (the workers can outpace this stage).
-                for _ in range(64 if live else 1):
-                    message = transport.receive(inbox, ctx.rejects)
-                    if message is not None:
-                        released += reorder.push(message)
-                    if not inbox.poll(0):
-                        break
-            released += reorder.expire()
-            if live:
-                released = _newest_only(released, ctx)
-            ctx.stats.queue_depth = len(reorder)
-            ctx.stats.dropped["duplicate"] = reorder.duplicates
-            ctx.stats.dropped["lost"] = reorder.skipped
-            if reorder.refused:  # forged or far out-of-order frames
-                ctx.rejects.counts["out-of-window"] = reorder.refused
-            for item in released:
-                if isinstance(item, EndOfStream):
-                    logic.end(item)
-                    transport.send_patiently(out, item.to_wire(), ctx.waiting)
-                    return
-                if item.tombstone:
-                    continue
-                ctx.stats.received()
-                if _is_stale(ctx, item):
-                    ctx.stats.drop("stale")
-                    continue
-                started = time.perf_counter()
-                result = demand.pass_on(logic.process(item))
-                if not transport.send_patiently(out, result.to_wire(), ctx.waiting):
-                    return
-                ctx.stats.emitted(time.perf_counter() - started)
-    finally:
-        demand.close()
-        transport.close_all(inbox)
-        _hand_over(out, score, ctx)
+
+    ends_on_stop = True
+
+    def __init__(self, logic: PacketStage, ctx: StageContext):
+        self.logic, self.ctx = logic, ctx
+        self.inbox = graph.open_port(ctx.config, "joints", "segmented")
+        self.out, self.score = graph.open_port(ctx.config, "joints", "joined")
+        self.demand = PixelDemand(ctx.config, "joints", ctx.rejects)
+        self.live = live = ctx.config.policy is FlowPolicy.LATEST
+        # A restarted stage lost what its predecessor held (counted downstream
+        # as dropped); it picks up the order from the first frame that arrives.
+        restarted = int(os.environ.get("REPCOACH_RESTARTS", "0")) > 0
+        # Live: a full buffer skips the missing frame, so it stays small (what
+        # the workers can have in flight). Lossless: frames cannot be skipped,
+        # and a slow worker holding a chunk lets the others run ahead of it by
+        # more than capture has in flight, so the bound is a generous count.
+        self.reorder = Reorderer(
+            gap_timeout_s=2 * ctx.config.max_age_s if live else None,
+            resume=restarted,
+            growth_per_s=LIVE_SEQ_PER_S if live else 0.0,
+            max_held=ctx.config.workers * MAX_CREDITS + 24 if live else MAX_HELD,
+        )
+
+    def sockets(self) -> tuple:
+        return (self.inbox,)
+
+    def turn(self, ready: set) -> bool:
+        ctx, reorder = self.ctx, self.reorder
+        released = []
+        if self.inbox in ready:
+            # Live: take everything that is waiting, so only the newest frame
+            # is worked on (the workers can outpace this stage).
+            for _ in range(64 if self.live else 1):
+                message = transport.receive(self.inbox, ctx.rejects)
+                if message is not None:
+                    released += reorder.push(message)
+                if not self.inbox.poll(0):
+                    break
+        released += reorder.expire()
+        if self.live:
+            released = _newest_only(released, ctx)
+        ctx.stats.queue_depth = len(reorder)
+        ctx.stats.dropped["duplicate"] = reorder.duplicates
+        ctx.stats.dropped["lost"] = reorder.skipped
+        if reorder.refused:  # forged or far out-of-order frames
+            ctx.rejects.counts["out-of-window"] = reorder.refused
+        for item in released:
+            if isinstance(item, EndOfStream):
+                self.logic.end(item)
+                transport.send_patiently(self.out, item.to_wire(), ctx.waiting)
+                return True
+            if item.tombstone:
+                continue
+            ctx.stats.received()
+            if _is_stale(ctx, item):
+                ctx.stats.drop("stale")
+                continue
+            started = time.perf_counter()
+            result = self.demand.pass_on(self.logic.process(item))
+            if not transport.send_patiently(self.out, result.to_wire(), ctx.waiting):
+                return True
+            ctx.stats.emitted(time.perf_counter() - started)
+        return False
+
+    def close(self) -> None:
+        self.demand.close()
+        transport.close_all(self.inbox)
+        _hand_over(self.out, self.score, self.ctx)
 
 
 # --- publisher (score)
@@ -323,108 +347,126 @@ class SessionCounters:
         )
 
 
-def run_publisher(logic: ScoringLogic, ctx: StageContext) -> None:
+class Publisher:
     """Scores each frame and publishes results, state and end-of-stream."""
-    lossless = ctx.config.policy is FlowPolicy.LOSSLESS
-    inbox = graph.open_port(ctx.config, "score", "joined")
-    pub = graph.open_port(ctx.config, "score", "results")
-    snapshots = graph.open_port(ctx.config, "score", "snapshot")
-    # Attached sinks: never waited for. XPUB drops what a subscriber's full
-    # queue cannot take, for that subscriber alone (it sees the gap).
-    tap = graph.open_port(ctx.config, "score", "tap")
-    session = SessionCounters()
-    subscribers: dict[object, Counter[bytes]] = {pub: Counter(), tap: Counter()}
-    waiting_since = time.monotonic()
-    expect_sinks = ctx.config.expect_sinks
-    # Until the built-in sinks have subscribed, frames wait upstream (no loss).
-    poll_control = transport.Poller(pub, tap, snapshots)
-    poll_all = transport.Poller(pub, tap, snapshots, inbox)
-    published = 0
-    last_state = 0.0
-    said_pixels: bool | None = None
 
-    def current_state() -> SessionState:
-        return session.state(logic.people())
+    ends_on_stop = True
 
-    def publish(parts: list, topic: bytes = b"") -> None:
+    def __init__(self, logic: ScoringLogic, ctx: StageContext):
+        self.logic, self.ctx = logic, ctx
+        self.lossless = ctx.config.policy is FlowPolicy.LOSSLESS
+        self.inbox = graph.open_port(ctx.config, "score", "joined")
+        self.pub = graph.open_port(ctx.config, "score", "results")
+        self.snapshots = graph.open_port(ctx.config, "score", "snapshot")
+        # Attached sinks: never waited for. XPUB drops what a subscriber's
+        # full queue cannot take, for that subscriber alone (it sees the gap).
+        self.tap = graph.open_port(ctx.config, "score", "tap")
+        self.session = SessionCounters()
+        self.subscribers: dict[object, Counter[bytes]] = {self.pub: Counter(), self.tap: Counter()}
+        self.waiting_since = time.monotonic()
+        self.expect_sinks = ctx.config.expect_sinks
+        self.published = 0
+        self.last_state = 0.0
+        self.said_pixels: bool | None = None
+
+    def ready_for_frames(self) -> bool:
+        """Until the built-in sinks have subscribed, frames wait upstream (no loss)."""
+        return self.subscribers[self.pub][TOPIC_EOS] >= self.expect_sinks
+
+    def sockets(self) -> tuple:
+        control = (self.pub, self.tap, self.snapshots)
+        return (*control, self.inbox) if self.ready_for_frames() else control
+
+    def current_state(self) -> SessionState:
+        return self.session.state(self.logic.people())
+
+    def publish(self, parts: list, topic: bytes = b"") -> None:
         """To the built-in sinks, then the tap; `topic` set: only where
         someone subscribes to it (frames with pixels are costly)."""
-        for sock in (pub, tap):
-            if topic and subscribers[sock][topic] <= 0:
+        for sock in (self.pub, self.tap):
+            if topic and self.subscribers[sock][topic] <= 0:
                 continue
-            if sock is tap or not lossless:
+            if sock is self.tap or not self.lossless:
                 with contextlib.suppress(transport.Again):  # XPUB drops for a full peer
                     transport.send(sock, parts, nonblocking=True)
-            elif not transport.send_patiently(sock, parts, ctx.waiting):
-                ctx.stats.drop("stopped")  # asked to stop while a built-in sink was full
+            elif not transport.send_patiently(sock, parts, self.ctx.waiting):
+                self.ctx.stats.drop("stopped")  # asked to stop while a built-in sink was full
 
-    try:
-        while not ctx.should_stop():
-            ctx.tick()
-            ready_for_frames = subscribers[pub][TOPIC_EOS] >= expect_sinks
-            if not ready_for_frames and time.monotonic() - waiting_since > 30:
-                log.warning("expected %d sink(s); starting without them", expect_sinks)
-                expect_sinks = 0
-            ready = (poll_all if ready_for_frames else poll_control).ready(100)
-            for sock in (pub, tap):
-                while sock in ready and sock.poll(0):
-                    change = _subscription(transport.recv_parts(sock), ctx)
-                    if change is not None:
-                        subscribers[sock][change[0]] += change[1]
-            if snapshots in ready:
-                while snapshots.poll(0):
-                    identity = _snapshot_request(transport.recv_parts(snapshots), ctx)
-                    if identity is not None:
-                        reply = [b"", *current_state().to_wire()]
-                        transport.route(snapshots, identity, reply)
-            if inbox in ready:
-                message = transport.receive(inbox, ctx.rejects)
-                if isinstance(message, FramePacket):
-                    ctx.stats.received()
-                    started = time.perf_counter()
-                    result = logic.process(message)
-                    _own_drops(logic, ctx)
-                    session.count(result)
-                    _count_events(result, ctx)
-                    topic = TOPIC_RESULT + published.to_bytes(8, "big")
-                    publish([topic, *result.to_wire(with_pixels=False)])
-                    if result.pixels is not None:
-                        publish([TOPIC_VIDEO, *result.to_wire()], topic=TOPIC_VIDEO)
-                    published += 1
-                    ctx.stats.emitted(time.perf_counter() - started)
-                elif isinstance(message, EndOfStream):
-                    final = logic.end(message)
-                    if final is not None and final.events:
-                        _count_events(final, ctx)
-                        topic = TOPIC_RESULT + published.to_bytes(8, "big")
-                        publish([topic, *final.to_wire(with_pixels=False)])
-                        published += 1
-                    session.end(message)
-                    publish([TOPIC_STATE, *current_state().to_wire()])
-                    publish([TOPIC_EOS, *message.to_wire()])
-                    log.info("end of stream (%s): %d frames published", message.reason, published)
-                    return
-            # Until every built-in sink has subscribed, nobody knows yet
-            # whether one of them takes video: pixels travel.
-            wants_pixels = not ready_for_frames or any(
-                subscribers[sock][TOPIC_VIDEO] > 0 for sock in (pub, tap)
-            )
-            periodic = time.monotonic() - last_state > STATE_INTERVAL_S
-            if periodic or wants_pixels != said_pixels:
-                said_pixels = wants_pixels
-                with contextlib.suppress(transport.Again):  # the tap drops for a full peer
-                    transport.send(
-                        tap, [TOPIC_PIXELS, b"1" if wants_pixels else b"0"], nonblocking=True
-                    )
-            if periodic:
-                last_state = time.monotonic()
-                state = current_state()
-                ctx.stats.people = len(state.people)
-                publish([TOPIC_STATE, *state.to_wire()])
-    finally:
-        transport.close_all(inbox, snapshots)
-        transport.close_linger(pub, transport.OUTPUT_LINGER_MS)
-        transport.close_linger(tap, transport.OUTPUT_LINGER_MS)
+    def publish_result(self, packet: FramePacket) -> None:
+        topic = TOPIC_RESULT + self.published.to_bytes(8, "big")
+        self.publish([topic, *packet.to_wire(with_pixels=False)])
+        self.published += 1
+
+    def turn(self, ready: set) -> bool:
+        ctx = self.ctx
+        ready_for_frames = self.ready_for_frames()
+        if not ready_for_frames and time.monotonic() - self.waiting_since > 30:
+            log.warning("expected %d sink(s); starting without them", self.expect_sinks)
+            self.expect_sinks = 0
+        for sock in (self.pub, self.tap):
+            while sock in ready and sock.poll(0):
+                change = _subscription(transport.recv_parts(sock), ctx)
+                if change is not None:
+                    self.subscribers[sock][change[0]] += change[1]
+        if self.snapshots in ready:
+            while self.snapshots.poll(0):
+                identity = _snapshot_request(transport.recv_parts(self.snapshots), ctx)
+                if identity is not None:
+                    reply = [b"", *self.current_state().to_wire()]
+                    transport.route(self.snapshots, identity, reply)
+        if self.inbox in ready and self._take(transport.receive(self.inbox, ctx.rejects)):
+            return True
+        self._tell_pixels_and_state(ready_for_frames)
+        return False
+
+    def _take(self, message) -> bool:
+        """Score a frame, or finish at end-of-stream (True)."""
+        ctx, logic = self.ctx, self.logic
+        if isinstance(message, FramePacket):
+            ctx.stats.received()
+            started = time.perf_counter()
+            result = logic.process(message)
+            _own_drops(logic, ctx)
+            self.session.count(result)
+            _count_events(result, ctx)
+            self.publish_result(result)
+            if result.pixels is not None:
+                self.publish([TOPIC_VIDEO, *result.to_wire()], topic=TOPIC_VIDEO)
+            ctx.stats.emitted(time.perf_counter() - started)
+        elif isinstance(message, EndOfStream):
+            final = logic.end(message)
+            if final is not None and final.events:
+                _count_events(final, ctx)
+                self.publish_result(final)
+            self.session.end(message)
+            self.publish([TOPIC_STATE, *self.current_state().to_wire()])
+            self.publish([TOPIC_EOS, *message.to_wire()])
+            log.info("end of stream (%s): %d frames published", message.reason, self.published)
+            return True
+        return False
+
+    def _tell_pixels_and_state(self, ready_for_frames: bool) -> None:
+        # Until every built-in sink has subscribed, nobody knows yet whether
+        # one of them takes video: pixels travel.
+        wants_pixels = not ready_for_frames or any(
+            self.subscribers[sock][TOPIC_VIDEO] > 0 for sock in (self.pub, self.tap)
+        )
+        periodic = time.monotonic() - self.last_state > STATE_INTERVAL_S
+        if periodic or wants_pixels != self.said_pixels:
+            self.said_pixels = wants_pixels
+            demand = [TOPIC_PIXELS, b"1" if wants_pixels else b"0"]
+            with contextlib.suppress(transport.Again):  # the tap drops for a full peer
+                transport.send(self.tap, demand, nonblocking=True)
+        if periodic:
+            self.last_state = time.monotonic()
+            state = self.current_state()
+            self.ctx.stats.people = len(state.people)
+            self.publish([TOPIC_STATE, *state.to_wire()])
+
+    def close(self) -> None:
+        transport.close_all(self.inbox, self.snapshots)
+        transport.close_linger(self.pub, transport.OUTPUT_LINGER_MS)
+        transport.close_linger(self.tap, transport.OUTPUT_LINGER_MS)
 
 
 def _count_events(packet: FramePacket, ctx: StageContext) -> None:
@@ -487,73 +529,90 @@ class Sink(Protocol):
     # Optional: `drops()` (`CountsDrops`), what the sink dropped on its own side.
 
 
-def run_sink(sink: Sink, ctx: StageContext, exit_on_eos: bool = True, feed: str = "results") -> int:
-    """Subscribe to `feed` ("results": the sinks `up` started; "tap": sinks
-    attached later, cut loose when they fall behind), take the current state
-    at once, then follow the stream. Returns how many published results this
-    sink missed (also in its reports, so `pipeline status` shows them)."""
-    topo = ctx.config.endpoints()
-    # Frames with pixels are ~1 MB each: a sink taking them keeps a short queue.
-    hwm = 64 if TOPIC_VIDEO in sink.topics else None
-    sub = graph.open_port(ctx.config, "sink", feed, hwm=hwm)
-    # A sink on both topics gets each frame twice: count it once.
-    counted_topic = TOPIC_RESULT if TOPIC_RESULT in sink.topics else TOPIC_VIDEO
-    transport.subscribe(sub, (*sink.topics, TOPIC_STATE, TOPIC_EOS))
-    reply = transport.request(topo.connect("snapshot"), SNAPSHOT, timeout_s=3.0)
-    if reply:
-        state = transport.decode_parts(reply, ctx.rejects)
-        if isinstance(state, SessionState):
-            sink.on_state(state)
-    # An attached sink may miss end-of-stream (dropped while it was behind):
-    # after a silence it asks whether the pipeline is still there.
-    heard_at = time.monotonic() if reply else None
-    last_number: int | None = None
-    missed = 0
-    drops_read = 0.0
-    try:
-        while not ctx.should_stop():
-            ctx.tick()
-            sink.tick()
-            if time.monotonic() - drops_read > 1.0:
-                drops_read = time.monotonic()
-                _own_drops(sink, ctx)
-            if not sub.poll(100):
-                if feed == "tap" and heard_at and time.monotonic() - heard_at > SILENCE_S:
-                    if transport.request(topo.connect("snapshot"), SNAPSHOT, 3.0) is None:
-                        log.warning("%s: the pipeline is gone (end of stream not seen)", ctx.name)
-                        return missed
-                    heard_at = time.monotonic()
-                continue
-            heard_at = time.monotonic()
-            for _ in range(1000):  # drain what is queued, then refresh the view
-                parts = transport.recv_parts(sub)
-                topic = transport.raw_bytes(parts[0])
-                message = transport.decode_parts(parts[1:], ctx.rejects)
-                if isinstance(message, FramePacket):
-                    if topic.startswith(TOPIC_RESULT) and len(topic) == len(TOPIC_RESULT) + 8:
-                        number = int.from_bytes(topic[len(TOPIC_RESULT) :], "big")
-                        if last_number is not None and number > last_number + 1:
-                            missed += number - last_number - 1
-                            ctx.stats.dropped["missed"] = missed
-                        last_number = number
-                    # the score stage's last events-only packet is not a frame
-                    counted = topic.startswith(counted_topic) and not message.tombstone
-                    if counted:
-                        ctx.stats.received()
-                        ctx.stats.arrived(_age_s(message))
-                    sink.on_result(message)
-                    if counted:
-                        ctx.stats.emitted()
-                elif isinstance(message, SessionState):
-                    sink.on_state(message)
-                elif isinstance(message, EndOfStream):
-                    sink.on_eos(message)
-                    if exit_on_eos:
-                        return missed
-                if not sub.poll(0):
-                    break
-    finally:
-        ctx.stats.dropped["missed"] = missed
-        sink.close(missed)
-        transport.close_all(sub)
-    return missed
+class SinkFeed:
+    """Subscribes a sink to `feed` ("results": the sinks `up` started; "tap":
+    sinks attached later, cut loose when they fall behind), gives it the
+    current state at once, then the stream. `missed`: published results this
+    sink did not get (also in its reports, so `pipeline status` shows them)."""
+
+    ends_on_stop = True
+
+    def __init__(self, sink: Sink, ctx: StageContext, feed: str = "results", exit_on_eos=True):
+        self.sink, self.ctx, self.feed, self.exit_on_eos = sink, ctx, feed, exit_on_eos
+        self.snapshot_at = ctx.config.endpoints().connect("snapshot")
+        # Frames with pixels are ~1 MB each: a sink taking them keeps a short queue.
+        hwm = 64 if TOPIC_VIDEO in sink.topics else None
+        self.sub = graph.open_port(ctx.config, "sink", feed, hwm=hwm)
+        # A sink on both topics gets each frame twice: count it once.
+        self.counted_topic = TOPIC_RESULT if TOPIC_RESULT in sink.topics else TOPIC_VIDEO
+        transport.subscribe(self.sub, (*sink.topics, TOPIC_STATE, TOPIC_EOS))
+        reply = transport.request(self.snapshot_at, SNAPSHOT, timeout_s=3.0)
+        if reply:
+            state = transport.decode_parts(reply, ctx.rejects)
+            if isinstance(state, SessionState):
+                sink.on_state(state)
+        # An attached sink may miss end-of-stream (dropped while it was
+        # behind): after a silence it asks whether the pipeline is still there.
+        self.heard_at = time.monotonic() if reply else None
+        self.last_number: int | None = None
+        self.missed = 0
+        self.drops_read = 0.0
+
+    def sockets(self) -> tuple:
+        return (self.sub,)
+
+    def turn(self, ready: set) -> bool:
+        ctx = self.ctx
+        self.sink.tick()
+        if time.monotonic() - self.drops_read > 1.0:
+            self.drops_read = time.monotonic()
+            _own_drops(self.sink, ctx)
+        if self.sub not in ready:
+            silent = self.heard_at and time.monotonic() - self.heard_at > SILENCE_S
+            if self.feed == "tap" and silent:
+                if transport.request(self.snapshot_at, SNAPSHOT, 3.0) is None:
+                    log.warning("%s: the pipeline is gone (end of stream not seen)", ctx.name)
+                    return True
+                self.heard_at = time.monotonic()
+            return False
+        self.heard_at = time.monotonic()
+        for _ in range(1000):  # drain what is queued, then refresh the view
+            if self._take(transport.recv_parts(self.sub)):
+                return True
+            if not self.sub.poll(0):
+                break
+        return False
+
+    def _take(self, parts: list) -> bool:
+        """One published message; True at end-of-stream when that ends the sink."""
+        ctx, sink = self.ctx, self.sink
+        topic = transport.raw_bytes(parts[0])
+        message = transport.decode_parts(parts[1:], ctx.rejects)
+        if isinstance(message, FramePacket):
+            if topic.startswith(TOPIC_RESULT) and len(topic) == len(TOPIC_RESULT) + 8:
+                number = int.from_bytes(topic[len(TOPIC_RESULT) :], "big")
+                if self.last_number is not None and number > self.last_number + 1:
+                    self.missed += number - self.last_number - 1
+                    ctx.stats.dropped["missed"] = self.missed
+                self.last_number = number
+            # the score stage's last events-only packet is not a frame
+            counted = topic.startswith(self.counted_topic) and not message.tombstone
+            if counted:
+                ctx.stats.received()
+                ctx.stats.arrived(_age_s(message))
+            sink.on_result(message)
+            if counted:
+                ctx.stats.emitted()
+        elif isinstance(message, SessionState):
+            sink.on_state(message)
+        elif isinstance(message, EndOfStream):
+            sink.on_eos(message)
+            return self.exit_on_eos
+        return False
+
+    def close(self) -> None:
+        self.ctx.stats.dropped["missed"] = self.missed
+        try:
+            self.sink.close(self.missed)
+        finally:
+            transport.close_all(self.sub)

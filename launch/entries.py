@@ -33,7 +33,8 @@ def run_capture(ctx: StageContext, index: int, sink: Spec | None) -> None:
 
 
 def run_segment(ctx: StageContext, index: int, sink: Spec | None) -> None:
-    from repcoach.common.runner import run_segment_worker
+    from repcoach.common.loop import run_loop
+    from repcoach.common.runner import SegmentWorker
     from repcoach.stages.segmenters import WithColours, finds_landmarks, make_segmenter
 
     config = ctx.config
@@ -43,9 +44,8 @@ def run_segment(ctx: StageContext, index: int, sink: Spec | None) -> None:
         seed=index,
         landmarks=finds_landmarks(config.segmenter, config.joints),
     )
-    run_segment_worker(
-        WithColours(segmenter), ctx, identity=ctx.name, joints_use_pixels=_joints_use_pixels(config)
-    )
+    worker = SegmentWorker(WithColours(segmenter), ctx, ctx.name, _joints_use_pixels(config))
+    run_loop(ctx, worker)
 
 
 def _joints_use_pixels(config: PipelineConfig) -> bool:
@@ -70,9 +70,10 @@ def _joints_logic(config: PipelineConfig):
 
 
 def run_joints(ctx: StageContext, index: int, sink: Spec | None) -> None:
-    from repcoach.common.runner import run_ordered_stage
+    from repcoach.common.loop import run_loop
+    from repcoach.common.runner import OrderedStage
 
-    run_ordered_stage(_joints_logic(ctx.config), ctx)
+    run_loop(ctx, OrderedStage(_joints_logic(ctx.config), ctx))
 
 
 def _member_priors(config: PipelineConfig) -> dict:
@@ -90,7 +91,8 @@ def _member_priors(config: PipelineConfig) -> dict:
 
 def run_score(ctx: StageContext, index: int, sink: Spec | None) -> None:
     from repcoach.common.history import DEFAULT_LEVEL
-    from repcoach.common.runner import run_publisher
+    from repcoach.common.loop import run_loop
+    from repcoach.common.runner import Publisher
     from repcoach.stages.coaching import Coach
     from repcoach.stages.coaching.levels import for_level
 
@@ -102,15 +104,16 @@ def run_score(ctx: StageContext, index: int, sink: Spec | None) -> None:
         member=config.profile,
         priors=_member_priors(config),
     )
-    run_publisher(coach, ctx)
+    run_loop(ctx, Publisher(coach, ctx))
 
 
 def run_sink(ctx: StageContext, index: int, sink: Spec | None) -> None:
-    from repcoach.common.runner import run_sink as follow_results
+    from repcoach.common.loop import run_loop
+    from repcoach.common.runner import SinkFeed
     from repcoach.stages.sinks import make_sink
 
     if sink is None:
         raise UserError("a sink stage needs the sink's options")
     # The sinks `up` started are part of the run and get every result; a sink
     # attached later taps the stream and is cut loose when it falls behind.
-    follow_results(make_sink(sink), ctx, feed="results" if ctx.supervised else "tap")
+    run_loop(ctx, SinkFeed(make_sink(sink), ctx, feed="results" if ctx.supervised else "tap"))

@@ -105,7 +105,7 @@ class VideoSink:
         self._worker = threading.Thread(target=self._work, name="video-sink", daemon=True)
         self._worker.start()
 
-    # --- sink interface (the run_sink thread: never waits)
+    # --- sink interface (the sink loop's thread: never waits)
 
     def on_state(self, state: SessionState) -> None:
         pass

@@ -657,7 +657,7 @@ class WebSink:
     def document(self) -> dict[str, Any]:
         return {**self.live(), "reps": self.board.rows_since(0)}
 
-    # --- the Sink protocol (run_sink's thread: nothing here waits)
+    # --- the Sink protocol (the sink loop's thread: nothing here waits)
 
     def on_state(self, state: SessionState) -> None:
         self.board.on_state(state)
