@@ -40,10 +40,10 @@ class Scraper(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.every_s = f"http://127.0.0.1:{port}/metrics", every_s
         self.scrapes = 0
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self.every_s):
+        while not self._done.wait(self.every_s):
             try:
                 with urllib.request.urlopen(self.url, timeout=2) as response:
                     response.read()
@@ -52,7 +52,7 @@ class Scraper(threading.Thread):
                 pass  # not up yet, or gone
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join(5)
 
 
