@@ -1,5 +1,6 @@
-"""Choices made by name (`--segmenter`, `--joints`, `--sink`, the stage
-kinds of the pipeline graph): the one registry style. Each name points at a
+"""Choices made by name (`--segmenter`, `--joints`, `--sink`, the source
+kinds `--source` names by its form, the stage kinds of the pipeline graph):
+the one registry style. Each name points at a
 factory, `module:function`, imported only when that name is used (Mask
 R-CNN's module pulls in TensorFlow when it builds; a sink's, its own
 libraries). Segmenter and sink factories take the parsed `Spec` and `build`:

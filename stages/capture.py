@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 from repcoach.common.backoff import Backoff  # noqa: E402
 from repcoach.common.errors import UserError  # noqa: E402
+from repcoach.common.registry import Registry  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,8 @@ class LiveSource:
         self._capture.release()
 
 
-def _open_camera(index: int) -> LiveSource:
+def open_camera(text: str) -> LiveSource:
+    index = int(_CAMERA.match(text)[1])
     device = Path(f"/dev/video{index}")
     if not device.exists():
         present = sorted(p.name for p in Path("/dev").glob("video*"))
@@ -198,7 +200,7 @@ def _open_camera(index: int) -> LiveSource:
     return LiveSource(f"camera{index}", lambda: cv2.VideoCapture(index), f"camera{index}")
 
 
-def _open_stream(url: str) -> LiveSource:
+def open_stream(url: str) -> LiveSource:
     safe = re.sub(r"//[^@/]*@", "//***@", url)  # never log credentials
     # Bounded waits: a camera host that stops answering must not hang capture.
     timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
@@ -207,7 +209,7 @@ def _open_stream(url: str) -> LiveSource:
     )
 
 
-def _open_synthetic(text: str) -> FrameSource:
+def open_synthetic(text: str) -> FrameSource:
     try:
         from repcoach.stages.synthetic import SyntheticSource
     except ImportError:
@@ -237,26 +239,45 @@ class SyntheticFrames:
         pass
 
 
-def open_source(text: str) -> FrameSource:
-    """Open what `--source` names, or raise UserError saying why not."""
-    text = text.strip()
+def open_file(text: str) -> FrameSource:
+    return VideoFileSource(Path(text))
+
+
+# Source kinds, told apart by the form of what `--source` says (`source_kind`).
+SOURCES = Registry(
+    "source kind",
+    {
+        kind: f"repcoach.stages.capture:open_{kind}"
+        for kind in ("camera", "stream", "synthetic", "file")
+    },
+)
+
+
+def source_kind(text: str) -> str:
+    """Which of `SOURCES` a `--source` names, or a UserError saying what is valid."""
     if not text:
         raise UserError(
             "--source is empty: give cameraN, a video file, a URL or synthetic:EXERCISE"
         )
-    if match := _CAMERA.match(text):
-        return _open_camera(int(match[1]))
+    if _CAMERA.match(text):
+        return "camera"
     if _STREAM.match(text):
-        return _open_stream(text)
+        return "stream"
     if text.startswith(SYNTHETIC_PREFIX):
-        return _open_synthetic(text)
+        return "synthetic"
     if ":" in text.split("/")[0] and not Path(text).exists():
         scheme = text.split(":")[0]
         raise UserError(
             f"unknown source kind {scheme!r}: use cameraN, a video file, "
             "rtsp:// or http(s):// URLs, or synthetic:EXERCISE"
         )
-    return VideoFileSource(Path(text))
+    return "file"
+
+
+def open_source(text: str) -> FrameSource:
+    """Open what `--source` names, or raise UserError saying why not."""
+    text = text.strip()
+    return SOURCES.factory(source_kind(text))(text)
 
 
 class Looped:
