@@ -89,8 +89,7 @@ class FrameFeed:
         self._items: deque[CapturedFrame] = deque()
         self._cond = threading.Condition()
         self._stopping = False
-        if hasattr(source, "should_stop"):
-            source.should_stop = lambda: self._stopping
+        source.should_stop = lambda: self._stopping
         self._wakeup = transport.open_socket(transport.PUSH, WAKEUP_ENDPOINT, bind=False, hwm=64)
         self._thread = threading.Thread(target=self._run, name="frame-feed", daemon=True)
 

@@ -34,11 +34,18 @@ _STREAM = re.compile(r"^(rtsp|rtsps|http|https)://", re.IGNORECASE)
 SYNTHETIC_PREFIX = "synthetic:"
 
 
+def _never() -> bool:
+    return False
+
+
 class FrameSource(Protocol):
     source_id: str
     live: bool  # a camera or stream: frames keep coming whether we read or not
     fps: float
     total: int  # frames in the source, 0 when unknown
+    should_stop: Callable[[], bool]
+    """Set by whoever reads: a read that waits (a camera reconnecting) gives
+    up once this says True."""
 
     def read(self) -> np.ndarray | None:
         """The next BGR frame, or None when the source has ended."""
@@ -108,6 +115,7 @@ class VideoFileSource:
     the container stores a display rotation (phone clips)."""
 
     live = False
+    should_stop = staticmethod(_never)
 
     def __init__(self, path: Path):
         if not path.exists():
@@ -223,6 +231,7 @@ class SyntheticFrames:
     """Adapts the rendered-athlete source to the FrameSource interface."""
 
     live = False
+    should_stop = staticmethod(_never)
 
     def __init__(self, source, text: str):
         self.renderer = source
@@ -292,6 +301,7 @@ class Looped:
         if self.inner.live:
             raise UserError("--loop applies to files and synthetic sources, not live ones")
         self.source_id, self.fps, self.total = self.inner.source_id, self.inner.fps, 0
+        self.should_stop: Callable[[], bool] = _never
 
     def read(self) -> np.ndarray | None:
         frame = self.inner.read()
@@ -315,6 +325,14 @@ class Paced:
         self.inner = inner
         self.source_id, self.fps, self.total = inner.source_id, inner.fps, inner.total
         self._next = time.monotonic()
+
+    @property
+    def should_stop(self) -> Callable[[], bool]:
+        return self.inner.should_stop
+
+    @should_stop.setter
+    def should_stop(self, check: Callable[[], bool]) -> None:
+        self.inner.should_stop = check
 
     def read(self) -> np.ndarray | None:
         delay = self._next - time.monotonic()
