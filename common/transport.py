@@ -281,18 +281,22 @@ class PeerWatch:
     def __init__(self, sock: zmq.Socket):
         self._events = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.connected = False
+        self.ever_connected = False
 
     def _update(self, timeout_ms: int) -> None:
         while self._events.poll(timeout_ms):
             event = zmq.utils.monitor.recv_monitor_message(self._events)
             self.connected = event["event"] == zmq.EVENT_CONNECTED
+            self.ever_connected |= self.connected
             timeout_ms = 0
 
     def wait_until_gone(self, should_stop: Callable[[], bool], timeout_s: float | None) -> bool:
-        """Wait for the peer to disconnect; False on a stop request or timeout."""
+        """Wait for the peer to disconnect; False on a stop request or timeout.
+        A peer never connected yet is waited for first: what was queued for
+        a connection not yet made is dropped when the socket closes."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._update(0)
-        while self.connected:
+        while self.connected or not self.ever_connected:
             if should_stop() or (deadline is not None and time.monotonic() > deadline):
                 return False
             self._update(100)

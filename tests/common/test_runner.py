@@ -1,0 +1,236 @@
+"""The stage roles in one process, over real ipc sockets opened from the
+pipeline graph: capture's dispatcher, the ordered joints stage and the
+publisher, each run by the one loop on a thread while the test plays the
+stages around it. Every receive has a timeout, so a fault fails, never hangs."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+from repcoach.common import graph, transport
+from repcoach.common.config import FlowPolicy, PipelineConfig
+from repcoach.common.dispatch import DONE, EOS_KEY, HELLO, STOP, Dispatcher
+from repcoach.common.endpoints import Topology
+from repcoach.common.loop import run_loop
+from repcoach.common.messages import (
+    EndOfStream,
+    FrameMeta,
+    FramePacket,
+    PersonScore,
+    SessionState,
+    decode,
+    encode_plain,
+)
+from repcoach.common.runner import (
+    TOPIC_EOS,
+    TOPIC_RESULT,
+    TOPIC_STATE,
+    OrderedStage,
+    Publisher,
+)
+from repcoach.common.stage_context import StageContext
+from repcoach.stages.base import PassThrough
+
+WAIT_MS = 10_000
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPCOACH_RUN_DIR", str(tmp_path))
+    return PipelineConfig(
+        "rt", "a.mp4", FlowPolicy.LOSSLESS, topology=Topology.local("rt").to_dict(), stall_s=10
+    )
+
+
+@pytest.fixture
+def context(config):
+    """A stage context; its signal handlers are the test process's only for the test."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    made: list[StageContext] = []
+
+    def make(name: str, with_config: PipelineConfig | None = None) -> StageContext:
+        made.append(StageContext(name, with_config or config, supervised=False))
+        return made[-1]
+
+    yield make
+    for ctx in made:
+        ctx.close()
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def receive(sock) -> list:
+    assert sock.poll(WAIT_MS), "nothing arrived in time"
+    return transport.recv_parts(sock)
+
+
+def frame(seq: int, prev_seq: int) -> FramePacket:
+    meta = FrameMeta("a.mp4", seq, prev_seq, 0, 0.0, seq / 30, 4, 2, total=3, clock="test")
+    return FramePacket(meta, pixels=np.full((2, 4, 3), seq, np.uint8))
+
+
+class Peer(threading.Thread):
+    """A neighbouring stage, played on its own thread with its own sockets
+    (as in the pipeline, every socket lives in one thread); the role under
+    test runs in the test's own thread, as in a stage process."""
+
+    def __init__(self, play, *args):
+        super().__init__(daemon=True)
+        self.play, self.args = play, args
+        self.result = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.result = self.play(*self.args)
+        except BaseException as error:  # reported by `outcome`
+            self.error = error
+
+    def outcome(self):
+        self.join(WAIT_MS / 1000)
+        assert not self.is_alive(), "the peer did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def test_the_ordered_stage_puts_frames_back_in_order_and_ends_at_eos(config, context):
+    ctx = context("joints")
+    stage = OrderedStage(PassThrough(), ctx)
+
+    def worker():
+        out, peer = graph.open_port(config, "segment", "segmented")
+        try:
+            for packet in (frame(2, 1), frame(0, -1), frame(1, 0)):
+                transport.send(out, packet.to_wire())
+            transport.send(out, EndOfStream("a.mp4", 2, 3, 0, "end of file").to_wire())
+            peer.wait_until_gone(lambda: False, WAIT_MS / 1000)  # the stage has it all
+        finally:
+            peer.close()
+            transport.close_all(out)
+
+    def score():
+        inbox = graph.open_port(config, "score", "joined")
+        try:
+            return [decode(receive(inbox)) for _ in range(4)]
+        finally:
+            transport.close_all(inbox)  # leaving lets the stage finish its hand-over
+
+    sender, receiver = Peer(worker), Peer(score)
+    run_loop(ctx, stage)
+    out = receiver.outcome()
+    sender.outcome()
+    assert [m.meta.seq for m in out[:3]] == [0, 1, 2]
+    assert isinstance(out[3], EndOfStream)
+    # No score stage has said whether a sink takes video: pixels travel.
+    assert [int(m.pixels[0, 0, 0]) for m in out[:3]] == [0, 1, 2]
+
+
+class Counting:
+    """Score logic that counts the frames it saw (the publisher is under test)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def process(self, packet: FramePacket) -> FramePacket:
+        self.seen += 1
+        return packet
+
+    def end(self, eos: EndOfStream) -> FramePacket | None:
+        return None
+
+    def people(self) -> tuple[PersonScore, ...]:
+        return ()
+
+
+def test_the_publisher_numbers_results_and_ends_with_state_and_eos(config, context):
+    config = dataclasses.replace(config, expect_sinks=1)  # frames wait for the sink
+    ctx = context("score", config)
+    publisher = Publisher(Counting(), ctx)
+
+    def joints():
+        out, peer = graph.open_port(config, "joints", "joined")
+        try:
+            for seq in range(3):
+                transport.send(out, frame(seq, seq - 1).to_wire())
+            transport.send(out, EndOfStream("a.mp4", 2, 3, 0, "end of file").to_wire())
+            peer.wait_until_gone(lambda: False, WAIT_MS / 1000)
+        finally:
+            peer.close()
+            transport.close_all(out)
+
+    def sink():
+        sub = graph.open_port(config, "sink", "results")
+        transport.subscribe(sub, (TOPIC_RESULT, TOPIC_STATE, TOPIC_EOS))
+        numbers, state = [], None
+        try:
+            while True:
+                topic, *rest = [transport.raw_bytes(p) for p in receive(sub)]
+                if topic.startswith(TOPIC_RESULT):
+                    numbers.append(int.from_bytes(topic[len(TOPIC_RESULT) :], "big"))
+                elif topic == TOPIC_STATE:
+                    state = decode(rest)
+                elif topic == TOPIC_EOS:
+                    return numbers, state
+        finally:
+            transport.close_all(sub)
+
+    sender, receiver = Peer(joints), Peer(sink)
+    run_loop(ctx, publisher)
+    numbers, state = receiver.outcome()
+    sender.outcome()
+    assert numbers == [0, 1, 2]
+    assert isinstance(state, SessionState) and state.ended and state.frames == 3
+    assert ctx.stats.frames_out == 3
+
+
+class Frames:
+    """A source of `count` tiny frames."""
+
+    live, fps, source_id = False, 30.0, "mem"
+
+    def __init__(self, count: int):
+        self.total, self.left = count, count
+
+    def read(self) -> np.ndarray | None:
+        if self.left == 0:
+            return None
+        self.left -= 1
+        return np.zeros((2, 4, 3), np.uint8)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_dispatcher_deals_every_frame_once_then_eos_then_stop(config, context):
+    ctx = context("capture")
+
+    def worker():
+        sock = graph.open_port(config, "segment", "work", identity=b"segment-0")
+        try:
+            # As a worker does, it says hello until capture answers.
+            for _ in range(10):
+                transport.send(sock, [HELLO, encode_plain({"credits": 2})])
+                if sock.poll(1000):
+                    break
+            keys = []
+            while True:
+                parts = receive(sock)
+                if transport.raw_bytes(parts[0]) == STOP:
+                    return keys
+                message = decode(parts)
+                key = message.meta.seq if isinstance(message, FramePacket) else EOS_KEY
+                keys.append(key)
+                transport.send(sock, [DONE, str(key).encode()])
+        finally:
+            transport.close_all(sock)
+
+    peer = Peer(worker)
+    Dispatcher(ctx, Frames(5)).run()
+    assert peer.outcome() == [0, 1, 2, 3, 4, EOS_KEY]
