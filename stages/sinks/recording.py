@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from repcoach.common.atomic import disk_full
+from repcoach.common.atomic import disk_full, write_failure
 from repcoach.common.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,10 @@ MAX_FILL_S = 2.0  # a longer gap is cut short instead of filled (the source paus
 SPACE_CHECK_FRAMES = 15  # how often the free space of the target's disk is looked at
 
 
-def check_encoder(folder: Path) -> None:
-    """Fail in one line if OpenCV cannot write MP4 into `folder`."""
-    fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".mp4", dir=folder)
+def check_encoder(target: Path) -> None:
+    """Fail in one line if OpenCV cannot write MP4 next to `target` (a full
+    disk is told apart from a build without the encoder)."""
+    fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".mp4", dir=target.parent)
     os.close(fd)
     try:
         writer = cv2.VideoWriter(probe, cv2.VideoWriter_fourcc(*FOURCC), DEFAULT_FPS, (64, 64))
@@ -50,6 +51,8 @@ def check_encoder(folder: Path) -> None:
         writer.release()
     finally:
         Path(probe).unlink(missing_ok=True)
+    if not opened and disk_full(target.parent):
+        raise UserError(f"video sink: {write_failure(target, no_space())}")
     if not opened:
         raise UserError(
             f"video sink: this OpenCV build cannot write {FOURCC} MP4 files "

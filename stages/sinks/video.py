@@ -263,7 +263,7 @@ def from_spec(spec: Spec, build: bool) -> VideoSink | None:
         if path.suffix.lower() != ".mp4":
             raise UserError(f"video sink writes MP4: path={path} must end in .mp4")
         path = check_writable(path, "video sink file")
-        check_encoder(path.parent)
+        check_encoder(path)
     elif not window:
         raise UserError(
             "video sink needs somewhere to go: --sink video:path=session.mp4 and/or window=1"

@@ -48,9 +48,11 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def fill(folder: Path) -> None:
-    """Write a filler file until the disk refuses another byte."""
-    with open(folder / "filler", "wb", buffering=0) as handle:
+def fill(folder: Path, leave: int = 0) -> None:
+    """Write a filler file until the disk refuses another byte, then give
+    back `leave` bytes."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as handle:
         while True:
             try:
                 handle.write(b"\0" * 4096)
@@ -61,7 +63,9 @@ def fill(folder: Path) -> None:
             try:
                 handle.write(b"\0")
             except OSError:
-                return
+                break
+    if leave:
+        os.truncate(filler, max(filler.stat().st_size - leave, 0))
 
 
 def up(pipeline, video, *args: str) -> subprocess.CompletedProcess:
@@ -88,12 +92,23 @@ def test_video_to_a_full_disk_keeps_the_previous_file(pipeline, video, small_dis
     target = small_disk / "session.mp4"
     previous = video(3).read_bytes()  # a short, valid, earlier recording
     target.write_bytes(previous)
+    # Room for the encoder's check, not for a recording (a slow video sink
+    # drops frames and repeats the last: the file's size is not the clip's).
+    fill(small_disk, leave=16 * 1024)
     result = up(
         pipeline, video, "--sink", f"video:path={target}", "--summary", str(tmp_path / "s.json")
     )
     one_error(result, "session.mp4", "No space left on device", "the previous file was kept")
     assert target.read_bytes() == previous
     assert leftovers(small_disk) == ["session.mp4"]  # no partial file left behind
+
+
+def test_video_to_a_disk_already_full_says_so(pipeline, video, small_disk, tmp_path):
+    target = small_disk / "session.mp4"
+    fill(small_disk)
+    result = up(pipeline, video, "--sink", f"video:path={target}")
+    one_error(result, "session.mp4", "No space left on device", "nothing was written")
+    assert leftovers(small_disk) == []
 
 
 def test_summary_to_a_full_disk_keeps_the_previous_file(pipeline, video, small_disk):

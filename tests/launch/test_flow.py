@@ -185,8 +185,14 @@ def test_live_source_faster_than_the_model_drops_but_stays_fresh(pipeline, video
         timeout=60,
         what="capture to read 150 frames",
     )
-    time.sleep(4)
-    late = pipeline.status()
+    read_early = stage_report(early, "capture")["report"]["frames_in"]
+    late = pipeline.wait_for(  # 4 s more of the 60 fps source: memory has had time to grow
+        lambda s: (
+            (stage_report(s, "capture")["report"] or {}).get("frames_in", 0) > read_early + 240
+        ),
+        timeout=60,
+        what="capture to read 240 more frames",
+    )
     assert up.wait(90) == 0, up.stderr.read()
 
     records = [r for r in read_jsonl(events) if r["type"] == "frame"]
