@@ -186,12 +186,12 @@ def test_live_source_faster_than_the_model_drops_but_stays_fresh(pipeline, video
         what="capture to read 150 frames",
     )
     read_early = stage_report(early, "capture")["report"]["frames_in"]
-    late = pipeline.wait_for(  # 4 s more of the 60 fps source: memory has had time to grow
+    late = pipeline.wait_for(  # seconds more (one worker takes ~20 frames a second)
         lambda s: (
-            (stage_report(s, "capture")["report"] or {}).get("frames_in", 0) > read_early + 240
+            (stage_report(s, "capture")["report"] or {}).get("frames_in", 0) > read_early + 60
         ),
         timeout=60,
-        what="capture to read 240 more frames",
+        what="capture to take 60 more frames",
     )
     assert up.wait(90) == 0, up.stderr.read()
 
