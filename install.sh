@@ -27,10 +27,16 @@ for tool in "${TOOLS[@]}"; do command -v "$tool" >/dev/null || need_system=true;
 if $need_system && command -v apt-get >/dev/null; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
     if $sudo true 2>/dev/null; then
-        { $sudo apt-get update -qq &&
-            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-                "${SYSTEM_PACKAGES[@]}" >/dev/null; } ||
-            echo "note: apt-get could not install ${SYSTEM_PACKAGES[*]}; voice, browser and Prometheus tests will skip"
+        apt_install() {
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1
+        }
+        # All at once; if that fails, one by one, so one bad package costs only its own tests.
+        $sudo apt-get update -qq >/dev/null 2>&1 || true
+        if ! apt_install "${SYSTEM_PACKAGES[@]}"; then
+            for package in "${SYSTEM_PACKAGES[@]}"; do
+                apt_install "$package" || echo "note: apt-get could not install $package; the tests that need it will skip"
+            done
+        fi
     else
         echo "note: install ${SYSTEM_PACKAGES[*]} (apt-get) for voice cues and the browser and Prometheus tests"
     fi
