@@ -123,6 +123,33 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def run_keys(pipeline: Pipeline, folder: Path, *args: str) -> str:
+    """`pipeline keys ARGS` on the key folder `folder`; its output."""
+    result = subprocess.run(
+        [*pipeline_command(), "keys", *args],
+        env={**pipeline.env, "REPCOACH_KEYS_DIR": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def netns_allowed() -> str | None:
+    """Why network namespaces cannot be made here, or None if they can."""
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    if shutil.which("ip") is None:
+        return "needs the `ip` command (iproute2)"
+    probe = f"rcprobe{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
+    if made.returncode != 0:
+        return f"`ip netns add` is not allowed here: {made.stderr.strip()}"
+    return None
+
+
 def stage_report(status: dict, stage: str) -> dict:
     for row in status["stages"]:
         if row["stage"] == stage:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -23,7 +22,7 @@ import pytest
 import zmq
 
 from repcoach.common.endpoints import ROLES
-from tests.conftest import pipeline_command, read_jsonl, stage_report
+from tests.conftest import netns_allowed, pipeline_command, read_jsonl, run_keys, stage_report
 
 FAST = ["--joints", "none", "--no-console"]
 STRANGER_WAIT_S = 2.5
@@ -56,20 +55,8 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def keys(pipeline, folder: Path, *args: str) -> str:
-    result = subprocess.run(
-        [*pipeline_command(), "keys", *args],
-        env={**pipeline.env, "REPCOACH_KEYS_DIR": str(folder)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def public_key(pipeline, folder: Path) -> str:
-    return keys(pipeline, folder, "show").strip()
+    return run_keys(pipeline, folder, "show").strip()
 
 
 def secret_key(folder: Path) -> str:
@@ -83,11 +70,11 @@ def hosts(pipeline, tmp_path):
     host ("gpu") and a stranger that trusts the pipeline but is not allowed."""
     folders = {name: tmp_path / f"keys-{name}" for name in ("edge", "gpu", "stranger")}
     for name, folder in folders.items():
-        keys(pipeline, folder, "init", "--name", name)
+        run_keys(pipeline, folder, "init", "--name", name)
     edge = public_key(pipeline, folders["edge"])
-    keys(pipeline, folders["edge"], "add", "gpu", public_key(pipeline, folders["gpu"]))
+    run_keys(pipeline, folders["edge"], "add", "gpu", public_key(pipeline, folders["gpu"]))
     for client in ("gpu", "stranger"):
-        keys(pipeline, folders[client], "add", "edge", edge, "--server")
+        run_keys(pipeline, folders[client], "add", "edge", edge, "--server")
     pipeline.env["REPCOACH_KEYS_DIR"] = str(folders["edge"])
     return folders
 
@@ -459,21 +446,8 @@ class TwoHosts:
         return ["ip", "netns", "exec", ns, *pipeline_command(), *args]
 
 
-def _netns_allowed() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if shutil.which("ip") is None:
-        return "needs the `ip` command (iproute2)"
-    probe = f"rcprobe{os.getpid()}"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
-    if made.returncode != 0:
-        return f"`ip netns add` is not allowed here: {made.stderr.strip()}"
-    return None
-
-
 def test_worker_in_another_network_namespace_survives_a_cut_link(pipeline, hosts, video, tmp_path):
-    reason = _netns_allowed()
+    reason = netns_allowed()
     if reason:
         pytest.skip(reason)
     frames = 600

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from repcoach.launch.cli import check_command
-from tests.conftest import pipeline_command
+from tests.conftest import netns_allowed, pipeline_command, run_keys
 
 yaml = pytest.importorskip("yaml", reason="needs pyyaml (pip: .[dev])")
 KUBECTL = shutil.which("kubectl")
@@ -86,17 +86,6 @@ def test_the_gpu_overlay_gives_each_worker_one_gpu_and_the_pipeline_maskrcnn():
 # --- the cpu overlay's own commands, across two hosts
 
 
-def _netns_allowed() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if shutil.which("ip") is None:
-        return "needs the `ip` command (iproute2)"
-    probe = f"rck8s{os.getpid()}"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
-    return None if made.returncode == 0 else f"`ip netns add` refused: {made.stderr.strip()}"
-
-
 class Pod:
     """One pod of the rendered manifests on this machine: its volumes are
     folders under `root` (the words and variables naming a mount point are
@@ -144,18 +133,6 @@ class Pod:
         )  # fmt: skip
 
 
-def keys(pipeline, folder: Path, *args: str) -> str:
-    result = subprocess.run(
-        [*pipeline_command(), "keys", *args],
-        env={**pipeline.env, "REPCOACH_KEYS_DIR": str(folder)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 @pytest.mark.slow
 def test_the_cpu_overlay_runs_across_two_hosts(pipeline, run_root):
     """The rendered commands, as the pods would run them: the init containers
@@ -163,7 +140,7 @@ def test_the_cpu_overlay_runs_across_two_hosts(pipeline, run_root):
     of its own) serves a worker in another network namespace that reaches it
     by the Service's name, over CURVE. Only the camera is swapped for a
     rendered one."""
-    reason = _netns_allowed()
+    reason = netns_allowed()
     if reason:
         pytest.skip(reason)
     docs = render(next(o for o in OVERLAYS if o.name == "cpu"))
@@ -177,10 +154,10 @@ def test_the_cpu_overlay_runs_across_two_hosts(pipeline, run_root):
     # The keys, made as docs/deployment.md says and placed as the Secrets' items.
     made = {name: run_root / f"made-{name}" for name in ("pipeline", "workers")}
     for name, folder in made.items():
-        keys(pipeline, folder, "init", "--name", name)
-    public = {name: keys(pipeline, folder, "show") for name, folder in made.items()}
-    keys(pipeline, made["pipeline"], "add", "workers", public["workers"])
-    keys(pipeline, made["workers"], "add", "pipeline", public["pipeline"], "--server")
+        run_keys(pipeline, folder, "init", "--name", name)
+    public = {name: run_keys(pipeline, f, "show").strip() for name, f in made.items()}
+    run_keys(pipeline, made["pipeline"], "add", "workers", public["workers"])
+    run_keys(pipeline, made["workers"], "add", "pipeline", public["pipeline"], "--server")
     sources = {
         "self.key": "self.key",
         "self.key_secret": "self.key_secret",
