@@ -1,4 +1,4 @@
-"""The one loop every stage process runs (issue: the graph as data).
+"""The one loop every stage process runs.
 
 It polls the sockets a role names, lets the role act on what is ready (every
 turn, ready or not: timers and idle work), sends the stage's reports, and
@@ -40,7 +40,9 @@ def run_loop(ctx: StageContext, role: Role, poll_ms: int = 100) -> None:
         while not (role.ends_on_stop and ctx.should_stop()):
             ctx.tick()
             sockets = role.sockets()
-            poller = pollers.get(sockets) or pollers.setdefault(sockets, transport.Poller(*sockets))
+            poller = pollers.get(sockets)
+            if poller is None:  # the publisher switches between two sets
+                poller = pollers[sockets] = transport.Poller(*sockets)
             if role.turn(poller.ready(poll_ms)):
                 return
     finally:
