@@ -1,5 +1,6 @@
-"""The socket loop that runs every stage, and each stage kind's part in it
-(its role). Stage logic never sees a socket.
+"""Each stage kind's part in the one stage loop (`repcoach.common.loop`): the
+segment worker, the ordered joints stage, the publisher and a sink's feed.
+Stage logic never sees a socket.
 
     capture (dispatch.py) --ROUTER/DEALER credits--> segment workers x N
         --PUSH/PULL--> joints (re-orders by prev_seq) --PUSH/PULL--> score
@@ -11,8 +12,7 @@ b"st" (SessionState, twice a second and on request), b"eos"; on the tap
 also b"px" (whether any sink takes video: the segment workers and the joints
 stage pass a frame's pixels on only while one does, see `PixelDemand`).
 
-Each class here is a role for the one loop, `repcoach.common.loop.run_loop`;
-a role opens its sockets from the pipeline graph (`repcoach.common.graph`).
+A role opens its sockets from the pipeline graph (`repcoach.common.graph`).
 """
 
 from __future__ import annotations
