@@ -84,10 +84,16 @@ def private_dir(
     return path
 
 
-def run_dir(name: str) -> Path:
-    """The pipeline's run folder, created private (see the module docstring)."""
+def check_name(name: str) -> str:
+    """A pipeline's name: it names folders, sockets and service units."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
         raise UserError(f"pipeline name {name!r}: use letters, digits, '.', '_' or '-'")
+    return name
+
+
+def run_dir(name: str) -> Path:
+    """The pipeline's run folder, created private (see the module docstring)."""
+    check_name(name)
     root = run_root()
     if "REPCOACH_RUN_DIR" not in os.environ:
         private_dir(root, "run root")  # in the shared temp folder: anyone could have made it

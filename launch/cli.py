@@ -22,7 +22,7 @@ import typer
 from repcoach.common import transport
 from repcoach.common.atomic import atomic_file, write_failure
 from repcoach.common.config import FlowPolicy, PipelineConfig
-from repcoach.common.endpoints import Topology, run_dir
+from repcoach.common.endpoints import Topology, check_name, run_dir
 from repcoach.common.errors import UserError
 from repcoach.common.specs import Spec
 
@@ -286,8 +286,7 @@ def up(
     from repcoach.stages.segmenters import check_segmenter, default_workers
     from repcoach.stages.sinks import check_sink, parse_sink
 
-    if exercise not in _exercises():
-        raise UserError(f"--exercise {exercise!r} is not known; valid: {', '.join(_exercises())}")
+    _check_exercise(exercise)
     if workers == 0 and not bind:
         raise UserError(
             "--workers 0 needs --bind tcp://...: the workers then run on other hosts "
@@ -697,8 +696,7 @@ def service_install(
     up_args = list(ctx.args)
     if up_args[:1] == ["--"]:
         up_args = up_args[1:]
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
-        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' or '-'")
+    check_name(name)
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
         raise UserError(f"--user {user!r} is not a system user name")
     check_command(["up", "--no-console", *up_args])
@@ -721,6 +719,11 @@ def service_install(
     typer.echo(f"then: systemctl daemon-reload && systemctl enable --now {unit_name(name)}")
 
 
+def _check_exercise(exercise: str) -> None:
+    if exercise not in _exercises():
+        raise UserError(f"--exercise {exercise!r} is not known; valid: {', '.join(_exercises())}")
+
+
 def check_command(words: list[str]) -> None:
     """Parse `pipeline WORDS...` as the CLI would (commands, options, types,
     ranges) without running anything; a UserError in one line if it would
@@ -738,8 +741,7 @@ def check_command(words: list[str]) -> None:
     if command.name == "up":  # what `up` checks before it starts anything, short of the source
         from repcoach.stages.sinks import check_sink, parse_sink
 
-        if params["exercise"] not in _exercises():
-            raise UserError(f"--exercise {params['exercise']!r} is not known")
+        _check_exercise(params["exercise"])
         for text in params["sink"] or []:
             check_sink(parse_sink(text))
 
