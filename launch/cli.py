@@ -199,9 +199,12 @@ def _check_running(name: str) -> None:
 
 @app.command()
 def up(
-    source: Annotated[
-        str,
-        typer.Option(help="cameraN, a video file, rtsp://... or http(s)://..., synthetic:EXERCISE"),
+    sources: Annotated[
+        list[str],
+        typer.Option(
+            "--source",
+            help="cameraN, a video file, rtsp://... or http(s)://..., synthetic:EXERCISE",
+        ),
     ],
     workers: Annotated[
         int | None,
@@ -279,6 +282,12 @@ def up(
 ) -> None:
     """Start every stage and run until the source ends (files) or Ctrl-C."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if len(sources) > 1:  # never one of them silently
+        raise UserError(
+            f"{len(sources)} --source options: one pipeline serves one camera for now; "
+            "start a pipeline per camera, each with its own --name"
+        )
+    source = sources[0]
     topology = _bind_topology(bind, insecure, name)
     from repcoach.common.history import default_history_path
     from repcoach.common.weights import default_weights_dir
