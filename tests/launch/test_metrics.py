@@ -123,11 +123,21 @@ def prometheus(tmp_path):
         text=True,
     )
     try:
-        wait_for(lambda: get(f"http://127.0.0.1:{web}/-/ready")[0] == 200, 60, "prometheus")
-        yield target, f"http://127.0.0.1:{web}"
+        api = f"http://127.0.0.1:{web}"
+        wait_for(lambda: get(f"{api}/-/ready")[0] == 200, 60, "prometheus")
+        # Prometheus hands new targets to its scrapers every few seconds: wait
+        # until it has tried ours once (down: nothing listens there yet).
+        wait_for(lambda: scraping(api), 60, "prometheus to scrape the target")
+        yield target, api
     finally:
         server.terminate()
         server.wait(30)
+
+
+def scraping(api: str) -> bool:
+    status, body = get(f"{api}/api/v1/targets")
+    targets = json.loads(body)["data"]["activeTargets"] if status == 200 else []
+    return any(not t["lastScrape"].startswith("0001-") for t in targets)
 
 
 def query(api: str, promql: str) -> float | None:
