@@ -24,6 +24,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -34,8 +35,17 @@ from repcoach.common.errors import UserError
 from repcoach.common.messages import EventKind
 from repcoach.common.sqlite import open_database, transaction
 
-LEVELS = ("beginner", "intermediate", "advanced")
-DEFAULT_LEVEL = "intermediate"
+
+class Level(str, Enum):
+    """How strictly a member is coached (see `stages/coaching/levels.py`)."""
+
+    BEGINNER = "beginner"
+    INTERMEDIATE = "intermediate"
+    ADVANCED = "advanced"
+
+
+LEVELS = tuple(level.value for level in Level)
+DEFAULT_LEVEL = Level.INTERMEDIATE.value
 REP_KINDS = (EventKind.REP, EventKind.PARTIAL_REP, EventKind.HOLD)
 SCHEMA_VERSION = 1
 SCHEMA = """

@@ -24,6 +24,7 @@ from repcoach.common.atomic import atomic_file, write_failure
 from repcoach.common.config import FlowPolicy, PipelineConfig
 from repcoach.common.endpoints import Topology, check_name, run_dir
 from repcoach.common.errors import UserError
+from repcoach.common.history import Level
 from repcoach.common.specs import Spec
 
 app = typer.Typer(
@@ -60,12 +61,6 @@ class JointsBackend(str, Enum):
     blazepose = "blazepose"
     haar = "haar"
     none = "none"
-
-
-class Level(str, Enum):
-    beginner = "beginner"
-    intermediate = "intermediate"
-    advanced = "advanced"
 
 
 HistoryOption = Annotated[

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from repcoach.common.history import LEVELS, check_level
+from repcoach.common.history import LEVELS, Level, check_level
 from repcoach.stages.coaching.spec import Counting, ExerciseSpec, Rule
 
-STEP = {"beginner": -1, "intermediate": 0, "advanced": 1}  # + is stricter
+STEP = {Level.BEGINNER: -1, Level.INTERMEDIATE: 0, Level.ADVANCED: 1}  # + is stricter
 DEGREE_SLACK = 6.0
 RATIO_SLACK_SHARE = 0.15  # of the threshold's size, for ratio measures
 MIN_RATIO_SLACK = 0.03
