@@ -195,8 +195,8 @@ class KeyStore:
         name = check_name(pair.name)
         peers = {
             sub: {
-                path.stem: _parse_certificate(path, secret=False)["public-key"]
-                for path in sorted((source / sub).glob("*.key"))
+                peer.stem: _parse_certificate(peer, secret=False)["public-key"]
+                for peer in sorted((source / sub).glob("*.key"))
             }
             for sub in (ALLOWED, SERVERS)
         }

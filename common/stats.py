@@ -41,7 +41,7 @@ class Histogram:
         self.sum_s += seconds
 
     def wire(self) -> tuple[int, ...]:
-        return tuple(self.counts) if self.sum_s > 0 or any(self.counts) else ()
+        return tuple(self.counts) if any(self.counts) else ()
 
 
 class StageStats:

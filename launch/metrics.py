@@ -46,7 +46,6 @@ FINAL_SCRAPE_S = 5.0
 class Snapshot:
     status: dict
     ready: bool
-    taken: float  # time.monotonic()
 
 
 class PipelineCollector(Collector):
@@ -179,7 +178,7 @@ class MetricsServer:
     def update(self, status: dict, ready: bool) -> None:
         """Called by the supervisor's loop each turn."""
         self._turned = time.monotonic()
-        self.collector.snapshot = Snapshot(status, ready, self._turned)
+        self.collector.snapshot = Snapshot(status, ready)
 
     def _app(self, environ, start_response):
         path = environ.get("PATH_INFO", "")

@@ -169,7 +169,7 @@ def test_prometheus_scrapes_the_counts_the_summary_reports(pipeline, prometheus,
     assert status == 200 and "repcoach_stage_processing_seconds_bucket" in stored
     served = set()
     collector = PipelineCollector("x")
-    collector.snapshot = Snapshot({"stages": [], "supervisor": {"rejected": {}}}, False, 0.0)
+    collector.snapshot = Snapshot({"stages": [], "supervisor": {"rejected": {}}}, False)
     for family in collector.collect():
         suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
         served |= {family.name + end for end in suffixes.get(family.type, [""])}
