@@ -4,6 +4,7 @@ stage process (written once as JSON into the run folder)."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from repcoach.common.atomic import write_json_atomic
 from repcoach.common.endpoints import Topology
+from repcoach.common.errors import UserError
 
 
 class FlowPolicy(str, Enum):
@@ -28,13 +30,74 @@ class FlowPolicy(str, Enum):
 
 
 @dataclass(frozen=True)
-class PipelineConfig:
+class Station:
+    """One source of a pipeline and the place it watches. Frames, ordering,
+    tracking, coaching and summaries are kept apart per station."""
+
     name: str
-    """Pipeline name: picks the run folder, so several cameras can run side by side."""
+    """What status, summaries and events call it (unique in the pipeline)."""
     source: str
     """What `--source` said: cameraN, a file path, an rtsp/http URL or synthetic:..."""
+
+
+# Stations one pipeline serves at most; also what any per-station table a
+# peer's messages can grow is bounded by.
+MAX_STATIONS = 64
+STATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+
+
+def station_name(source: str) -> str:
+    """A readable default name for a source: `camera0`, a file's stem, a
+    stream's host, the synthetic exercise; characters outside the station
+    name alphabet become `-`."""
+    if "://" in source:
+        text = source.split("://", 1)[1].split("@")[-1].split("/")[0].split(":")[0]
+    elif source.startswith("synthetic:"):
+        text = source.split(":", 1)[1].split(",")[0]
+    else:
+        text = Path(source).stem
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:32] or "station"
+    return text if text[0].isalnum() else "s" + text[:31]
+
+
+def make_stations(sources: list[str]) -> tuple[Station, ...]:
+    """Stations for `--source` values: `NAME=SOURCE` names one, otherwise the
+    name comes from the source (`station_name`), made unique with `-2`,
+    `-3`, ... Raises UserError for a name given twice."""
+    if len(sources) > MAX_STATIONS:
+        raise UserError(f"{len(sources)} sources: one pipeline serves at most {MAX_STATIONS}")
+    stations: list[Station] = []
+    taken: set[str] = set()
+    for text in sources:
+        name, sep, rest = text.partition("=")
+        if sep and STATION_NAME.match(name) and not name.startswith(("rtsp", "http")):
+            if name in taken:
+                raise UserError(f"--source {text}: station {name!r} is named twice")
+            source = rest
+        else:
+            name, source = station_name(text), text
+            base, n = name, 2
+            while name in taken:
+                name, n = f"{base[:29]}-{n}", n + 1
+        taken.add(name)
+        stations.append(Station(name, source))
+    return tuple(stations)
+
+
+def station_session(session_id: str, station: str, stations: int) -> str:
+    """The session id a station's events and history rows carry: the run's
+    own with one station, the run's and the station's with several."""
+    return session_id if stations < 2 else f"{session_id}.{station}"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str
+    """Pipeline name: picks the run folder, so several pipelines can run side by side."""
+    stations: tuple[Station, ...]
+    """Every source the pipeline reads, one station each (at least one)."""
     policy: FlowPolicy
-    """Flow policy derived from the source (see FlowPolicy)."""
+    """Flow policy derived from the sources (see FlowPolicy)."""
     realtime: bool = False
     """Pace a file or synthetic source at its frame rate, as a camera would."""
     loop: bool = False
@@ -80,6 +143,13 @@ class PipelineConfig:
     def endpoints(self) -> Topology:
         return Topology.from_dict(self.topology)
 
+    @property
+    def station_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stations)
+
+    def session_of(self, station: str) -> str:
+        return station_session(self.session_id, station, len(self.stations))
+
     def to_json(self) -> str:
         data = asdict(self)
         data["policy"] = self.policy.value
@@ -91,8 +161,15 @@ class PipelineConfig:
     @classmethod
     def load(cls, path: Path) -> PipelineConfig:
         data = json.loads(Path(path).read_text())
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PipelineConfig:
+        """From `to_json`'s fields (the run folder's copy, or a remote pipeline's CONFIG)."""
+        data = dict(data)
         data["policy"] = FlowPolicy(data["policy"])
         data["gpus"] = tuple(data["gpus"])
+        data["stations"] = tuple(Station(**s) for s in data["stations"])
         return cls(**data)
 
     def gpu_for_worker(self, index: int) -> str | None:

@@ -161,32 +161,102 @@ class FrameFeed:
             transport.send(self._wakeup, [b""], nonblocking=True)
 
 
+Key = tuple[int, int]
+"""What a worker holds: (station index, frame seq or `EOS_KEY`)."""
+
+
 @dataclass
 class WorkerSlot:
     credits: int = 0
-    outstanding: dict[int, FramePacket | EndOfStream] = field(default_factory=dict)
+    outstanding: dict[Key, FramePacket | EndOfStream] = field(default_factory=dict)
     last_seen: float = 0.0
 
 
-class Dispatcher:
-    """Hands frames to segment workers that have credit, in capture order."""
+class StationFeed:
+    """One station's source as capture reads it: its own frame numbering,
+    chunks, end-of-stream and frames waiting for a worker, so one station's
+    stall or busy chunk owner never holds another's frames back."""
 
-    def __init__(self, ctx: StageContext, source, stop_grace_s: float = 15.0):
-        self.ctx = ctx
-        self.source = source
-        self.config = ctx.config
-        self.workers: dict[bytes, WorkerSlot] = {}
+    def __init__(self, index: int, name: str, source, policy: FlowPolicy):
+        self.index, self.name, self.source = index, name, source
+        self.feed = FrameFeed(source, policy)
+        self.chunker = Chunker() if policy is FlowPolicy.LOSSLESS else None
+        self.chunk_owners: dict[int, bytes] = {}
         self.requeue: deque[FramePacket | EndOfStream] = deque()
+        self.pending: FramePacket | EndOfStream | None = None  # taken, its worker busy
         self.prev_dispatched = -1
         self.eos: EndOfStream | None = None
         self.eos_done = False
+        self.discarded = 0
+        self.taken = 0  # frames read from the source and numbered
+
+    def next_item(self, stopping: bool) -> FramePacket | EndOfStream | None:
+        if self.requeue:
+            return self.requeue.popleft()
+        if self.eos is not None:
+            return None
+        if not stopping:
+            captured = self.feed.take()
+            if captured is not None:
+                return self._packet(captured)
+            if not self.feed.exhausted():
+                return None
+            reason = f"source failed: {self.feed.error}" if self.feed.error else "end of source"
+        else:
+            self.discarded += self.feed.discard_waiting()
+            reason = "stopped"
+        self.eos = EndOfStream(
+            source_id=self.source.source_id,
+            prev_seq=self.prev_dispatched,
+            frames_read=self.feed.frames_read,
+            dropped=self.feed.dropped + self.discarded,
+            reason=reason,
+            station=self.name,
+        )
+        return self.eos
+
+    def _packet(self, captured: CapturedFrame) -> FramePacket:
+        h, w = captured.pixels.shape[:2]
+        meta = FrameMeta(
+            source_id=self.source.source_id,
+            seq=captured.seq,
+            prev_seq=self.prev_dispatched,
+            t_mono_ns=captured.t_mono_ns,
+            t_wall=captured.t_wall,
+            clock=CLOCK_ID,
+            pts=captured.pts,
+            width=w,
+            height=h,
+            total=self.source.total,
+            chunk=NOT_CHUNKED if self.chunker is None else self.chunker.chunk_of(captured.pts),
+            station=self.name,
+        )
+        self.prev_dispatched = captured.seq
+        self.taken += 1
+        return FramePacket(meta=meta, pixels=captured.pixels)
+
+    def idle(self) -> bool:
+        """Nothing of this station is waiting for a worker."""
+        return not self.requeue and self.pending is None
+
+
+class Dispatcher:
+    """Hands frames of every station to segment workers that have credit:
+    each station's frames in capture order, the stations in turn."""
+
+    def __init__(self, ctx: StageContext, sources: list, stop_grace_s: float = 15.0):
+        self.ctx = ctx
+        self.config = ctx.config
+        policy = self.config.policy
+        self.stations = [
+            StationFeed(i, station.name, source, policy)
+            for i, (station, source) in enumerate(zip(ctx.config.stations, sources, strict=True))
+        ]
+        self.by_name = {s.name: s for s in self.stations}
+        self.turn_start = 0  # the station served first next time round (fairness)
+        self.workers: dict[bytes, WorkerSlot] = {}
         self.stopping_since: float | None = None
         self.stop_grace_s = stop_grace_s
-        self.discarded = 0
-        lossless = self.config.policy is FlowPolicy.LOSSLESS
-        self.chunker = Chunker() if lossless else None
-        self.chunk_owners: dict[int, bytes] = {}
-        self.pending: FramePacket | EndOfStream | None = None  # taken, no worker yet
         # Peers refused a worker slot lately (bounded), told STOP at the end.
         self.refused_peers: dict[bytes, None] = {}
 
@@ -195,8 +265,8 @@ class Dispatcher:
     def run(self) -> None:
         self.router = graph.open_port(self.config, "capture", "work")
         self.wakeups = transport.open_socket(transport.PULL, WAKEUP_ENDPOINT, bind=True, hwm=64)
-        self.feed = FrameFeed(self.source, self.config.policy)
-        self.feed.start()
+        for station in self.stations:
+            station.feed.start()
         run_loop(self.ctx, self)
 
     # --- the loop's role
@@ -213,7 +283,10 @@ class Dispatcher:
         self._handle_stop_request()
         self._requeue_silent_workers()
         self._dispatch()
-        self.ctx.stats.queue_depth = sum(len(w.outstanding) for w in self.workers.values())
+        stats = self.ctx.stats
+        stats.queue_depth = sum(len(w.outstanding) for w in self.workers.values())
+        stats.frames_in = sum(s.taken for s in self.stations)
+        stats.dropped["stale"] = sum(s.feed.dropped for s in self.stations)
         if not self._finished():
             return False
         # Workers refused a slot (the table was full) wait for the end too.
@@ -222,11 +295,14 @@ class Dispatcher:
         return True
 
     def close(self) -> None:
-        self.feed.stop()
-        self.feed.join(timeout=5.0)
+        for station in self.stations:
+            station.feed.stop()
+        for station in self.stations:
+            station.feed.join(timeout=5.0)
         transport.close_all(self.wakeups)
         transport.close_linger(self.router, 2000)  # let STOP reach the workers
-        self.source.close()
+        for station in self.stations:
+            station.source.close()
 
     # --- worker messages
 
@@ -239,14 +315,12 @@ class Dispatcher:
                 self.ctx.rejects.reject(error)
 
     def _worker_message(self, parts: list[bytes]) -> None:
-        """One message from a worker: `HELLO {credits}` or `DONE <key>`.
+        """One message from a worker: `HELLO {credits}` or `DONE <key> <station>`.
         Anything else raises `MessageError` (counted and dropped)."""
         if len(parts) < 2:
-            raise MessageError("malformed", f"expected 2 or 3 parts, got {len(parts)}")
+            raise MessageError("malformed", f"expected 2 to 4 parts, got {len(parts)}")
         identity, kind, rest = parts[0], parts[1], parts[2:]
-        if len(rest) > 1:
-            raise MessageError("malformed", f"expected 2 or 3 parts, got {len(parts)}")
-        if kind == HELLO:
+        if kind == HELLO and len(rest) <= 1:
             credits = self._declared_credits(rest)
             slot = self.workers.get(identity)
             if slot is None:
@@ -254,8 +328,11 @@ class Dispatcher:
             self._take_back(identity, slot, "restarted or reconnected")
             slot.credits = credits
             slot.last_seen = time.monotonic()
-        elif kind == DONE and len(rest) == 1:
-            key = _done_key(rest[0])
+        elif kind == DONE and len(rest) == 2:
+            station = self.by_name.get(rest[1].decode("utf-8", errors="replace"))
+            if station is None:
+                raise MessageError("unknown-station", f"DONE for station {short(rest[1])}")
+            key = (station.index, _done_key(rest[0]))
             slot = self.workers.get(identity)
             if slot is None:
                 raise MessageError("unknown-peer", "DONE from a worker that never said HELLO")
@@ -263,12 +340,12 @@ class Dispatcher:
             # Credit only for frames we still count as held: after a HELLO
             # the worker's credits were reset and its old frames re-sent.
             if slot.outstanding.pop(key, None) is None:
-                raise MessageError("unknown-key", f"DONE {key}: that worker does not hold it")
+                raise MessageError("unknown-key", f"DONE {key[1]}: that worker does not hold it")
             slot.credits += 1
-            if key == EOS_KEY:
-                self.eos_done = True
+            if key[1] == EOS_KEY:
+                station.eos_done = True
         else:
-            raise MessageError("unknown-type", f"worker message {short(kind)}")
+            raise MessageError("unknown-type", f"worker message {short(kind)} ({len(parts)} parts)")
 
     @staticmethod
     def _declared_credits(rest: list[bytes]) -> int:
@@ -298,7 +375,9 @@ class Dispatcher:
                     del self.refused_peers[next(iter(self.refused_peers))]
                 raise MessageError("too-many-workers", f"worker table full ({limit})")
             del self.workers[min(idle)[1]]
-            self.chunk_owners = {c: o for c, o in self.chunk_owners.items() if o in self.workers}
+            for station in self.stations:
+                owners = station.chunk_owners
+                station.chunk_owners = {c: o for c, o in owners.items() if o in self.workers}
         slot = self.workers[identity] = WorkerSlot()
         return slot
 
@@ -310,9 +389,8 @@ class Dispatcher:
                 why,
                 len(slot.outstanding),
             )
-            self.requeue.extendleft(
-                slot.outstanding[k] for k in sorted(slot.outstanding, reverse=True)
-            )
+            for index, key in sorted(slot.outstanding, reverse=True):
+                self.stations[index].requeue.appendleft(slot.outstanding[index, key])
             self.ctx.stats.drop("resent", len(slot.outstanding))
             slot.outstanding.clear()
 
@@ -329,87 +407,61 @@ class Dispatcher:
         if self.ctx.should_stop() and self.stopping_since is None:
             log.info("stop requested: finishing frames in flight")
             self.stopping_since = time.monotonic()
-            self.feed.stop()
-
-    def _next_item(self) -> FramePacket | EndOfStream | None:
-        if self.requeue:
-            return self.requeue.popleft()
-        if self.eos is not None:
-            return None
-        if self.stopping_since is None:
-            captured = self.feed.take()
-            if captured is not None:
-                return self._packet(captured)
-            if not self.feed.exhausted():
-                return None
-            reason = f"source failed: {self.feed.error}" if self.feed.error else "end of source"
-        else:
-            self.discarded += self.feed.discard_waiting()
-            reason = "stopped"
-        self.eos = EndOfStream(
-            source_id=self.source.source_id,
-            prev_seq=self.prev_dispatched,
-            frames_read=self.feed.frames_read,
-            dropped=self.feed.dropped + self.discarded,
-            reason=reason,
-        )
-        return self.eos
-
-    def _packet(self, captured: CapturedFrame) -> FramePacket:
-        h, w = captured.pixels.shape[:2]
-        meta = FrameMeta(
-            source_id=self.source.source_id,
-            seq=captured.seq,
-            prev_seq=self.prev_dispatched,
-            t_mono_ns=captured.t_mono_ns,
-            t_wall=captured.t_wall,
-            clock=CLOCK_ID,
-            pts=captured.pts,
-            width=w,
-            height=h,
-            total=self.source.total,
-            chunk=NOT_CHUNKED if self.chunker is None else self.chunker.chunk_of(captured.pts),
-        )
-        self.prev_dispatched = captured.seq
-        self.ctx.stats.received()
-        self.ctx.stats.dropped["stale"] = self.feed.dropped
-        return FramePacket(meta=meta, pixels=captured.pixels)
+            for station in self.stations:
+                station.feed.stop()
 
     def _dispatch(self) -> None:
+        """The stations in turn, one item each, until none can send more:
+        each gets an equal share of the free workers while it has frames,
+        and a station with nothing ready (a stalled camera) is skipped."""
+        stopping = self.stopping_since is not None
+        count = len(self.stations)
+        moved = True
+        while moved:
+            moved = False
+            for offset in range(count):
+                station = self.stations[(self.turn_start + offset) % count]
+                if self._send_one(station, stopping):
+                    moved = True
+            self.turn_start = (self.turn_start + 1) % count
+
+    def _send_one(self, station: StationFeed, stopping: bool) -> bool:
+        """Hand one of `station`'s items to a worker; False if none could go."""
         while True:
-            item = self.pending or self._next_item()
+            item = station.pending or station.next_item(stopping)
             if item is None:
-                return
-            identity = self._worker_for(item)
+                return False
+            identity = self._worker_for(station, item)
             if identity is None:
-                self.pending = item  # its worker is busy: keep the order
-                return
-            self.pending = None
+                station.pending = item  # its worker is busy: keep the order
+                return False
+            station.pending = None
             slot = self.workers[identity]
             key = EOS_KEY if isinstance(item, EndOfStream) else item.meta.seq
             if not transport.route(self.router, identity, item.to_wire()):
-                self.requeue.appendleft(item)
+                station.requeue.appendleft(item)
                 self._take_back(identity, slot, "is unreachable")
                 del self.workers[identity]
                 continue
             slot.credits -= 1
-            slot.outstanding[key] = item
+            slot.outstanding[station.index, key] = item
             if isinstance(item, FramePacket):
                 self.ctx.stats.emitted()
+            return True
 
-    def _worker_for(self, item: FramePacket | EndOfStream) -> bytes | None:
+    def _worker_for(self, station: StationFeed, item: FramePacket | EndOfStream) -> bytes | None:
         """Who takes `item`: the worker that holds its chunk (it may go up to
         a chunk's length past its credits), else the least busy one with
         credit, which then holds the chunk."""
         chunk = item.meta.chunk if isinstance(item, FramePacket) else NOT_CHUNKED
-        owner = self.chunk_owners.get(chunk)
+        owner = station.chunk_owners.get(chunk)
         if owner is not None and owner in self.workers:
             return owner if self.workers[owner].credits > -MAX_CHUNK_FRAMES else None
         identity = self._worker_with_credit()
         if identity is not None and chunk != NOT_CHUNKED:
-            self.chunk_owners[chunk] = identity
-            while len(self.chunk_owners) > _OWNERS_KEPT:
-                del self.chunk_owners[next(iter(self.chunk_owners))]
+            station.chunk_owners[chunk] = identity
+            while len(station.chunk_owners) > _OWNERS_KEPT:
+                del station.chunk_owners[next(iter(station.chunk_owners))]
         return identity
 
     def _worker_with_credit(self) -> bytes | None:
@@ -417,11 +469,8 @@ class Dispatcher:
         return min(candidates)[1] if candidates else None
 
     def _finished(self) -> bool:
-        if (
-            self.eos_done
-            and not self.requeue
-            and self.pending is None
-            and not any(s.outstanding for s in self.workers.values())
+        if all(s.eos_done and s.idle() for s in self.stations) and not any(
+            s.outstanding for s in self.workers.values()
         ):
             return True
         if self.stopping_since is not None:
@@ -431,6 +480,12 @@ class Dispatcher:
             if self.ctx.stop_requests > 1:
                 return True
         return False
+
+
+def done(key: int, station: str) -> list[bytes]:
+    """A worker's message that it has finished a frame (`key`: its seq) or
+    end-of-stream (`EOS_KEY`) of `station`."""
+    return [DONE, str(key).encode(), station.encode()]
 
 
 def max_worker_slots(workers: int) -> int:

@@ -77,12 +77,14 @@ class StageKind:
             return REPORTS  # every stage reports
         raise KeyError(f"{self.kind} has no {role} socket")
 
-    def process_name(self, index: int = 0, sink_kind: str = "") -> str:
-        """`capture`, `segment-1`, `sink-web`: what logs, reports and status call it."""
+    def process_name(self, index: int = 0, sink_label: str = "") -> str:
+        """`capture`, `segment-1`, `sink-web`, `sink-history-door`, `sink-jsonl-2`:
+        what logs, reports and status call it. A sink's `index` counts the
+        sinks before it with the same label."""
         if self.count is Count.PER_WORKER:
             return f"{self.kind}-{index}"
         if self.count is Count.PER_SINK:
-            return f"{self.kind}-{sink_kind}"
+            return f"{self.kind}-{sink_label}" + (f"-{index + 1}" if index else "")
         return self.kind
 
 

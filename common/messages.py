@@ -91,6 +91,16 @@ def _field(d: dict, key: str, types: type | tuple[type, ...], where: str) -> Any
     return value
 
 
+MAX_STATION_CHARS = 64
+
+
+def _station(d: dict, where: str) -> str:
+    station = _field(d, "stn", str, where)
+    if len(station) > MAX_STATION_CHARS:
+        raise MessageError("malformed", f"{where}.stn of {len(station)} characters")
+    return station
+
+
 def _items(d: dict, key: str, where: str) -> list:
     """A list field of at most `MAX_ITEMS` entries."""
     value = _field(d, key, list, where)
@@ -161,6 +171,7 @@ class FrameMeta:
     total: int = 0  # frames in the source when known (files), else 0
     chunk: int = -1
     clock: str = ""  # the machine whose monotonic clock stamped t_mono_ns
+    station: str = ""  # the station (source) of a pipeline with several; seq counts per station
 
     def to_wire(self) -> dict:
         return {
@@ -176,6 +187,7 @@ class FrameMeta:
             "total": self.total,
             "chunk": self.chunk,
             "clk": self.clock,
+            "stn": self.station,
         }
 
     @classmethod
@@ -195,6 +207,7 @@ class FrameMeta:
             total=_field(d, "total", int, "meta"),
             chunk=_field(d, "chunk", int, "meta"),
             clock=_field(d, "clk", str, "meta"),
+            station=_station(d, "meta"),
         )
         if meta.pixel_format != PIXEL_FORMAT:
             raise MessageError("malformed", f"pixel format {meta.pixel_format!r} unsupported")
@@ -602,6 +615,7 @@ class EndOfStream:
     frames_read: int
     dropped: int
     reason: str  # "end of file" | "stopped" | "source failed: ..."
+    station: str = ""
 
     def to_wire(self) -> list:
         return [
@@ -614,6 +628,7 @@ class EndOfStream:
                     "read": self.frames_read,
                     "dropped": self.dropped,
                     "reason": self.reason,
+                    "stn": self.station,
                 },
                 use_bin_type=True,
             )
@@ -627,6 +642,7 @@ class EndOfStream:
             frames_read=_field(d, "read", int, "eos"),
             dropped=_field(d, "dropped", int, "eos"),
             reason=_field(d, "reason", str, "eos"),
+            station=_station(d, "eos"),
         )
 
 
@@ -646,6 +662,7 @@ class SessionState:
     ended: bool
     reason: str
     people: tuple[PersonScore, ...] = ()
+    station: str = ""
 
     def to_wire(self) -> list:
         return [
@@ -663,6 +680,7 @@ class SessionState:
                     "ended": self.ended,
                     "reason": self.reason,
                     "people": [p.to_wire() for p in self.people],
+                    "stn": self.station,
                 },
                 use_bin_type=True,
             )
@@ -681,6 +699,7 @@ class SessionState:
             ended=_field(d, "ended", bool, "state"),
             reason=_field(d, "reason", str, "state"),
             people=tuple(PersonScore.from_wire(p) for p in _items(d, "people", "state")),
+            station=_station(d, "state"),
         )
 
 

@@ -22,13 +22,14 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
 
 from repcoach.common import graph, transport
 from repcoach.common.chunks import continues
 from repcoach.common.clock import frame_age_s
-from repcoach.common.config import FlowPolicy, PipelineConfig
-from repcoach.common.dispatch import DONE, EOS_KEY, HELLO, MAX_CREDITS, STOP
+from repcoach.common.config import MAX_STATIONS, FlowPolicy, PipelineConfig
+from repcoach.common.dispatch import EOS_KEY, HELLO, MAX_CREDITS, STOP, done
 from repcoach.common.messages import (
     EndOfStream,
     FrameMeta,
@@ -146,7 +147,8 @@ class SegmentWorker:
         self.hello = [HELLO, encode_plain({"credits": ctx.config.prefetch})]
         transport.send(self.work, self.hello)
         self.last_message = time.monotonic()
-        self.segmented: FrameMeta | None = None  # the frame whose people it follows
+        # Each station's frame whose people it follows (bounded like the segmenter's).
+        self.segmented: dict[str, FrameMeta] = {}
 
     def sockets(self) -> tuple:
         return (self.work,)
@@ -176,19 +178,22 @@ class SegmentWorker:
                 result = message.replace(pixels=None, tombstone=True)
             else:
                 meta = message.meta
-                persons = self.segmenter.segment(
-                    message.pixels, meta.pts, continues(self.segmented, meta)
-                )
-                self.segmented = meta
+                self.segmenter.switch_to(meta.station)
+                previous = self.segmented.pop(meta.station, None)
+                follows = continues(previous, meta)
+                persons = self.segmenter.segment(message.pixels, meta.pts, follows)
+                self.segmented[meta.station] = meta
+                while len(self.segmented) > MAX_STATIONS:  # forged station names
+                    del self.segmented[next(iter(self.segmented))]
                 result = self.demand.pass_on(message.replace(persons=tuple(persons)))
             if not transport.send_patiently(self.out, result.to_wire(), ctx.waiting):
                 return True
             ctx.stats.emitted(time.perf_counter() - started)
-            transport.send(self.work, [DONE, str(message.meta.seq).encode()])
+            transport.send(self.work, done(message.meta.seq, message.meta.station))
         elif isinstance(message, EndOfStream) and transport.send_patiently(
             self.out, message.to_wire(), ctx.waiting
         ):
-            transport.send(self.work, [DONE, str(EOS_KEY).encode()])
+            transport.send(self.work, done(EOS_KEY, message.station))
         return False
 
     def close(self) -> None:
@@ -210,59 +215,100 @@ def _newest_only(items: list, ctx: StageContext) -> list:
     return [i for i in items if id(i) not in superseded]
 
 
+def _station_of(message: FramePacket | EndOfStream) -> str:
+    return message.meta.station if isinstance(message, FramePacket) else message.station
+
+
+class _StationLine:
+    """One station's frames in the ordered stage: its re-order buffer and
+    its own logic (tracks and their smoothing are per station)."""
+
+    def __init__(self, logic: PacketStage, reorder: Reorderer):
+        self.logic, self.reorder = logic, reorder
+        self.ended = False
+
+
 class OrderedStage:
-    """Re-orders what the workers send, then runs `logic` on each frame."""
+    """Re-orders what the workers send, station by station, then runs each
+    station's own `logic` (made by `make_logic`) on its frames in order."""
 
     ends_on_stop = True
 
-    def __init__(self, logic: PacketStage, ctx: StageContext):
-        self.logic, self.ctx = logic, ctx
+    def __init__(self, make_logic: Callable[[], PacketStage], ctx: StageContext):
+        self.ctx = ctx
         self.inbox = graph.open_port(ctx.config, "joints", "segmented")
         self.out, self.score = graph.open_port(ctx.config, "joints", "joined")
         self.demand = PixelDemand(ctx.config, "joints", ctx.rejects)
-        self.live = live = ctx.config.policy is FlowPolicy.LATEST
+        self.live = ctx.config.policy is FlowPolicy.LATEST
         # A restarted stage lost what its predecessor held (counted downstream
         # as dropped); it picks up the order from the first frame that arrives.
         restarted = int(os.environ.get("REPCOACH_RESTARTS", "0")) > 0
+        self.lines = {
+            name: _StationLine(make_logic(), self._reorderer(restarted))
+            for name in ctx.config.station_names
+        }
+
+    def _reorderer(self, restarted: bool) -> Reorderer:
         # Live: a full buffer skips the missing frame, so it stays small (what
         # the workers can have in flight). Lossless: frames cannot be skipped,
         # and a slow worker holding a chunk lets the others run ahead of it by
         # more than capture has in flight, so the bound is a generous count.
-        self.reorder = Reorderer(
-            gap_timeout_s=2 * ctx.config.max_age_s if live else None,
+        config, live = self.ctx.config, self.live
+        return Reorderer(
+            gap_timeout_s=2 * config.max_age_s if live else None,
             resume=restarted,
             growth_per_s=LIVE_SEQ_PER_S if live else 0.0,
-            max_held=ctx.config.workers * MAX_CREDITS + 24 if live else MAX_HELD,
+            max_held=config.workers * MAX_CREDITS + 24 if live else MAX_HELD,
         )
 
     def sockets(self) -> tuple:
         return (self.inbox,)
 
     def turn(self, ready: set) -> bool:
-        ctx, reorder = self.ctx, self.reorder
-        released = []
+        ctx = self.ctx
+        released: dict[str, list] = {name: [] for name in self.lines}
         if self.inbox in ready:
             # Live: take everything that is waiting, so only the newest frame
             # is worked on (the workers can outpace this stage).
             for _ in range(64 if self.live else 1):
                 message = transport.receive(self.inbox, ctx.rejects)
                 if message is not None:
-                    released += reorder.push(message)
+                    line = self.lines.get(_station_of(message))
+                    if line is None:
+                        station = short(_station_of(message))
+                        ctx.rejects.reject(MessageError("unknown-station", f"station {station}"))
+                    else:
+                        released[_station_of(message)] += line.reorder.push(message)
                 if not self.inbox.poll(0):
                     break
-        released += reorder.expire()
-        if self.live:
-            released = _newest_only(released, ctx)
-        ctx.stats.queue_depth = len(reorder)
-        ctx.stats.dropped["duplicate"] = reorder.duplicates
-        ctx.stats.dropped["lost"] = reorder.skipped
-        if reorder.refused:  # forged or far out-of-order frames
-            ctx.rejects.counts["out-of-window"] = reorder.refused
-        for item in released:
-            if isinstance(item, EndOfStream):
-                self.logic.end(item)
-                transport.send_patiently(self.out, item.to_wire(), ctx.waiting)
+        for name, line in self.lines.items():
+            released[name] += line.reorder.expire()
+            if self.live:
+                released[name] = _newest_only(released[name], ctx)
+        self._count()
+        for name, items in released.items():
+            if not self._run(self.lines[name], items):
                 return True
+        return all(line.ended for line in self.lines.values())
+
+    def _count(self) -> None:
+        stats, orders = self.ctx.stats, [line.reorder for line in self.lines.values()]
+        stats.queue_depth = sum(len(r) for r in orders)
+        stats.dropped["duplicate"] = sum(r.duplicates for r in orders)
+        stats.dropped["lost"] = sum(r.skipped for r in orders)
+        refused = sum(r.refused for r in orders)
+        if refused:  # forged or far out-of-order frames
+            self.ctx.rejects.counts["out-of-window"] = refused
+
+    def _run(self, line: _StationLine, items: list) -> bool:
+        """Process one station's released items in order; False once a send
+        gave up (asked to stop)."""
+        ctx = self.ctx
+        for item in items:
+            if isinstance(item, EndOfStream):
+                line.logic.end(item)
+                line.ended = True
+                return transport.send_patiently(self.out, item.to_wire(), ctx.waiting)
             if item.tombstone:
                 continue
             ctx.stats.received()
@@ -270,11 +316,11 @@ class OrderedStage:
                 ctx.stats.drop("stale")
                 continue
             started = time.perf_counter()
-            result = self.demand.pass_on(self.logic.process(item))
+            result = self.demand.pass_on(line.logic.process(item))
             if not transport.send_patiently(self.out, result.to_wire(), ctx.waiting):
-                return True
+                return False
             ctx.stats.emitted(time.perf_counter() - started)
-        return False
+        return True
 
     def close(self) -> None:
         self.demand.close()
@@ -297,9 +343,10 @@ class ScoringLogic(Protocol):
 
 
 class SessionCounters:
-    """What the publisher knows about the session as a whole."""
+    """What the publisher knows about one station's session as a whole."""
 
-    def __init__(self) -> None:
+    def __init__(self, station: str = "") -> None:
+        self.station = station
         self.source_id = ""
         self.frames = 0
         self.total = 0
@@ -344,16 +391,31 @@ class SessionCounters:
             ended=self.ended,
             reason=self.reason,
             people=people,
+            station=self.station,
         )
 
 
+class _StationSession:
+    """One station's coach and session counters in the score stage."""
+
+    def __init__(self, logic: ScoringLogic, name: str):
+        self.logic, self.counters = logic, SessionCounters(name)
+
+    def state(self) -> SessionState:
+        return self.counters.state(self.logic.people())
+
+
 class Publisher:
-    """Scores each frame and publishes results, state and end-of-stream."""
+    """Scores each frame with its station's logic (made by `make_logic(station)`)
+    and publishes results, each station's state and end-of-stream."""
 
     ends_on_stop = True
 
-    def __init__(self, logic: ScoringLogic, ctx: StageContext):
-        self.logic, self.ctx = logic, ctx
+    def __init__(self, make_logic: Callable[[str], ScoringLogic], ctx: StageContext):
+        self.ctx = ctx
+        self.stations = {
+            name: _StationSession(make_logic(name), name) for name in ctx.config.station_names
+        }
         self.lossless = ctx.config.policy is FlowPolicy.LOSSLESS
         self.inbox = graph.open_port(ctx.config, "score", "joined")
         self.pub = graph.open_port(ctx.config, "score", "results")
@@ -361,7 +423,6 @@ class Publisher:
         # Attached sinks: never waited for. XPUB drops what a subscriber's
         # full queue cannot take, for that subscriber alone (it sees the gap).
         self.tap = graph.open_port(ctx.config, "score", "tap")
-        self.session = SessionCounters()
         self.subscribers: dict[object, Counter[bytes]] = {self.pub: Counter(), self.tap: Counter()}
         self.waiting_since = time.monotonic()
         self.expect_sinks = ctx.config.expect_sinks
@@ -377,8 +438,8 @@ class Publisher:
         control = (self.pub, self.tap, self.snapshots)
         return (*control, self.inbox) if self.ready_for_frames() else control
 
-    def current_state(self) -> SessionState:
-        return self.session.state(self.logic.people())
+    def states(self) -> list[SessionState]:
+        return [station.state() for station in self.stations.values()]
 
     def publish(self, parts: list, topic: bytes = b"") -> None:
         """To the built-in sinks, then the tap; `topic` set: only where
@@ -412,7 +473,7 @@ class Publisher:
             while self.snapshots.poll(0):
                 identity = _snapshot_request(transport.recv_parts(self.snapshots), ctx)
                 if identity is not None:
-                    reply = [b"", *self.current_state().to_wire()]
+                    reply = [b"", *(part for st in self.states() for part in st.to_wire())]
                     transport.route(self.snapshots, identity, reply)
         if self.inbox in ready and self._take(transport.receive(self.inbox, ctx.rejects)):
             return True
@@ -420,30 +481,42 @@ class Publisher:
         return False
 
     def _take(self, message) -> bool:
-        """Score a frame, or finish at end-of-stream (True)."""
-        ctx, logic = self.ctx, self.logic
+        """Score a frame, or end its station at end-of-stream; True once
+        every station has ended."""
+        ctx = self.ctx
+        if message is None:
+            return False
+        station = self.stations.get(_station_of(message))
+        if station is None:
+            ctx.rejects.reject(MessageError("unknown-station", short(_station_of(message))))
+            return False
+        logic = station.logic
         if isinstance(message, FramePacket):
             ctx.stats.received()
             started = time.perf_counter()
             result = logic.process(message)
-            _own_drops(logic, ctx)
-            self.session.count(result)
+            _own_drops([s.logic for s in self.stations.values()], ctx)
+            station.counters.count(result)
             _count_events(result, ctx)
             self.publish_result(result)
             if result.pixels is not None:
                 self.publish([TOPIC_VIDEO, *result.to_wire()], topic=TOPIC_VIDEO)
             ctx.stats.emitted(time.perf_counter() - started)
-        elif isinstance(message, EndOfStream):
-            final = logic.end(message)
-            if final is not None and final.events:
-                _count_events(final, ctx)
-                self.publish_result(final)
-            self.session.end(message)
-            self.publish([TOPIC_STATE, *self.current_state().to_wire()])
-            self.publish([TOPIC_EOS, *message.to_wire()])
-            log.info("end of stream (%s): %d frames published", message.reason, self.published)
-            return True
-        return False
+            return False
+        final = logic.end(message)
+        if final is not None and final.events:
+            _count_events(final, ctx)
+            self.publish_result(final)
+        station.counters.end(message)
+        self.publish([TOPIC_STATE, *station.state().to_wire()])
+        self.publish([TOPIC_EOS, *message.to_wire()])
+        log.info(
+            "%s: end of stream (%s): %d frames published",
+            message.station,
+            message.reason,
+            self.published,
+        )
+        return all(s.counters.ended for s in self.stations.values())
 
     def _tell_pixels_and_state(self, ready_for_frames: bool) -> None:
         # Until every built-in sink has subscribed, nobody knows yet whether
@@ -459,9 +532,10 @@ class Publisher:
                 transport.send(self.tap, demand, nonblocking=True)
         if periodic:
             self.last_state = time.monotonic()
-            state = self.current_state()
-            self.ctx.stats.people = len(state.people)
-            self.publish([TOPIC_STATE, *state.to_wire()])
+            states = self.states()
+            self.ctx.stats.people = sum(len(state.people) for state in states)
+            for state in states:
+                self.publish([TOPIC_STATE, *state.to_wire()])
 
     def close(self) -> None:
         transport.close_all(self.inbox, self.snapshots)
@@ -500,12 +574,16 @@ def _snapshot_request(parts: list, ctx: StageContext) -> bytes | None:
     return None
 
 
-def _own_drops(part: object, ctx: StageContext) -> None:
+def _own_drops(parts: list, ctx: StageContext) -> None:
     """What stage logic or a sink refused on its own side (people beyond the
-    coach's table, a slow client), if it counts that (`CountsDrops`)."""
-    if isinstance(part, CountsDrops):
-        for reason, count in part.drops().items():  # running totals
-            ctx.stats.dropped[reason] = count
+    coach's table, a slow client), added up over `parts` that count that
+    (`CountsDrops`)."""
+    totals: Counter[str] = Counter()
+    for part in parts:
+        if isinstance(part, CountsDrops):
+            totals.update(part.drops())  # running totals
+    for reason, count in totals.items():
+        ctx.stats.dropped[reason] = count
 
 
 # --- sinks
@@ -532,13 +610,24 @@ class Sink(Protocol):
 class SinkFeed:
     """Subscribes a sink to `feed` ("results": the sinks `up` started; "tap":
     sinks attached later, cut loose when they fall behind), gives it the
-    current state at once, then the stream. `missed`: published results this
-    sink did not get (also in its reports, so `pipeline status` shows them)."""
+    current state at once, then the stream: every station's, or only
+    `station`'s. `missed`: published results this sink did not get (also in
+    its reports, so `pipeline status` shows them)."""
 
     ends_on_stop = True
 
-    def __init__(self, sink: Sink, ctx: StageContext, feed: str = "results", exit_on_eos=True):
+    def __init__(
+        self,
+        sink: Sink,
+        ctx: StageContext,
+        feed: str = "results",
+        exit_on_eos=True,
+        station: str | None = None,
+    ):
         self.sink, self.ctx, self.feed, self.exit_on_eos = sink, ctx, feed, exit_on_eos
+        self.station = station
+        # The stations whose end-of-stream ends this sink.
+        self.open = {station} if station is not None else set(ctx.config.station_names)
         self.snapshot_at = ctx.config.endpoints().connect("snapshot")
         # Frames with pixels are ~1 MB each: a sink taking them keeps a short queue.
         hwm = 64 if TOPIC_VIDEO in sink.topics else None
@@ -547,9 +636,9 @@ class SinkFeed:
         self.counted_topic = TOPIC_RESULT if TOPIC_RESULT in sink.topics else TOPIC_VIDEO
         transport.subscribe(self.sub, (*sink.topics, TOPIC_STATE, TOPIC_EOS))
         reply = transport.request(self.snapshot_at, SNAPSHOT, timeout_s=3.0)
-        if reply:
-            state = transport.decode_parts(reply, ctx.rejects)
-            if isinstance(state, SessionState):
+        for part in (reply or [])[:MAX_STATIONS]:  # one state per station
+            state = transport.decode_parts([part], ctx.rejects)
+            if isinstance(state, SessionState) and self._mine(state.station):
                 sink.on_state(state)
         # An attached sink may miss end-of-stream (dropped while it was
         # behind): after a silence it asks whether the pipeline is still there.
@@ -566,7 +655,7 @@ class SinkFeed:
         self.sink.tick()
         if time.monotonic() - self.drops_read > 1.0:
             self.drops_read = time.monotonic()
-            _own_drops(self.sink, ctx)
+            _own_drops([self.sink], ctx)
         if self.sub not in ready:
             silent = self.heard_at and time.monotonic() - self.heard_at > SILENCE_S
             if self.feed == "tap" and silent:
@@ -595,6 +684,8 @@ class SinkFeed:
                     self.missed += number - self.last_number - 1
                     ctx.stats.dropped["missed"] = self.missed
                 self.last_number = number
+            if not self._mine(message.meta.station):
+                return False
             # the score stage's last events-only packet is not a frame
             counted = topic.startswith(self.counted_topic) and not message.tombstone
             if counted:
@@ -603,12 +694,16 @@ class SinkFeed:
             sink.on_result(message)
             if counted:
                 ctx.stats.emitted()
-        elif isinstance(message, SessionState):
+        elif isinstance(message, SessionState) and self._mine(message.station):
             sink.on_state(message)
-        elif isinstance(message, EndOfStream):
+        elif isinstance(message, EndOfStream) and self._mine(message.station):
             sink.on_eos(message)
-            return self.exit_on_eos
+            self.open.discard(message.station)
+            return self.exit_on_eos and not self.open
         return False
+
+    def _mine(self, station: str) -> bool:
+        return self.station is None or station == self.station
 
     def close(self) -> None:
         self.ctx.stats.dropped["missed"] = self.missed

@@ -21,7 +21,13 @@ import typer
 
 from repcoach.common import transport
 from repcoach.common.atomic import atomic_file, write_failure
-from repcoach.common.config import FlowPolicy, PipelineConfig
+from repcoach.common.config import (
+    FlowPolicy,
+    PipelineConfig,
+    Station,
+    make_stations,
+    station_session,
+)
 from repcoach.common.endpoints import Topology, check_name, run_dir
 from repcoach.common.errors import UserError
 from repcoach.common.history import Level
@@ -151,20 +157,56 @@ def _remote_config(topology: Topology, where: str) -> PipelineConfig:
     reply = transport.request(topology.connect("control"), b"CONFIG", timeout_s=3.0)
     if reply is None:
         raise _no_answer(where, topology)
-    data = json.loads(reply[0])
-    data.update(
-        policy=FlowPolicy(data["policy"]), gpus=tuple(data["gpus"]), topology=topology.to_dict()
-    )
-    return PipelineConfig(**data)
+    try:
+        data = json.loads(reply[0])
+        data["topology"] = topology.to_dict()
+        return PipelineConfig.from_dict(data)
+    except (ValueError, KeyError, TypeError) as error:  # an older or hostile peer
+        raise UserError(
+            f"pipeline {where} sent a config this version cannot read ({error})"
+        ) from None
 
 
-def _policy_for(source: str, realtime: bool) -> FlowPolicy:
+def _policy_for(stations: tuple[Station, ...], realtime: bool) -> FlowPolicy:
+    """The flow policy of the sources (each opened now, so a bad one is said
+    in one line before any process starts)."""
     from repcoach.stages.capture import open_source
 
-    opened = open_source(source)  # validates now, in one line, before any process starts
-    live = opened.live
-    opened.close()
-    return FlowPolicy.LATEST if live or realtime else FlowPolicy.LOSSLESS
+    live = {}
+    for station in stations:
+        opened = open_source(station.source)
+        live[station.name] = opened.live
+        opened.close()
+    if len(set(live.values())) > 1 and not realtime:
+        cameras = ", ".join(n for n, is_live in live.items() if is_live)
+        raise UserError(
+            f"cameras or streams ({cameras}) and files in one pipeline: not supported yet; "
+            "give the files --realtime to play them as cameras, or a pipeline of their own"
+        )
+    return FlowPolicy.LATEST if realtime or any(live.values()) else FlowPolicy.LOSSLESS
+
+
+# Sinks that show one station at a time (a floor view is yet to come).
+ONE_STATION_SINKS = ("web", "video", "voice")
+
+
+def _check_sinks_serve(sinks: list[Spec], stations: tuple[Station, ...], profile: str | None):
+    """Every sink's `station=` names a station; with several stations a sink
+    that shows one (video, voice, web) says which."""
+    from repcoach.stages.sinks import station_of
+
+    names = tuple(s.name for s in stations)
+    for spec in sinks:
+        if station_of(spec, names) is None and spec.name in ONE_STATION_SINKS and len(names) > 1:
+            raise UserError(
+                f"--sink {spec.name} shows one station: add station=NAME, one of "
+                f"{', '.join(names)} (console, jsonl, summary, webhook and history serve all)"
+            )
+    if profile and len(names) > 1:
+        raise UserError(
+            f"--profile binds one station's person to a member; with {len(names)} "
+            "sources every station's people are recorded as guests for now"
+        )
 
 
 def _parse_gpus(gpus: str | None) -> tuple[str, ...]:
@@ -277,12 +319,7 @@ def up(
 ) -> None:
     """Start every stage and run until the source ends (files) or Ctrl-C."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    if len(sources) > 1:  # never one of them silently
-        raise UserError(
-            f"{len(sources)} --source options: one pipeline serves one camera for now; "
-            "start a pipeline per camera, each with its own --name"
-        )
-    source = sources[0]
+    stations = make_stations(sources)
     topology = _bind_topology(bind, insecure, name)
     from repcoach.common.history import default_history_path
     from repcoach.common.weights import default_weights_dir
@@ -298,14 +335,15 @@ def up(
         )
     gpu_ids = _parse_gpus(gpus)
     check_segmenter(segmenter, weights_dir or default_weights_dir())
-    if truth is not None and not source.startswith("synthetic:"):
+    if truth is not None and not any(s.source.startswith("synthetic:") for s in stations):
         raise UserError("--truth only applies to synthetic:... sources")
     folder = run_dir(name)
     _check_running(name)
-    policy = _policy_for(source, realtime)
+    policy = _policy_for(stations, realtime)
     if loop and policy is FlowPolicy.LATEST and not realtime:
         raise UserError("--loop applies to files and synthetic sources, not live ones")
     sinks = [parse_sink(text) for text in (["console"] if console else []) + list(sink or [])]
+    _check_sinks_serve(sinks, stations, profile)
     if summary is not None:
         sinks.append(Spec("summary", {"path": str(summary)}))
     session_id = PipelineConfig.new_session_id()
@@ -320,20 +358,17 @@ def up(
     history_db = str(history or default_history_path()) if keep_history else ""
     # Last of the checks: it creates the member (and the database) if new.
     member, level_name = _member(profile, level, Path(history_db) if keep_history else None)
+    reports = _report_files(report, stations)
     if keep_history:
-        options = {
-            "path": history_db,
-            "session": session_id,
-            "member": member,
-            "level": level_name,
-            "station": name,
-            "report": report,
-        }
-        sinks.append(Spec("history", {k: str(v) for k, v in options.items() if v}))
-        check_sink(sinks[-1])
+        recorders = _history_sinks(
+            history_db, session_id, member, level_name, name, stations, report
+        )
+        for spec in recorders:
+            check_sink(spec)
+        sinks += recorders
     config = PipelineConfig(
         name=name,
-        source=source,
+        stations=stations,
         policy=policy,
         realtime=realtime,
         loop=loop,
@@ -362,7 +397,7 @@ def up(
         typer.echo(f"metrics: http://{metrics_host}:{metrics_server.port}/metrics", err=True)
     supervisor = Supervisor(config, folder, sinks, metrics_server)
     # "written" only for a file this run replaced, never for a stale one
-    before = {p: _file_id(p) for p in (summary, report and report / "index.html") if p}
+    before = {p: _file_id(p) for p in (summary, *reports) if p}
     code = supervisor.run()
     if supervisor.failure:
         raise UserError(supervisor.failure)
@@ -377,9 +412,48 @@ def up(
             f"error: the summary {summary} was not written (see {folder / 'logs'})", err=True
         )
         code = code or 1
-    if report is not None and report / "index.html" in fresh:
-        typer.echo(f"report written to {report / 'index.html'}")
+    for index in reports:
+        if index in fresh:
+            typer.echo(f"report written to {index}")
     raise typer.Exit(code)
+
+
+def _report_files(report: Path | None, stations: tuple[Station, ...]) -> list[Path]:
+    """The session reports `--report DIR` asks for: DIR/index.html for one
+    station, DIR/STATION/index.html for each of several."""
+    if report is None:
+        return []
+    if len(stations) == 1:
+        return [report / "index.html"]
+    return [report / s.name / "index.html" for s in stations]
+
+
+def _history_sinks(
+    db: str,
+    session_id: str,
+    member: str,
+    level: str,
+    name: str,
+    stations: tuple[Station, ...],
+    report: Path | None,
+) -> list[Spec]:
+    """The history sink: one recording the pipeline's station as session
+    `session_id` (labelled with the pipeline's name), or, with several
+    stations, one per station, each its own session."""
+    several = len(stations) > 1
+    specs = []
+    for station in stations:
+        options = {
+            "path": db,
+            "session": station_session(session_id, station.name, len(stations)),
+            "member": member,
+            "level": level,
+            "label": station.name if several else name,
+            "report": (report / station.name if several else report) if report else None,
+            "station": station.name if several else None,
+        }
+        specs.append(Spec("history", {k: str(v) for k, v in options.items() if v}))
+    return specs
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:

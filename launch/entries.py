@@ -24,12 +24,19 @@ def run_capture(ctx: StageContext, index: int, sink: Spec | None) -> None:
     from repcoach.stages.capture import Looped, Paced, SyntheticFrames, open_source
 
     config = ctx.config
-    source = Looped(config.source) if config.loop else open_source(config.source)
-    if config.truth_path and isinstance(source, SyntheticFrames):
-        write_json_atomic(config.truth_path, source.renderer.truth_document())
-    if config.realtime and not source.live:
-        source = Paced(source)
-    Dispatcher(ctx, source).run()
+    sources, truths = [], {}
+    for station in config.stations:
+        source = Looped(station.source) if config.loop else open_source(station.source)
+        if isinstance(source, SyntheticFrames):
+            truths[station.name] = source.renderer.truth_document()
+        if config.realtime and not source.live:
+            source = Paced(source)
+        sources.append(source)
+    if config.truth_path and truths:
+        # One station: its truth as it is; several: each station's by name.
+        single = len(config.stations) == 1
+        write_json_atomic(config.truth_path, next(iter(truths.values())) if single else truths)
+    Dispatcher(ctx, sources).run()
 
 
 def run_segment(ctx: StageContext, index: int, sink: Spec | None) -> None:
@@ -73,7 +80,9 @@ def run_joints(ctx: StageContext, index: int, sink: Spec | None) -> None:
     from repcoach.common.loop import run_loop
     from repcoach.common.runner import OrderedStage
 
-    run_loop(ctx, OrderedStage(_joints_logic(ctx.config), ctx))
+    # Each station gets its own tracker and smoothing (and landmark model
+    # state, where this stage runs one).
+    run_loop(ctx, OrderedStage(lambda: _joints_logic(ctx.config), ctx))
 
 
 def _member_priors(config: PipelineConfig) -> dict:
@@ -97,23 +106,29 @@ def run_score(ctx: StageContext, index: int, sink: Spec | None) -> None:
     from repcoach.stages.coaching.levels import for_level
 
     config = ctx.config
-    coach = Coach(
-        config.exercise,
-        adapt=for_level(config.level or DEFAULT_LEVEL),
-        session_id=config.session_id,
-        member=config.profile,
-        priors=_member_priors(config),
-    )
-    run_loop(ctx, Publisher(coach, ctx))
+    priors = _member_priors(config)
+
+    def coach_for(station: str) -> Coach:
+        return Coach(
+            config.exercise,
+            adapt=for_level(config.level or DEFAULT_LEVEL),
+            session_id=config.session_of(station),
+            member=config.profile,
+            priors=priors,
+        )
+
+    run_loop(ctx, Publisher(coach_for, ctx))
 
 
 def run_sink(ctx: StageContext, index: int, sink: Spec | None) -> None:
     from repcoach.common.loop import run_loop
     from repcoach.common.runner import SinkFeed
-    from repcoach.stages.sinks import make_sink
+    from repcoach.stages.sinks import make_sink, station_of
 
     if sink is None:
         raise UserError("a sink stage needs the sink's options")
     # The sinks `up` started are part of the run and get every result; a sink
     # attached later taps the stream and is cut loose when it falls behind.
-    run_loop(ctx, SinkFeed(make_sink(sink), ctx, feed="results" if ctx.supervised else "tap"))
+    feed = "results" if ctx.supervised else "tap"
+    station = station_of(sink, ctx.config.station_names)
+    run_loop(ctx, SinkFeed(make_sink(sink), ctx, feed=feed, station=station))

@@ -18,6 +18,7 @@ from repcoach.common.config import PipelineConfig
 from repcoach.common.errors import UserError
 from repcoach.common.specs import Spec
 from repcoach.common.stage_context import StageContext, setup_logging
+from repcoach.stages.sinks import sink_label
 
 EXIT_USER_ERROR = 2
 
@@ -30,7 +31,7 @@ def run_stage(kind: str, config: PipelineConfig, index: int = 0, sink: Spec | No
     except UserError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
-    name = stage.process_name(index, sink.name if sink else "")
+    name = stage.process_name(index, sink_label(sink) if sink else "")
     setup_logging(name)
     supervised = os.environ.get("REPCOACH_SUPERVISED") == "1"
     ctx = StageContext(name, config, supervised=supervised)

@@ -6,9 +6,8 @@ from rich.table import Table
 
 
 def status_table(status: dict) -> Table:
-    title = f"{status['source']}  ({status['policy']})" + (
-        "  stopping" if status["stopping"] else ""
-    )
+    sources = ", ".join(f"{s['name']}: {s['source']}" for s in status["stations"])
+    title = f"{sources}  ({status['policy']})" + ("  stopping" if status["stopping"] else "")
     table = Table(title=title)
     columns = (
         "stage",

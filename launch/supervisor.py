@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,7 @@ from repcoach.common.messages import (
 )
 from repcoach.common.specs import Spec
 from repcoach.launch.stage import EXIT_USER_ERROR
+from repcoach.stages.sinks import sink_label
 
 if TYPE_CHECKING:  # prometheus-client is imported only when metrics are served
     from repcoach.launch.metrics import MetricsServer
@@ -139,8 +140,8 @@ class Supervisor:
         base = [sys.executable, "-m", "repcoach.launch.stage"]
         children = []
         for stage in reversed(graph.STAGES):
-            for index, sink_kind, spec_file in self._instances(stage, sinks):
-                name = stage.process_name(index, sink_kind)
+            for index, label, spec_file in self._instances(stage, sinks):
+                name = stage.process_name(index, label)
                 gpu = self.config.gpu_for_worker(index) if stage.uses_gpu else None
                 env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
                 argv = [*base, stage.kind, str(self.config_path), str(index), spec_file]
@@ -148,13 +149,17 @@ class Supervisor:
         return children
 
     def _instances(self, stage: graph.StageKind, sinks: list[Spec]) -> list[tuple[int, str, str]]:
-        """(index, sink kind, sink options file) of each process of `stage`."""
+        """(index, sink label, sink options file) of each process of `stage`."""
         if stage.count is graph.Count.PER_WORKER:
             return [(i, "", "") for i in range(self.config.workers)]
         if stage.count is graph.Count.PER_SINK:
             # The options may hold secrets (a webhook URL's token): they go to
             # the child in a private file, never on its command line (`ps`).
-            return [(0, spec.name, str(self._spec_file(n, spec))) for n, spec in enumerate(sinks)]
+            labels = [sink_label(spec) for spec in sinks]
+            return [
+                (labels[:n].count(label), label, str(self._spec_file(n, spec)))
+                for n, (label, spec) in enumerate(zip(labels, sinks, strict=True))
+            ]
         return [(0, "", "")]
 
     def _spec_file(self, n: int, spec: Spec) -> Path:
@@ -176,7 +181,7 @@ class Supervisor:
             self.run_dir / "pipeline.json",
             {
                 "pid": os.getpid(),
-                "source": self.config.source,
+                "stations": [asdict(station) for station in self.config.stations],
                 "started": time.time(),
                 "topology": self.config.topology,
             },
@@ -478,7 +483,7 @@ class Supervisor:
                 }
             )
         return {
-            "source": self.config.source,
+            "stations": [asdict(station) for station in self.config.stations],
             "policy": self.config.policy.value,
             "stopping": self.stopping_since is not None,
             "stages": rows,

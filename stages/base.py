@@ -18,11 +18,15 @@ class Segmenter(Protocol):
     (see `repcoach.common.chunks`): True when this frame directly follows the
     last one given, in the same chunk; False to start afresh (a chunk's first
     frame); None when there is no such promise (live), and the backend judges
-    by time."""
+    by time. A worker serving several stations calls `switch_to` before each
+    station's frame: whatever a backend follows from frame to frame is kept
+    per station."""
 
     def segment(
         self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
     ) -> list[PersonInstance]: ...
+
+    def switch_to(self, station: str) -> None: ...
 
 
 class JointEstimator(Protocol):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from repcoach.common.config import MAX_STATIONS
 from repcoach.common.errors import UserError
 from repcoach.common.landmarks import NUM_LANDMARKS, Landmark
 from repcoach.common.messages import PersonInstance, PersonJoints
@@ -204,6 +205,9 @@ class BlazePoseSegmenter:
         self.redetect_s = redetect_s
         self._held: list[PoseDetection] = []  # where people were last seen, and when
         self._held_pts = 0.0
+        self._station = ""
+        # The other stations' people and times, while this one's are followed.
+        self._elsewhere: dict[str, tuple[list[PoseDetection], float]] = {}
         self.detector = PersonDetector(min_score=min_score, num_threads=num_threads)
         self._selfie = load_interpreter(
             mediapipe_model("selfie_segmentation/selfie_segmentation.tflite"), num_threads
@@ -211,6 +215,15 @@ class BlazePoseSegmenter:
         self._selfie_in = self._selfie.get_input_details()[0]["index"]
         self._selfie_out = self._selfie.get_output_details()[0]["index"]
         self._landmark_model = PoseLandmarkModel(num_threads) if landmarks else None
+
+    def switch_to(self, station: str) -> None:
+        if station == self._station:
+            return
+        self._elsewhere[self._station] = (self._held, self._held_pts)
+        self._held, self._held_pts = self._elsewhere.pop(station, ([], 0.0))
+        self._station = station
+        while len(self._elsewhere) > MAX_STATIONS:  # forged station names
+            del self._elsewhere[next(iter(self._elsewhere))]
 
     def segment(
         self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None

@@ -121,6 +121,9 @@ class MaskRCNNSegmenter:
             masks=masks,
         )
 
+    def switch_to(self, station: str) -> None:
+        pass  # every frame stands alone
+
     def segment(
         self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
     ) -> list[PersonInstance]:

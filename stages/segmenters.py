@@ -35,6 +35,9 @@ class PassthroughSegmenter:
     ) -> list[PersonInstance]:
         return []
 
+    def switch_to(self, station: str) -> None:
+        pass  # follows nobody
+
 
 class Jittered:
     """Another segmenter, after a random delay: makes workers finish out of
@@ -51,6 +54,9 @@ class Jittered:
         time.sleep(self._random.uniform(*self.jitter_ms) / 1000.0)
         return self.inner.segment(frame, pts, continues)
 
+    def switch_to(self, station: str) -> None:
+        self.inner.switch_to(station)
+
 
 class WithColours:
     """Another segmenter whose persons carry their clothing colours (the
@@ -65,6 +71,9 @@ class WithColours:
         self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
     ) -> list[PersonInstance]:
         return with_colours(self.inner.segment(frame, pts, continues), frame)
+
+    def switch_to(self, station: str) -> None:
+        self.inner.switch_to(station)
 
 
 def _jitter(spec: Spec) -> tuple[float, float]:

@@ -49,6 +49,30 @@ def required_path(spec: Spec, what: str, example: str) -> Path:
     return check_writable(Path(spec.options["path"]), what)
 
 
+# The option any sink takes: serve this station alone (a pipeline with several).
+STATION_OPTION = "station"
+
+
+def station_of(spec: Spec, stations: tuple[str, ...]) -> str | None:
+    """The station a sink serves alone, or None for every station. Raises
+    UserError for a station the pipeline does not have."""
+    station = spec.options.get(STATION_OPTION)
+    if station is None:
+        return None
+    if station not in stations:
+        raise UserError(
+            f"--sink {spec.name}: station={station!r} is not one of this pipeline's "
+            f"stations ({', '.join(stations)})"
+        )
+    return station
+
+
+def sink_label(spec: Spec) -> str:
+    """`jsonl`, or `history-door` for a sink serving station door alone."""
+    station = spec.options.get(STATION_OPTION)
+    return f"{spec.name}-{station}" if station else spec.name
+
+
 def check_sink(spec: Spec) -> None:
     """Validate a sink's options in one line, creating nothing."""
     make_sink(spec, build=False)
@@ -83,4 +107,5 @@ def make_sink(spec: Spec | str, build: bool = True):
     """Build a sink from its parsed options (or from a spec as typed)."""
     if isinstance(spec, str):
         spec = parse_sink(spec)
-    return SINKS.factory(spec.name)(spec, build)
+    options = {k: v for k, v in spec.options.items() if k != STATION_OPTION}
+    return SINKS.factory(spec.name)(Spec(spec.name, options), build)

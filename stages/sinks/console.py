@@ -9,6 +9,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from repcoach.common.config import MAX_STATIONS
 from repcoach.common.messages import (
     PHASE_IDLE,
     PHASE_RECOGNISING,
@@ -36,8 +37,8 @@ class ConsoleSink:
     def __init__(self, plain: bool = False):
         self.console = Console()
         self.plain = plain or not self.console.is_terminal
-        self.state: SessionState | None = None
-        self.cues: dict[int, str] = {}
+        self.states: dict[str, SessionState] = {}  # by station
+        self.cues: dict[tuple[str, int], str] = {}
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -45,29 +46,37 @@ class ConsoleSink:
             TimeRemainingColumn(),
             console=self.console,
         )
-        self._task = None
+        self._tasks: dict[str, int] = {}  # progress bars, by station
         self._live: Live | None = None
         self._last_draw = 0.0
 
     def on_state(self, state: SessionState) -> None:
-        self.state = state
+        if state.station not in self.states and len(self.states) >= MAX_STATIONS:
+            return
+        self.states[state.station] = state
+        present = {(state.station, p.track_id) for p in state.people}
+        for key in [k for k in self.cues if k[0] == state.station and k not in present]:
+            del self.cues[key]  # people who left: the table stays bounded
         for person in state.people:
             if person.last_cue:
-                self.cues[person.track_id] = person.last_cue
+                self.cues[state.station, person.track_id] = person.last_cue
 
     def on_result(self, packet: FramePacket) -> None:
+        station = packet.meta.station
+        present = self.states.get(station)
         for event in packet.events:
-            self.cues[event.track_id] = event.text
+            if present is not None:
+                self.cues[station, event.track_id] = event.text
 
     def on_eos(self, eos: EndOfStream) -> None:
         self._draw(force=True)
 
-    def table(self) -> Table:
-        state = self.state
+    def table(self, state: SessionState | None = None) -> Table:
         title = "waiting for the pipeline..."
         if state is not None:
+            named = f"{state.station}: " if len(self.states) > 1 else ""
             title = (
-                f"{state.source_id}  frames {state.frames}  dropped {state.dropped}"
+                f"{named}{state.source_id}  frames {state.frames}  dropped {state.dropped}"
                 f"  {state.duration_s:.1f} s" + ("  [ended]" if state.ended else "")
             )
         table = Table(title=title, expand=False)
@@ -83,25 +92,33 @@ class ConsoleSink:
                 str(person.partial_reps),
                 form,
                 angles,
-                self.cues.get(person.track_id, ""),
+                self.cues.get((state.station, person.track_id), ""),
             )
         return table
 
+    def tables(self) -> Group:
+        """A table per station (a placeholder before the first state)."""
+        return (
+            Group(*(self.table(s) for s in self.states.values()))
+            if self.states
+            else Group(self.table())
+        )
+
     def _renderable(self):
-        state = self.state
-        if state is not None and state.total > 0:
-            if self._task is None:
-                self._task = self._progress.add_task("frames", total=state.total)
-            self._progress.update(self._task, completed=state.last_seq + 1)
-            return Group(self._progress, self.table())
-        return self.table()
+        files = [s for s in self.states.values() if s.total > 0]
+        for state in files:
+            if state.station not in self._tasks:
+                label = state.station or "frames"
+                self._tasks[state.station] = self._progress.add_task(label, total=state.total)
+            self._progress.update(self._tasks[state.station], completed=state.last_seq + 1)
+        return Group(self._progress, self.tables()) if files else self.tables()
 
     def _draw(self, force: bool = False) -> None:
         now = time.monotonic()
         if self.plain:
             if force or now - self._last_draw > PLAIN_EVERY_S:
                 self._last_draw = now
-                self.console.print(self.table())
+                self.console.print(self.tables())
             return
         if self._live is None:
             self._live = Live(self._renderable(), console=self.console, auto_refresh=False)

@@ -33,12 +33,12 @@ class HistorySink:
         session: str,
         member: str | None,
         level: str,
-        station: str,
+        label: str,
         angles_hz: float = 10.0,
         report_dir: Path | None = None,
     ):
         self.history = History.open(path)
-        self.session, self.member, self.level, self.station = session, member, level, station
+        self.session, self.member, self.level, self.label = session, member, level, label
         self.report_dir = report_dir
         self._started = False
         self._source_known = False
@@ -71,7 +71,7 @@ class HistorySink:
 
     def _start_now(self, source: str) -> None:
         if not self._started:
-            self.history.start_session(self.session, self.member, self.level, source, self.station)
+            self.history.start_session(self.session, self.member, self.level, source, self.label)
             self._started = True
         if source and not self._source_known:  # the very first state may precede any frame
             self._source_known = True
@@ -144,7 +144,7 @@ class HistorySink:
 
 
 def from_spec(spec: Spec, build: bool) -> HistorySink | None:
-    spec.check_known({"path", "session", "member", "level", "station", "angles_hz", "report"})
+    spec.check_known({"path", "session", "member", "level", "label", "angles_hz", "report"})
     for key in ("path", "session"):
         if not spec.options.get(key):
             raise UserError(f"history sink needs {key}=... (pipeline up fills it in)")
@@ -162,7 +162,7 @@ def from_spec(spec: Spec, build: bool) -> HistorySink | None:
         spec.options["session"],
         spec.options.get("member") or None,
         level,
-        spec.options.get("station", "default"),
+        spec.options.get("label", "default"),
         hz,
         Path(report).expanduser() if report else None,
     )

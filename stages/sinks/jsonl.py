@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from repcoach.common.clock import frame_age_s
+from repcoach.common.config import MAX_STATIONS
 from repcoach.common.messages import EndOfStream, FramePacket, SessionState
 from repcoach.common.specs import Spec
 from repcoach.stages.sinks import required_path
@@ -20,6 +21,7 @@ def frame_record(packet: FramePacket) -> dict:
     scores = {s.track_id: s for s in packet.scores}
     return {
         "type": "frame",
+        "station": meta.station,
         "source": packet.meta.source_id,
         "seq": packet.meta.seq,
         "pts": round(packet.meta.pts, 4),
@@ -38,6 +40,7 @@ def frame_record(packet: FramePacket) -> dict:
 
 def _state_record(state: SessionState) -> dict:
     return {
+        "station": state.station,
         "source": state.source_id,
         "frames": state.frames,
         "dropped": state.dropped,
@@ -53,28 +56,30 @@ class JsonlSink:
     def __init__(self, path: Path, every_frame: bool = False):
         self.every_frame = every_frame
         self._file = path.open("a", encoding="utf-8")
-        self._snapshot_written = False
+        self._snapshots_written: set[str] = set()  # stations
 
     def _write(self, record: dict) -> None:
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._file.flush()
 
     def on_state(self, state: SessionState) -> None:
-        # The first state is the last-value cache a late joiner starts from.
-        if not self._snapshot_written:
-            self._snapshot_written = True
+        # A station's first state is the last-value cache a late joiner starts from.
+        seen = self._snapshots_written
+        if state.station not in seen and len(seen) < MAX_STATIONS:
+            seen.add(state.station)
             self._write({"type": "snapshot", **_state_record(state)})
 
     def on_result(self, packet: FramePacket) -> None:
         if self.every_frame and not packet.tombstone:
             self._write(frame_record(packet))
         for event in packet.events:
-            self._write({"type": "event", **event.to_wire()})
+            self._write({"type": "event", "station": packet.meta.station, **event.to_wire()})
 
     def on_eos(self, eos: EndOfStream) -> None:
         self._write(
             {
                 "type": "eos",
+                "station": eos.station,
                 "source": eos.source_id,
                 "reason": eos.reason,
                 "frames_read": eos.frames_read,

@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from repcoach.common.atomic import write_failure, write_json_atomic
+from repcoach.common.config import MAX_STATIONS
 from repcoach.common.errors import UserError
 from repcoach.common.messages import PHASE_IDLE, EndOfStream, EventKind, FramePacket, SessionState
 from repcoach.common.specs import Spec
@@ -101,24 +102,42 @@ def summary_document(state: SessionState, reps: RepLog, wall_s: float, missed: i
     }
 
 
+def stations_document(documents: dict[str, dict]) -> dict:
+    """A pipeline with several stations: each station's summary under its
+    name, and the run's totals."""
+    warnings = [f"{name}: {d['warning']}" for name, d in documents.items() if d["warning"]]
+    return {
+        "frames": sum(d["frames"] for d in documents.values()),
+        "dropped": sum(d["dropped"] for d in documents.values()),
+        "ended": all(d["ended"] for d in documents.values()),
+        "missed_by_summary": max(d["missed_by_summary"] for d in documents.values()),
+        "warning": "; ".join(warnings) or None,
+        "stations": documents,
+    }
+
+
 class SummarySink:
+    """One station's summary, or (several) every station's in one document."""
+
     topics = (b"res",)
 
     def __init__(self, path: Path):
         self.path = path
-        self.state: SessionState | None = None
-        self.reps = RepLog()
+        self.states: dict[str, SessionState] = {}
+        self.reps: dict[str, RepLog] = defaultdict(RepLog)
         self._dirty = False
         self._last_write = 0.0
         self._started = time.monotonic()
         self.failure: str | None = None  # why the last write failed
 
     def on_state(self, state: SessionState) -> None:
-        self.state, self._dirty = state, True
+        if state.station in self.states or len(self.states) < MAX_STATIONS:
+            self.states[state.station], self._dirty = state, True
 
     def on_result(self, packet: FramePacket) -> None:
-        if packet.events:
-            self.reps.add(packet)
+        station = packet.meta.station
+        if packet.events and (station in self.reps or len(self.reps) < MAX_STATIONS):
+            self.reps[station].add(packet)
             self._dirty = True
 
     def on_eos(self, eos: EndOfStream) -> None:
@@ -132,11 +151,18 @@ class SummarySink:
         """Write the summary atomically. A failed write (a full disk) leaves
         the previous file as it was and is said once in the log; the final
         one raises, so the sink, and `pipeline up`, exit non-zero."""
-        if self.state is None:
+        if not self.states:
             return
         wall = time.monotonic() - self._started
+        documents = {
+            name: summary_document(state, self.reps[name], wall, missed)
+            for name, state in self.states.items()
+        }
+        document = next(iter(documents.values()))
+        if len(documents) > 1:
+            document = stations_document(documents)
         try:
-            write_json_atomic(self.path, summary_document(self.state, self.reps, wall, missed))
+            write_json_atomic(self.path, document)
         except OSError as exc:
             message = write_failure(self.path, exc)
             if message != self.failure:

@@ -339,6 +339,7 @@ def event_body(event: FeedbackEvent, packet: FramePacket) -> dict:
     """The JSON an app receives (documented in the README)."""
     return {
         **event.to_wire(),
+        "station": packet.meta.station,
         "source": packet.meta.source_id,
         # event ids are `<session>:<seq>:<n>` (coaching/coach.py)
         "session": event.event_id.rsplit(":", 2)[0],

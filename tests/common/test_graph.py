@@ -8,7 +8,7 @@ import pytest
 import zmq
 
 from repcoach.common import graph, transport
-from repcoach.common.config import FlowPolicy, PipelineConfig
+from repcoach.common.config import FlowPolicy, PipelineConfig, make_stations
 from repcoach.common.endpoints import ROLES, Topology
 from repcoach.common.errors import UserError
 from repcoach.common.specs import Spec
@@ -53,21 +53,21 @@ def test_frames_flow_from_capture_to_the_sinks_and_every_kind_has_a_runner():
 def test_process_names():
     assert graph.stage_kind("segment").process_name(2) == "segment-2"
     assert graph.stage_kind("sink").process_name(0, "web") == "sink-web"
+    assert graph.stage_kind("sink").process_name(1, "jsonl") == "sink-jsonl-2"  # a second one
     assert graph.stage_kind("score").process_name() == "score"
 
 
 def test_queue_lengths_follow_the_config():
-    live = PipelineConfig("g", "camera0", FlowPolicy.LATEST, prefetch=1)
-    files = PipelineConfig("g", "a.mp4", FlowPolicy.LOSSLESS, prefetch=2)
+    live = PipelineConfig("g", make_stations(["camera0"]), FlowPolicy.LATEST, prefetch=1)
+    files = PipelineConfig("g", make_stations(["a.mp4"]), FlowPolicy.LOSSLESS, prefetch=2)
     work = graph.stage_kind("segment").port("work")
     assert work.queue_length(files) == work.queue_length(live) + 1
 
 
 def test_sockets_opened_from_the_graph_talk(tmp_path, monkeypatch):
     monkeypatch.setenv("REPCOACH_RUN_DIR", str(tmp_path))
-    config = PipelineConfig(
-        "graph", "a.mp4", FlowPolicy.LOSSLESS, topology=Topology.local("graph").to_dict()
-    )
+    stations, topology = make_stations(["a.mp4"]), Topology.local("graph").to_dict()
+    config = PipelineConfig("graph", stations, FlowPolicy.LOSSLESS, topology=topology)
     inbox = graph.open_port(config, "score", "joined")
     out, peer = graph.open_port(config, "joints", "joined")
     reports_in = graph.open_port(config, "supervisor", "reports")

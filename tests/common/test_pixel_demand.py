@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from repcoach.common import graph, transport
-from repcoach.common.config import FlowPolicy, PipelineConfig
+from repcoach.common.config import FlowPolicy, PipelineConfig, make_stations
 from repcoach.common.endpoints import Topology
 from repcoach.common.messages import FrameMeta, FramePacket
 from repcoach.common.runner import TOPIC_PIXELS, PixelDemand
@@ -19,7 +19,7 @@ from repcoach.common.runner import TOPIC_PIXELS, PixelDemand
 def tap(tmp_path, monkeypatch):
     monkeypatch.setenv("REPCOACH_RUN_DIR", str(tmp_path))
     config = PipelineConfig(
-        "px", "a.mp4", FlowPolicy.LOSSLESS, topology=Topology.local("px").to_dict()
+        "px", make_stations(["a.mp4"]), FlowPolicy.LOSSLESS, topology=Topology.local("px").to_dict()
     )
     sock = graph.open_port(config, "score", "tap")
     yield config, sock

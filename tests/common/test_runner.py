@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from repcoach.common import graph, transport
-from repcoach.common.config import FlowPolicy, PipelineConfig
-from repcoach.common.dispatch import DONE, EOS_KEY, HELLO, STOP, Dispatcher
+from repcoach.common.config import FlowPolicy, PipelineConfig, Station
+from repcoach.common.dispatch import EOS_KEY, HELLO, STOP, Dispatcher, done
 from repcoach.common.endpoints import Topology
 from repcoach.common.loop import run_loop
 from repcoach.common.messages import (
@@ -43,7 +43,11 @@ WAIT_MS = 10_000
 def config(tmp_path, monkeypatch):
     monkeypatch.setenv("REPCOACH_RUN_DIR", str(tmp_path))
     return PipelineConfig(
-        "rt", "a.mp4", FlowPolicy.LOSSLESS, topology=Topology.local("rt").to_dict(), stall_s=10
+        "rt",
+        (Station("a", "a.mp4"), Station("b", "b.mp4")),
+        FlowPolicy.LOSSLESS,
+        topology=Topology.local("rt").to_dict(),
+        stall_s=10,
     )
 
 
@@ -69,9 +73,15 @@ def receive(sock) -> list:
     return transport.recv_parts(sock)
 
 
-def frame(seq: int, prev_seq: int) -> FramePacket:
-    meta = FrameMeta("a.mp4", seq, prev_seq, 0, 0.0, seq / 30, 4, 2, total=3, clock="test")
+def frame(seq: int, prev_seq: int, station: str = "a") -> FramePacket:
+    meta = FrameMeta(
+        f"{station}.mp4", seq, prev_seq, 0, 0.0, seq / 30, 4, 2, total=3, clock="t", station=station
+    )
     return FramePacket(meta, pixels=np.full((2, 4, 3), seq, np.uint8))
+
+
+def eos(station: str, last_seq: int = 2) -> EndOfStream:
+    return EndOfStream(f"{station}.mp4", last_seq, last_seq + 1, 0, "end of file", station)
 
 
 class Peer(threading.Thread):
@@ -100,16 +110,20 @@ class Peer(threading.Thread):
         return self.result
 
 
-def test_the_ordered_stage_puts_frames_back_in_order_and_ends_at_eos(config, context):
+def test_the_ordered_stage_puts_each_stations_frames_in_order_and_ends_at_every_eos(
+    config, context
+):
     ctx = context("joints")
-    stage = OrderedStage(PassThrough(), ctx)
+    stage = OrderedStage(PassThrough, ctx)
 
     def worker():
         out, peer = graph.open_port(config, "segment", "segmented")
         try:
-            for packet in (frame(2, 1), frame(0, -1), frame(1, 0)):
+            for packet in (frame(2, 1), frame(1, 0, "b"), frame(0, -1), frame(1, 0), eos("a")):
                 transport.send(out, packet.to_wire())
-            transport.send(out, EndOfStream("a.mp4", 2, 3, 0, "end of file").to_wire())
+            # b's first frame comes last: b's frames wait for it, a's do not.
+            for packet in (frame(2, 1, "b"), eos("b"), frame(0, -1, "b")):
+                transport.send(out, packet.to_wire())
             peer.wait_until_gone(lambda: False, WAIT_MS / 1000)  # the stage has it all
         finally:
             peer.close()
@@ -118,7 +132,7 @@ def test_the_ordered_stage_puts_frames_back_in_order_and_ends_at_eos(config, con
     def score():
         inbox = graph.open_port(config, "score", "joined")
         try:
-            return [decode(receive(inbox)) for _ in range(4)]
+            return [decode(receive(inbox)) for _ in range(8)]
         finally:
             transport.close_all(inbox)  # leaving lets the stage finish its hand-over
 
@@ -126,10 +140,17 @@ def test_the_ordered_stage_puts_frames_back_in_order_and_ends_at_eos(config, con
     run_loop(ctx, stage)
     out = receiver.outcome()
     sender.outcome()
-    assert [m.meta.seq for m in out[:3]] == [0, 1, 2]
-    assert isinstance(out[3], EndOfStream)
+    a = [m for m in out if _station(m) == "a"]
+    b = [m for m in out if _station(m) == "b"]
+    assert [m.meta.seq for m in a[:3]] == [0, 1, 2] == [m.meta.seq for m in b[:3]]
+    assert isinstance(a[3], EndOfStream) and isinstance(b[3], EndOfStream)
+    assert out.index(a[3]) < out.index(b[0]), "station a waited for station b"
     # No score stage has said whether a sink takes video: pixels travel.
-    assert [int(m.pixels[0, 0, 0]) for m in out[:3]] == [0, 1, 2]
+    assert [int(m.pixels[0, 0, 0]) for m in a[:3]] == [0, 1, 2]
+
+
+def _station(message) -> str:
+    return message.meta.station if isinstance(message, FramePacket) else message.station
 
 
 class Counting:
@@ -152,14 +173,17 @@ class Counting:
 def test_the_publisher_numbers_results_and_ends_with_state_and_eos(config, context):
     config = dataclasses.replace(config, expect_sinks=1)  # frames wait for the sink
     ctx = context("score", config)
-    publisher = Publisher(Counting(), ctx)
+    coaches: dict[str, Counting] = {}
+    publisher = Publisher(lambda station: coaches.setdefault(station, Counting()), ctx)
 
     def joints():
         out, peer = graph.open_port(config, "joints", "joined")
         try:
             for seq in range(3):
                 transport.send(out, frame(seq, seq - 1).to_wire())
-            transport.send(out, EndOfStream("a.mp4", 2, 3, 0, "end of file").to_wire())
+            transport.send(out, eos("a").to_wire())
+            transport.send(out, frame(0, -1, "b").to_wire())
+            transport.send(out, eos("b", 0).to_wire())
             peer.wait_until_gone(lambda: False, WAIT_MS / 1000)
         finally:
             peer.close()
@@ -168,26 +192,30 @@ def test_the_publisher_numbers_results_and_ends_with_state_and_eos(config, conte
     def sink():
         sub = graph.open_port(config, "sink", "results")
         transport.subscribe(sub, (TOPIC_RESULT, TOPIC_STATE, TOPIC_EOS))
-        numbers, state = [], None
+        numbers, states, ended = [], {}, []
         try:
-            while True:
+            while len(ended) < 2:
                 topic, *rest = [transport.raw_bytes(p) for p in receive(sub)]
                 if topic.startswith(TOPIC_RESULT):
                     numbers.append(int.from_bytes(topic[len(TOPIC_RESULT) :], "big"))
                 elif topic == TOPIC_STATE:
                     state = decode(rest)
+                    states[state.station] = state
                 elif topic == TOPIC_EOS:
-                    return numbers, state
+                    ended.append(decode(rest).station)
+            return numbers, states, ended
         finally:
             transport.close_all(sub)
 
     sender, receiver = Peer(joints), Peer(sink)
     run_loop(ctx, publisher)
-    numbers, state = receiver.outcome()
+    numbers, states, ended = receiver.outcome()
     sender.outcome()
-    assert numbers == [0, 1, 2]
-    assert isinstance(state, SessionState) and state.ended and state.frames == 3
-    assert ctx.stats.frames_out == 3
+    assert numbers == [0, 1, 2, 3] and ended == ["a", "b"]
+    assert all(isinstance(s, SessionState) and s.ended for s in states.values())
+    assert (states["a"].frames, states["b"].frames) == (3, 1)
+    assert (coaches["a"].seen, coaches["b"].seen) == (3, 1)  # a coach per station
+    assert ctx.stats.frames_out == 4
 
 
 class Frames:
@@ -195,8 +223,8 @@ class Frames:
 
     live, fps, source_id = False, 30.0, "mem"
 
-    def __init__(self, count: int):
-        self.total, self.left = count, count
+    def __init__(self, count: int, source_id: str = "mem"):
+        self.total, self.left, self.source_id = count, count, source_id
 
     def read(self) -> np.ndarray | None:
         if self.left == 0:
@@ -208,7 +236,9 @@ class Frames:
         pass
 
 
-def test_the_dispatcher_deals_every_frame_once_then_eos_then_stop(config, context):
+def test_the_dispatcher_deals_every_stations_frames_once_in_turn_then_eos_then_stop(
+    config, context
+):
     ctx = context("capture")
 
     def worker():
@@ -226,11 +256,16 @@ def test_the_dispatcher_deals_every_frame_once_then_eos_then_stop(config, contex
                     return keys
                 message = decode(parts)
                 key = message.meta.seq if isinstance(message, FramePacket) else EOS_KEY
-                keys.append(key)
-                transport.send(sock, [DONE, str(key).encode()])
+                keys.append((_station(message), key))
+                transport.send(sock, done(key, _station(message)))
         finally:
             transport.close_all(sock)
 
     peer = Peer(worker)
-    Dispatcher(ctx, Frames(5)).run()
-    assert peer.outcome() == [0, 1, 2, 3, 4, EOS_KEY]
+    Dispatcher(ctx, [Frames(5, "a.mp4"), Frames(3, "b.mp4")]).run()
+    keys = peer.outcome()
+    for station, count in (("a", 5), ("b", 3)):
+        assert [k for s, k in keys if s == station] == [*range(count), EOS_KEY]
+    # Neither station waited for the other's end: b's frames came among a's.
+    first_b, last_a = keys.index(("b", 0)), keys.index(("a", 4))
+    assert first_b < last_a

@@ -1,0 +1,146 @@
+"""Several sources in one pipeline: one pool of segment workers serves every
+station, while ordering, tracking, coaching and summaries stay per station.
+Real processes, the real BlazePose models, rendered athletes and a file."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from tests.conftest import read_jsonl
+
+SQUATS = "synthetic:squat,people=2,reps=2,seed=4"
+LUNGES = "synthetic:lunge,reps=2"
+
+
+def _exercises(summary: dict) -> list[tuple[int, list]]:
+    return [
+        (p["id"], [(e["exercise"], e["reps"], e["partial_reps"]) for e in p["exercises"]])
+        for p in summary["people"]
+    ]
+
+
+def _up(pipeline, folder: Path, *args: str) -> tuple[dict, list[dict]]:
+    folder.mkdir()
+    summary, events = folder / "summary.json", folder / "events.jsonl"
+    result = pipeline.run(
+        "up",
+        *args,
+        "--no-console",
+        "--no-history",
+        "--sink",
+        f"jsonl:path={events},frames=1",
+        "--summary",
+        str(summary),
+        "--name",
+        folder.name,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "forged" not in result.stderr  # every sink process reports under its own name
+    return json.loads(summary.read_text()), read_jsonl(events)
+
+
+def test_three_stations_share_the_workers_and_each_gets_its_own_exact_answer(
+    pipeline, tmp_path, video
+):
+    still = video(45)  # nobody in view
+    truth = tmp_path / "truth.json"
+    lunges_only = tmp_path / "lunges.jsonl"
+    summary, records = _up(
+        pipeline,
+        tmp_path / "floor",
+        "--source",
+        SQUATS,
+        "--source",
+        LUNGES,
+        "--source",
+        f"door={still}",
+        "--workers",
+        "2",
+        "--segmenter",
+        "blazepose:jitter_ms=0-30",  # workers finish out of order
+        "--truth",
+        str(truth),
+        "--sink",
+        f"jsonl:path={lunges_only},station=lunge",
+    )
+    stations = summary["stations"]
+    assert list(stations) == ["squat", "lunge", "door"]
+    totals = {"squat": 187, "lunge": 180, "door": 45}
+    frames = [r for r in records if r["type"] == "frame"]
+    for name, total in totals.items():
+        # Every frame of every station exactly once, in its own order.
+        assert [f["seq"] for f in frames if f["station"] == name] == list(range(total)), name
+        assert (stations[name]["frames"], stations[name]["dropped"]) == (total, 0)
+    assert summary["frames"] == sum(totals.values()) and summary["ended"]
+
+    truths = json.loads(truth.read_text())
+    assert set(truths) == {"squat", "lunge"}  # the file has no rendered truth
+    assert _exercises(stations["squat"]) == [(1, [("squat", 2, 0)]), (2, [("squat", 2, 0)])]
+    assert _exercises(stations["lunge"]) == [(1, [("lunge", 2, 0)])]
+    assert stations["door"]["people"] == []
+
+    events = [r for r in records if r["type"] == "event"]
+    reps = Counter(e["station"] for e in events if e["kind"] == "rep")
+    assert reps == {"squat": 4, "lunge": 2}
+    # Each station is a session of its own (event ids start with the session's).
+    assert {e["id"].split(":")[0].rsplit(".", 1)[1] for e in events} == {"squat", "lunge"}
+
+    # A sink bound to one station sees that station alone, and its end.
+    only = read_jsonl(lunges_only)
+    assert {r["station"] for r in only} == {"lunge"}
+    assert [r["type"] for r in only if r["type"] != "event"] == ["snapshot", "eos"]
+    assert [r for r in only if r["type"] == "event"] == [
+        e for e in events if e["station"] == "lunge"
+    ]
+
+
+def test_a_station_gives_what_it_gives_alone(pipeline, tmp_path):
+    """Sharing the workers with another station changes nothing in a file's result."""
+    shared, shared_records = _up(
+        pipeline, tmp_path / "shared", "--source", SQUATS, "--source", LUNGES, "--workers", "2"
+    )
+    alone, alone_records = _up(pipeline, tmp_path / "alone", "--source", SQUATS, "--workers", "1")
+    squat = shared["stations"]["squat"]
+    unclocked = ("wall_s", "source")
+    assert {k: v for k, v in squat.items() if k not in unclocked} == {
+        k: v for k, v in alone.items() if k not in unclocked
+    }
+
+    def frames(records: list[dict]) -> list[dict]:
+        return [
+            {k: v for k, v in r.items() if k not in ("age_ms", "station")}
+            for r in records
+            if r["type"] == "frame" and r.get("station") == "squat"
+        ]
+
+    assert frames(shared_records) == frames(alone_records)  # every box and angle
+
+
+def test_station_options_are_checked_in_one_line(pipeline, tmp_path, video):
+    clip = video(5)
+    cases = [
+        (
+            ["--source", str(clip), "--source", SQUATS, "--sink", f"video:path={tmp_path}/o.mp4"],
+            "--sink video shows one station: add station=NAME, one of numbered_5, squat",
+        ),
+        (
+            ["--source", str(clip), "--source", SQUATS, "--sink", "jsonl:path=e.jsonl,station=x"],
+            "station='x' is not one of this pipeline's stations (numbered_5, squat)",
+        ),
+        (
+            ["--source", f"a={clip}", "--source", f"a={SQUATS}"],
+            "station 'a' is named twice",
+        ),
+        (
+            ["--source", str(clip), "--source", SQUATS, "--profile", "ann"],
+            "--profile binds one station's person to a member",
+        ),
+    ]
+    for args, message in cases:
+        result = pipeline.run("up", *args, "--no-console", "--no-history", timeout=60)
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr
