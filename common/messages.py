@@ -709,6 +709,40 @@ LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 
 
 
 @dataclass(frozen=True)
+class StationReport:
+    """One station's figures, as the score stage reports them: frames
+    analysed and lost upstream, the analysed rate, capture-to-score age
+    (p95), people in view, and feedback events by "kind:severity"."""
+
+    frames: int
+    dropped: int
+    fps: float
+    age_ms_p95: float
+    people: int
+    events: dict[str, int] = field(default_factory=dict)
+
+    def to_wire(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_wire(cls, d: Any) -> StationReport:
+        if not isinstance(d, dict):
+            raise MessageError("malformed", "station report is not a map")
+        kinds = {"frames": int, "dropped": int, "fps": float, "age_ms_p95": float, "people": int}
+        fields = {k: _field(d, k, t, "station report") for k, t in kinds.items()}
+        return cls(**fields, events=_counters(d, "events", "station report"))
+
+
+def _station_reports(d: dict) -> dict[str, StationReport]:
+    value = _field(d, "stations", dict, "report")
+    if len(value) > MAX_NAMES or not all(
+        isinstance(k, str) and len(k) <= MAX_STATION_CHARS for k in value
+    ):
+        raise MessageError("malformed", "report.stations must map station names to reports")
+    return {name: StationReport.from_wire(row) for name, row in value.items()}
+
+
+@dataclass(frozen=True)
 class StageReport:
     """A stage's counters, pushed to the supervisor about once a second.
 
@@ -736,9 +770,11 @@ class StageReport:
     age_sum_s: float = 0.0
     events: dict[str, int] = field(default_factory=dict)
     people: int = 0
+    stations: dict[str, StationReport] = field(default_factory=dict)
 
     def to_wire(self) -> list:
         body = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        body["stations"] = {name: row.to_wire() for name, row in self.stations.items()}
         return [msgpack.packb({"v": SCHEMA_VERSION, "type": "report", **body}, use_bin_type=True)]
 
     @classmethod
@@ -766,6 +802,7 @@ class StageReport:
         fields["events"] = _counters(d, "events", "report")
         fields["latency_counts"] = _bucket_counts(d, "latency_counts")
         fields["age_counts"] = _bucket_counts(d, "age_counts")
+        fields["stations"] = _station_reports(d)
         return cls(**fields)
 
 

@@ -42,6 +42,7 @@ from repcoach.common.messages import (
 )
 from repcoach.common.reorder import MAX_HELD, Reorderer
 from repcoach.common.stage_context import StageContext
+from repcoach.common.stats import StationStats
 from repcoach.stages.base import CountsDrops, PacketStage, Segmenter
 
 log = logging.getLogger(__name__)
@@ -396,10 +397,10 @@ class SessionCounters:
 
 
 class _StationSession:
-    """One station's coach and session counters in the score stage."""
+    """One station's coach, session counters and reported figures in the score stage."""
 
     def __init__(self, logic: ScoringLogic, name: str):
-        self.logic, self.counters = logic, SessionCounters(name)
+        self.logic, self.counters, self.stats = logic, SessionCounters(name), StationStats()
 
     def state(self) -> SessionState:
         return self.counters.state(self.logic.people())
@@ -414,7 +415,10 @@ class Publisher:
     def __init__(self, make_logic: Callable[[str], ScoringLogic], ctx: StageContext):
         self.ctx = ctx
         self.stations = {
-            name: _StationSession(make_logic(name), name) for name in ctx.config.station_names
+            name: _StationSession(
+                make_logic(name), name, ctx.stats.stations.setdefault(name, StationStats())
+            )
+            for name in ctx.config.station_names
         }
         self.lossless = ctx.config.policy is FlowPolicy.LOSSLESS
         self.inbox = graph.open_port(ctx.config, "score", "joined")
@@ -497,7 +501,7 @@ class Publisher:
             result = logic.process(message)
             _own_drops([s.logic for s in self.stations.values()], ctx)
             station.counters.count(result)
-            _count_events(result, ctx)
+            station.stats.scored(_age_s(result), _count_events(result, ctx))
             self.publish_result(result)
             if result.pixels is not None:
                 self.publish([TOPIC_VIDEO, *result.to_wire()], topic=TOPIC_VIDEO)
@@ -505,10 +509,10 @@ class Publisher:
             return False
         final = logic.end(message)
         if final is not None and final.events:
-            _count_events(final, ctx)
+            station.stats.events.update(_count_events(final, ctx))
             self.publish_result(final)
         station.counters.end(message)
-        self.publish([TOPIC_STATE, *station.state().to_wire()])
+        self._publish_state(station)
         self.publish([TOPIC_EOS, *message.to_wire()])
         log.info(
             "%s: end of stream (%s): %d frames published",
@@ -532,10 +536,14 @@ class Publisher:
                 transport.send(self.tap, demand, nonblocking=True)
         if periodic:
             self.last_state = time.monotonic()
-            states = self.states()
-            self.ctx.stats.people = sum(len(state.people) for state in states)
-            for state in states:
-                self.publish([TOPIC_STATE, *state.to_wire()])
+            for station in self.stations.values():
+                self._publish_state(station)
+            self.ctx.stats.people = sum(s.stats.people for s in self.stations.values())
+
+    def _publish_state(self, station: _StationSession) -> None:
+        state = station.state()
+        station.stats.people, station.stats.dropped = len(state.people), state.dropped
+        self.publish([TOPIC_STATE, *state.to_wire()])
 
     def close(self) -> None:
         transport.close_all(self.inbox, self.snapshots)
@@ -543,9 +551,11 @@ class Publisher:
         transport.close_linger(self.tap, transport.OUTPUT_LINGER_MS)
 
 
-def _count_events(packet: FramePacket, ctx: StageContext) -> None:
-    for event in packet.events:
-        ctx.stats.events[f"{event.kind}:{event.severity}"] += 1
+def _count_events(packet: FramePacket, ctx: StageContext) -> list[str]:
+    """Counts the packet's events by "kind:severity"; returns those names."""
+    names = [f"{event.kind}:{event.severity}" for event in packet.events]
+    ctx.stats.events.update(names)
+    return names
 
 
 def _subscription(parts: list, ctx: StageContext) -> tuple[bytes, int] | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from repcoach.common.messages import LATENCY_BUCKETS_S, StageReport
+from repcoach.common.messages import LATENCY_BUCKETS_S, StageReport, StationReport
 
 
 def peak_rss_mb() -> float:
@@ -44,6 +44,44 @@ class Histogram:
         return tuple(self.counts) if any(self.counts) else ()
 
 
+def _rate(times: deque[float], window_s: float = 5.0) -> float:
+    """Events a second over the last `window_s`, from their monotonic times."""
+    now = time.monotonic()
+    recent = [t for t in times if now - t <= window_s]
+    if len(recent) < 2:
+        return 0.0
+    return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+
+class StationStats:
+    """One station's frames at the score stage (see `StationReport`)."""
+
+    def __init__(self, window: int = 300):
+        self.frames = 0
+        self.dropped = 0
+        self.people = 0
+        self.events: Counter[str] = Counter()
+        self._times: deque[float] = deque(maxlen=window)
+        self._ages_ms: deque[float] = deque(maxlen=window)
+
+    def scored(self, age_s: float, events: list[str]) -> None:
+        self.frames += 1
+        self._times.append(time.monotonic())
+        self._ages_ms.append(age_s * 1000.0)
+        self.events.update(events)
+
+    def report(self) -> StationReport:
+        ages = np.asarray(self._ages_ms) if self._ages_ms else np.zeros(1)
+        return StationReport(
+            frames=self.frames,
+            dropped=self.dropped,
+            fps=round(_rate(self._times), 2),
+            age_ms_p95=round(float(np.percentile(ages, 95)), 1),
+            people=self.people,
+            events=dict(self.events),
+        )
+
+
 class StageStats:
     """Frames in/out, drops by reason, processing latency and output rate;
     at the score stage, events published and people in view."""
@@ -56,6 +94,7 @@ class StageStats:
         self.queue_depth = 0
         self.events: Counter[str] = Counter()  # "kind:severity"
         self.people = 0
+        self.stations: dict[str, StationStats] = {}  # the score stage's, by station
         self._latencies_ms: deque[float] = deque(maxlen=window)
         self._out_times: deque[float] = deque(maxlen=window)
         self._latency = Histogram()
@@ -80,11 +119,7 @@ class StageStats:
         self.dropped[reason] += count
 
     def fps(self) -> float:
-        now = time.monotonic()
-        recent = [t for t in self._out_times if now - t <= 5.0]
-        if len(recent) < 2:
-            return 0.0
-        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+        return _rate(self._out_times)
 
     def report(self, rejected: dict[str, int]) -> StageReport:
         lat = np.asarray(self._latencies_ms) if self._latencies_ms else np.zeros(1)
@@ -108,4 +143,5 @@ class StageStats:
             age_sum_s=self._age.sum_s,
             events=dict(self.events),
             people=self.people,
+            stations={name: station.report() for name, station in self.stations.items()},
         )

@@ -512,7 +512,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show each stage: alive, restarts, frames, fps, queue, drops, latency."""
-    from repcoach.launch.status_view import status_table
+    from repcoach.launch.status_view import station_table, status_table
     from repcoach.launch.supervisor import read_status
 
     _use_keys(connect, server_key, insecure)
@@ -526,6 +526,7 @@ def status(
     else:
         from rich.console import Console
 
+        Console().print(station_table(data))
         Console().print(status_table(data))
 
 

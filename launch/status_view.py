@@ -5,9 +5,36 @@ from __future__ import annotations
 from rich.table import Table
 
 
+def station_table(status: dict) -> Table:
+    """Every station: its source and what the score stage reports for it."""
+    score = next((r["report"] for r in status["stages"] if r["stage"] == "score"), None) or {}
+    figures = score.get("stations", {})
+    table = Table(title="stations")
+    for column in ("station", "source", "frames", "fps", "dropped", "age p95 ms", "people", "reps"):
+        table.add_column(column, justify="left" if column in ("station", "source") else "right")
+    for station in status["stations"]:
+        row = figures.get(station["name"])
+        if row is None:
+            table.add_row(station["name"], station["source"], *["-"] * 6)
+            continue
+        reps = sum(n for name, n in row["events"].items() if name.startswith("rep:"))
+        table.add_row(
+            station["name"],
+            station["source"],
+            str(row["frames"]),
+            f"{row['fps']:.1f}",
+            str(row["dropped"]),
+            f"{row['age_ms_p95']:.0f}",
+            str(row["people"]),
+            str(reps),
+        )
+    return table
+
+
 def status_table(status: dict) -> Table:
-    sources = ", ".join(f"{s['name']}: {s['source']}" for s in status["stations"])
-    title = f"{sources}  ({status['policy']})" + ("  stopping" if status["stopping"] else "")
+    title = f"{len(status['stations'])} station(s)  ({status['policy']})" + (
+        "  stopping" if status["stopping"] else ""
+    )
     table = Table(title=title)
     columns = (
         "stage",

@@ -11,7 +11,7 @@ import pytest
         (["up", "--source", "/no/such/clip.mp4"], "video file /no/such/clip.mp4 does not exist"),
         (["up", "--source", "foo:bar"], "unknown source kind 'foo'"),
         (["up", "--source", "camera7"], "camera7 does not exist"),
-        (["up", "--source", "{video}", "--source", "b.mp4"], "2 --source options"),
+        (["up", "--source", "{video}", "--source", "b.mp4"], "video file b.mp4 does not exist"),
         (["up", "--source", "{video}", "--workers", "0"], "--workers"),
         (["up", "--source", "{video}", "--bogus"], "No such option: --bogus"),
         (["up", "--source", "{video}", "--exercise", "yoga"], "--exercise 'yoga' is not known"),
