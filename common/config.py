@@ -38,6 +38,8 @@ class Station:
     """What status, summaries and events call it (unique in the pipeline)."""
     source: str
     """What `--source` said: cameraN, a file path, an rtsp/http URL or synthetic:..."""
+    exercise: str = ""
+    """The exercise done here ('' = the pipeline's `exercise`)."""
 
 
 # Stations one pipeline serves at most; also what any per-station table a
@@ -61,25 +63,38 @@ def station_name(source: str) -> str:
 
 
 def make_stations(sources: list[str]) -> tuple[Station, ...]:
-    """Stations for `--source` values: `NAME=SOURCE` names one, otherwise the
-    name comes from the source (`station_name`), made unique with `-2`,
-    `-3`, ... Raises UserError for a name given twice."""
-    if len(sources) > MAX_STATIONS:
-        raise UserError(f"{len(sources)} sources: one pipeline serves at most {MAX_STATIONS}")
-    stations: list[Station] = []
-    taken: set[str] = set()
+    """Stations for `--source` values: `NAME=SOURCE` names one (NAME of
+    letters, digits, `-`, `_` and `.`), otherwise the name comes from the
+    source (`station_name`)."""
+    named = []
     for text in sources:
         name, sep, rest = text.partition("=")
-        if sep and STATION_NAME.match(name) and not name.startswith(("rtsp", "http")):
-            if name in taken:
-                raise UserError(f"--source {text}: station {name!r} is named twice")
-            source = rest
-        else:
-            name, source = station_name(text), text
-            base, n = name, 2
+        is_named = sep and STATION_NAME.match(name) and not name.startswith(("rtsp", "http"))
+        named.append((name, rest) if is_named else (None, text))
+    return name_stations(named)
+
+
+def name_stations(sources: list[tuple[str | None, str]]) -> tuple[Station, ...]:
+    """Stations for (name or None, source) pairs: a missing name comes from
+    the source, made unique with `-2`, `-3`, ... Raises UserError for a bad
+    name, a name given twice, or too many sources."""
+    if len(sources) > MAX_STATIONS:
+        raise UserError(f"{len(sources)} sources: one pipeline serves at most {MAX_STATIONS}")
+    given = [name for name, _ in sources if name is not None]
+    for name in given:
+        if not STATION_NAME.match(name):
+            raise UserError(f"station name {name!r}: use up to 32 letters, digits, '-', '_' or '.'")
+        if given.count(name) > 1:
+            raise UserError(f"station {name!r} is named twice")
+    taken = set(given)
+    stations = []
+    for name, source in sources:
+        if name is None:
+            name = base = station_name(source)
+            n = 2
             while name in taken:
                 name, n = f"{base[:29]}-{n}", n + 1
-        taken.add(name)
+            taken.add(name)
         stations.append(Station(name, source))
     return tuple(stations)
 

@@ -415,11 +415,9 @@ class Publisher:
     def __init__(self, make_logic: Callable[[str], ScoringLogic], ctx: StageContext):
         self.ctx = ctx
         self.stations = {
-            name: _StationSession(
-                make_logic(name), name, ctx.stats.stations.setdefault(name, StationStats())
-            )
-            for name in ctx.config.station_names
+            name: _StationSession(make_logic(name), name) for name in ctx.config.station_names
         }
+        ctx.stats.stations = {name: station.stats for name, station in self.stations.items()}
         self.lossless = ctx.config.policy is FlowPolicy.LOSSLESS
         self.inbox = graph.open_port(ctx.config, "score", "joined")
         self.pub = graph.open_port(ctx.config, "score", "results")

@@ -237,12 +237,21 @@ def _check_running(name: str) -> None:
 @app.command()
 def up(
     sources: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--source",
-            help="cameraN, a video file, rtsp://... or http(s)://..., synthetic:EXERCISE",
+            help="cameraN, a video file, rtsp://... or http(s)://..., synthetic:EXERCISE; "
+            "repeat it for several stations, each NAME=SOURCE or named after its source.",
         ),
-    ],
+    ] = None,
+    gym_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="A TOML file of stations (source, name, exercise, sinks) and options; "
+            "see docs/stations.md.",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -317,9 +326,25 @@ def up(
     insecure: InsecureOption = False,
     name: NameOption = "default",
 ) -> None:
-    """Start every stage and run until the source ends (files) or Ctrl-C."""
+    """Start every stage and run until the sources end (files) or Ctrl-C."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    stations = make_stations(sources)
+    station_sinks: list[Spec] = []
+    if gym_file is not None:
+        from repcoach.launch.gym_file import read_gym_file
+
+        if sources:
+            raise UserError("give the stations in --config or with --source, not both")
+        gym = read_gym_file(gym_file)
+        stations = gym.stations
+        # The file's values take the place of the matching options.
+        name, exercise, summary = gym.name or name, gym.exercise or exercise, gym.summary or summary
+        workers = gym.workers if gym.workers is not None else workers
+        realtime = gym.realtime if gym.realtime is not None else realtime
+        station_sinks = [_station_sink(text, station) for text, station in gym.sinks]
+    elif sources:
+        stations = make_stations(sources)
+    else:
+        raise UserError("give what to watch: --source (cameraN, a file, a URL) or --config FILE")
     topology = _bind_topology(bind, insecure, name)
     from repcoach.common.history import default_history_path
     from repcoach.common.weights import default_weights_dir
@@ -327,7 +352,8 @@ def up(
     from repcoach.stages.segmenters import check_segmenter, default_workers
     from repcoach.stages.sinks import check_sink, parse_sink
 
-    _check_exercise(exercise)
+    for exercise_name in {exercise, *(s.exercise for s in stations if s.exercise)}:
+        _check_exercise(exercise_name)
     if workers == 0 and not bind:
         raise UserError(
             "--workers 0 needs --bind tcp://...: the workers then run on other hosts "
@@ -343,6 +369,7 @@ def up(
     if loop and policy is FlowPolicy.LATEST and not realtime:
         raise UserError("--loop applies to files and synthetic sources, not live ones")
     sinks = [parse_sink(text) for text in (["console"] if console else []) + list(sink or [])]
+    sinks += station_sinks
     _check_sinks_serve(sinks, stations, profile)
     if summary is not None:
         sinks.append(Spec("summary", {"path": str(summary)}))
@@ -393,7 +420,7 @@ def up(
     if metrics is not None:
         from repcoach.launch.metrics import MetricsServer
 
-        metrics_server = MetricsServer(metrics_host, metrics, station=name)
+        metrics_server = MetricsServer(metrics_host, metrics, pipeline=name)
         typer.echo(f"metrics: http://{metrics_host}:{metrics_server.port}/metrics", err=True)
     supervisor = Supervisor(config, folder, sinks, metrics_server)
     # "written" only for a file this run replaced, never for a stale one
@@ -416,6 +443,18 @@ def up(
         if index in fresh:
             typer.echo(f"report written to {index}")
     raise typer.Exit(code)
+
+
+def _station_sink(text: str, station: str | None) -> Spec:
+    """A `--sink` text from a config file, serving `station` alone when given."""
+    from repcoach.stages.sinks import STATION_OPTION, parse_sink
+
+    spec = parse_sink(text)
+    if station is None:
+        return spec
+    if STATION_OPTION in spec.options:
+        raise UserError(f"station {station}: its sinks serve it alone; drop station= from {text!r}")
+    return Spec(spec.name, {**spec.options, STATION_OPTION: station})
 
 
 def _report_files(report: Path | None, stations: tuple[Station, ...]) -> list[Path]:

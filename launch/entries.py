@@ -108,9 +108,11 @@ def run_score(ctx: StageContext, index: int, sink: Spec | None) -> None:
     config = ctx.config
     priors = _member_priors(config)
 
+    exercises = {station.name: station.exercise or config.exercise for station in config.stations}
+
     def coach_for(station: str) -> Coach:
         return Coach(
-            config.exercise,
+            exercises[station],
             adapt=for_level(config.level or DEFAULT_LEVEL),
             session_id=config.session_of(station),
             member=config.profile,

@@ -51,16 +51,16 @@ class Snapshot:
 class PipelineCollector(Collector):
     """Metric families built from the latest snapshot at each scrape."""
 
-    def __init__(self, station: str):
-        self.station = station
+    def __init__(self, pipeline: str):
+        self.pipeline = pipeline
         self.snapshot: Snapshot | None = None
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot
         if snapshot is None:
             return
-        station, rows = self.station, snapshot.status["stages"]
-        labels = ["station", "stage"]
+        pipeline, rows = self.pipeline, snapshot.status["stages"]
+        labels = ["pipeline", "stage"]
         frames_in = CounterMetricFamily(
             "repcoach_stage_frames_in", "Frames a stage received.", labels=labels
         )
@@ -96,15 +96,24 @@ class PipelineCollector(Collector):
             "Time from capture to this stage (at a sink: end to end).",
             labels=labels,
         )
+        per_station = ["pipeline", "station"]
         events = CounterMetricFamily(
             "repcoach_feedback_events", "Feedback events published (reps, cues, ...).",
-            labels=["station", "kind", "severity"],
+            labels=[*per_station, "kind", "severity"],
         )  # fmt: skip
         people = GaugeMetricFamily(
-            "repcoach_people_in_view", "People the coach sees now.", labels=["station"]
+            "repcoach_people_in_view", "People the coach sees now.", labels=per_station
+        )
+        analysed = CounterMetricFamily(
+            "repcoach_station_frames", "Frames of a station's source analysed.", labels=per_station
+        )
+        lost = CounterMetricFamily(
+            "repcoach_station_dropped_frames",
+            "Frames of a station's source lost before analysis (live: stale).",
+            labels=per_station,
         )
         for row in rows:
-            stage_labels = [station, row["stage"]]
+            stage_labels = [pipeline, row["stage"]]
             restarts.add_metric(stage_labels, row["restarts"])
             up.add_metric(stage_labels, 1.0 if row["alive"] else 0.0)
             report = row["report"]
@@ -120,15 +129,18 @@ class PipelineCollector(Collector):
             memory.add_metric(stage_labels, report["rss_mb"] * 2**20)
             _histogram(processing, stage_labels, report["latency_counts"], report["latency_sum_s"])
             _histogram(age, stage_labels, report["age_counts"], report["age_sum_s"])
-            if row["stage"] == "score":
-                people.add_metric([station], report["people"])
-                for name, count in report["events"].items():
+            for station, figures in report.get("stations", {}).items():
+                station_labels = [pipeline, station]
+                people.add_metric(station_labels, figures["people"])
+                analysed.add_metric(station_labels, figures["frames"])
+                lost.add_metric(station_labels, figures["dropped"])
+                for name, count in figures["events"].items():
                     kind, _, severity = name.partition(":")
-                    events.add_metric([station, kind, severity], count)
+                    events.add_metric([*station_labels, kind, severity], count)
         for kind, count in snapshot.status["supervisor"]["rejected"].items():
-            rejected.add_metric([station, "supervisor", kind], count)
+            rejected.add_metric([pipeline, "supervisor", kind], count)
         yield from (frames_in, frames_out, dropped, rejected, restarts, up, queue, memory)
-        yield from (processing, age, events, people)
+        yield from (processing, age, events, people, analysed, lost)
 
 
 def _histogram(family: HistogramMetricFamily, labels: list[str], counts, sum_s: float) -> None:
@@ -151,8 +163,8 @@ class _QuietHandler(WSGIRequestHandler):
 class MetricsServer:
     """The HTTP endpoint, on its own thread inside the supervisor."""
 
-    def __init__(self, host: str, port: int, station: str):
-        self.collector = PipelineCollector(station)
+    def __init__(self, host: str, port: int, pipeline: str):
+        self.collector = PipelineCollector(pipeline)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.collector)
         self._metrics = make_wsgi_app(registry)

@@ -70,17 +70,20 @@ def test_metrics_health_and_readiness_of_a_running_pipeline(pipeline, tmp_path):
     def scored() -> dict | None:
         page = samples(get(base + "/metrics")[1])
         rep = ("repcoach_feedback_events_total", frozenset(
-            {"station": "floor", "kind": "rep", "severity": "info"}.items()
+            {"pipeline": "floor", "station": "squat", "kind": "rep", "severity": "info"}.items()
         ))  # fmt: skip
         return page if page.get(rep, 0) >= 1 else None
 
     page = wait_for(scored, 120, "a rep counted", up)
-    score = frozenset({"station": "floor", "stage": "score"}.items())
+    score = frozenset({"pipeline": "floor", "stage": "score"}.items())
+    station = frozenset({"pipeline": "floor", "station": "squat"}.items())
     assert page[("repcoach_stage_frames_out_total", score)] > 0
     assert page[("repcoach_stage_up", score)] == 1.0
-    assert page[("repcoach_people_in_view", frozenset({"station": "floor"}.items()))] == 1.0
+    assert page[("repcoach_people_in_view", station)] == 1.0
+    analysed = page[("repcoach_station_frames_total", station)]
+    assert 0 < analysed <= page[("repcoach_stage_frames_out_total", score)]
     assert page[("repcoach_stage_processing_seconds_count", score)] > 0
-    sink = frozenset({"station": "floor", "stage": "sink-summary"}.items())
+    sink = frozenset({"pipeline": "floor", "stage": "sink-summary"}.items())
     assert page[("repcoach_frame_age_seconds_count", sink)] > 0  # capture to sink
     up.terminate()
     assert up.wait(60) in (0, 130)
@@ -156,9 +159,10 @@ def test_prometheus_scrapes_the_counts_the_summary_reports(pipeline, prometheus,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     document = json.loads(summary.read_text())
-    frames = query(api, 'repcoach_stage_frames_out_total{station="gym",stage="score"}')
+    frames = query(api, 'repcoach_stage_frames_out_total{pipeline="gym",stage="score"}')
     assert frames == document["frames"] > 0
-    reps = query(api, 'sum(repcoach_feedback_events_total{station="gym",kind="rep"})')
+    assert query(api, 'repcoach_station_frames_total{pipeline="gym",station="squat"}') == frames
+    reps = query(api, 'sum(repcoach_feedback_events_total{pipeline="gym",kind="rep"})')
     counted = sum(e["reps"] for p in document["people"] for e in p["exercises"])
     assert reps == counted == 3
 
@@ -177,7 +181,7 @@ def test_prometheus_scrapes_the_counts_the_summary_reports(pipeline, prometheus,
     dashboard = json.loads(DASHBOARD.read_text())
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
-            expr = target["expr"].replace("$station", ".*")
+            expr = target["expr"].replace("$pipeline", ".*").replace("$station", ".*")
             assert set(re.findall(r"repcoach_\w+", expr)) <= served, (panel["title"], expr)
             url = f"{api}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
             assert get(url)[0] == 200, (panel["title"], expr, get(url)[1])

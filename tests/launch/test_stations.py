@@ -144,3 +144,32 @@ def test_station_options_are_checked_in_one_line(pipeline, tmp_path, video):
         assert result.returncode != 0
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+GYM = """
+name = "gym"
+summary = "{summary}"
+sinks = ["jsonl:path={events}"]
+
+[[station]]
+name = "rack1"
+source = "synthetic:squat,reps=2"
+exercise = "squat"
+sinks = ["jsonl:path={rack1}"]
+
+[[station]]
+source = "synthetic:lunge,reps=2"
+"""
+
+
+def test_a_gym_file_names_the_stations_their_exercises_and_sinks(pipeline, tmp_path):
+    summary, events, rack1 = (tmp_path / n for n in ("s.json", "all.jsonl", "rack1.jsonl"))
+    gym = tmp_path / "gym.toml"
+    gym.write_text(GYM.format(summary=summary, events=events, rack1=rack1))
+    result = pipeline.run("up", "--config", str(gym), "--no-console", "--no-history", timeout=300)
+    assert result.returncode == 0, result.stderr
+    stations = json.loads(summary.read_text())["stations"]
+    assert _exercises(stations["rack1"]) == [(1, [("squat", 2, 0)])]
+    assert _exercises(stations["lunge"]) == [(1, [("lunge", 2, 0)])]  # recognised (auto)
+    assert {r["station"] for r in read_jsonl(events)} == {"rack1", "lunge"}
+    assert {r["station"] for r in read_jsonl(rack1)} == {"rack1"}  # a station's own sink

@@ -1,0 +1,108 @@
+"""`pipeline up --config gym.toml`: a gym's stations in one file, read with
+the standard library's TOML parser.
+
+    name = "gym"                 # the pipeline's name (as --name)
+    workers = 2                  # as --workers (default: one per core, up to 4)
+    exercise = "auto"            # every station's, unless a station says
+    realtime = false             # as --realtime: play files as cameras
+    summary = "summary.json"     # as --summary: every station's, in one file
+    sinks = ["jsonl:path=events.jsonl"]   # as --sink, serving every station
+
+    [[station]]
+    name = "rack1"               # what status, summaries and events call it
+    source = "rtsp://10.0.0.21/stream1"
+    exercise = "squat"
+    sinks = ["video:path=rack1.mp4"]      # this station's alone
+
+    [[station]]
+    name = "door"
+    source = "camera0"
+
+A key the file does not know is an error in one line, as is a wrong type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
+
+from repcoach.common.config import Station, name_stations
+from repcoach.common.errors import UserError
+
+_TOP = {"name": str, "workers": int, "exercise": str, "realtime": bool, "summary": str}
+_STATION = {"name": str, "source": str, "exercise": str}
+
+
+@dataclass(frozen=True)
+class GymFile:
+    stations: tuple[Station, ...]
+    name: str | None = None
+    workers: int | None = None
+    exercise: str | None = None
+    realtime: bool | None = None
+    summary: Path | None = None
+    sinks: tuple[tuple[str, str | None], ...] = ()
+    """(`--sink` text, the station it serves alone or None for all)."""
+
+
+def _checked(table: dict, kinds: dict[str, type], where: str) -> dict:
+    """`table`'s known keys, each of its type; UserError for any other key."""
+    unknown = set(table) - set(kinds) - {"sinks", "station"}
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(kinds)}")
+    for key, kind in kinds.items():
+        if key in table and not (
+            isinstance(table[key], kind) and not (kind is int and isinstance(table[key], bool))
+        ):
+            raise UserError(f"{where}: {key} must be a {kind.__name__}, got {table[key]!r}")
+    return table
+
+
+def _sinks(table: dict, where: str) -> list[str]:
+    sinks = table.get("sinks", [])
+    if not isinstance(sinks, list) or not all(isinstance(s, str) for s in sinks):
+        raise UserError(f'{where}: sinks must be a list of texts like "jsonl:path=events.jsonl"')
+    return sinks
+
+
+def read_gym_file(path: Path) -> GymFile:
+    """The stations and options in `path`; UserError in one line if it is unreadable."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UserError(f"--config {path}: cannot read it ({error.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"--config {path} is not valid TOML: {error}") from None
+    where = f"--config {path}"
+    _checked(data, _TOP, where)
+    tables = data.get("station", [])
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        raise UserError(f'{where}: give each station as [[station]] with source = "..."')
+    for number, table in enumerate(tables, 1):
+        _checked(table, _STATION, f"{where}, station {number}")
+        if "source" not in table:
+            raise UserError(f'{where}, station {number}: needs source = "cameraN, a file or a URL"')
+    named = name_stations([(t.get("name"), t["source"]) for t in tables])
+    stations = tuple(
+        dataclasses.replace(station, exercise=table.get("exercise", ""))
+        for station, table in zip(named, tables, strict=True)
+    )
+    sinks: list[tuple[str, str | None]] = [(text, None) for text in _sinks(data, where)]
+    for station, table in zip(stations, tables, strict=True):
+        sinks += [(text, station.name) for text in _sinks(table, f"{where}, {station.name}")]
+    return GymFile(
+        stations=stations,
+        name=data.get("name"),
+        workers=data.get("workers"),
+        exercise=data.get("exercise"),
+        realtime=data.get("realtime"),
+        summary=Path(data["summary"]) if "summary" in data else None,
+        sinks=tuple(sinks),
+    )
