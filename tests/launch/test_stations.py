@@ -166,8 +166,14 @@ def test_a_gym_file_names_the_stations_their_exercises_and_sinks(pipeline, tmp_p
     summary, events, rack1 = (tmp_path / n for n in ("s.json", "all.jsonl", "rack1.jsonl"))
     gym = tmp_path / "gym.toml"
     gym.write_text(GYM.format(summary=summary, events=events, rack1=rack1))
-    result = pipeline.run("up", "--config", str(gym), "--no-console", "--no-history", timeout=300)
+    history, reports = tmp_path / "history.sqlite", tmp_path / "reports"
+    result = pipeline.run(
+        "up", "--config", str(gym), "--no-console", "--history-db", str(history),
+        "--report", str(reports), timeout=300,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    for station in ("rack1", "lunge"):  # a session, and its report, per station
+        assert f"report written to {reports / station / 'index.html'}" in result.stdout
     stations = json.loads(summary.read_text())["stations"]
     assert _exercises(stations["rack1"]) == [(1, [("squat", 2, 0)])]
     assert _exercises(stations["lunge"]) == [(1, [("lunge", 2, 0)])]  # recognised (auto)
