@@ -320,7 +320,11 @@ class Dispatcher:
         if len(parts) < 2:
             raise MessageError("malformed", f"expected 2 to 4 parts, got {len(parts)}")
         identity, kind, rest = parts[0], parts[1], parts[2:]
-        if kind == HELLO and len(rest) <= 1:
+        if kind == HELLO:
+            if len(rest) > 1:
+                raise MessageError(
+                    "malformed", f"HELLO takes credits only, got {len(rest)} part(s)"
+                )
             credits = self._declared_credits(rest)
             slot = self.workers.get(identity)
             if slot is None:
@@ -328,7 +332,11 @@ class Dispatcher:
             self._take_back(identity, slot, "restarted or reconnected")
             slot.credits = credits
             slot.last_seen = time.monotonic()
-        elif kind == DONE and len(rest) == 2:
+        elif kind == DONE:
+            if len(rest) != 2:
+                raise MessageError(
+                    "malformed", f"DONE needs a key and a station, got {len(rest)} part(s)"
+                )
             station = self.by_name.get(rest[1].decode("utf-8", errors="replace"))
             if station is None:
                 raise MessageError("unknown-station", f"DONE for station {short(rest[1])}")

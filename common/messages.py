@@ -772,10 +772,13 @@ class StageReport:
     people: int = 0
     stations: dict[str, StationReport] = field(default_factory=dict)
 
+    def as_dict(self) -> dict:
+        """Plain data (what `pipeline status --json` shows)."""
+        return dataclasses.asdict(self)
+
     def to_wire(self) -> list:
-        body = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        body["stations"] = {name: row.to_wire() for name, row in self.stations.items()}
-        return [msgpack.packb({"v": SCHEMA_VERSION, "type": "report", **body}, use_bin_type=True)]
+        body = {"v": SCHEMA_VERSION, "type": "report", **self.as_dict()}
+        return [msgpack.packb(body, use_bin_type=True)]
 
     @classmethod
     def from_header(cls, d: dict, _pixels: Any = None) -> StageReport:

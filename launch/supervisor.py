@@ -479,7 +479,7 @@ class Supervisor:
                     "alive": child.alive() if child else fresh,
                     "supervised": child is not None,
                     "restarts": child.restarts if child else 0,
-                    "report": None if report is None else report.__dict__,
+                    "report": None if report is None else report.as_dict(),
                 }
             )
         return {

@@ -161,8 +161,14 @@ def test_lists_in_a_frame_are_bounded():
         ("dropped", {"stale": -1}),
         ("stage", ""),
         ("fps", float("inf")),
+        ("stations", []),
+        ("stations", {f"s{i}": {} for i in range(100)}),
+        ("stations", {"x" * 100: {}}),
+        ("stations", {"rack1": {"frames": 1}}),
+        ("stations", {"rack1": {"frames": "1", "dropped": 0, "fps": 1.0, "age_ms_p95": 1.0,
+                                "people": 0, "events": {}}}),
     ],
-)
+)  # fmt: skip
 def test_stage_report_fields_are_checked(field, value):
     report = StageReport("joints", 42, 10, 9, {}, {}, 0, 3.0, 1, 2, 50, 60)
     head = msgpack.unpackb(report.to_wire()[0])

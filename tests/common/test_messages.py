@@ -21,6 +21,7 @@ from repcoach.common.messages import (
     PersonScore,
     SessionState,
     StageReport,
+    StationReport,
     decode,
 )
 
@@ -89,6 +90,7 @@ def test_full_mask_pastes_the_crop_back_in_place():
     "message",
     [
         EndOfStream("cam", 41, 42, 3, "end of source"),
+        EndOfStream("cam", 41, 42, 3, "end of source", station="door"),
         SessionState("cam", 40, 2, 90, 41, 1.4, 1.0, True, "stopped", (PersonScore(1),)),
         StageReport("joints", 1, 5, 5, {"stale": 1}, {}, 0, 29.5, 3.0, 9.0, 100.0, 120.0),
         StageReport(
@@ -108,6 +110,7 @@ def test_full_mask_pastes_the_crop_back_in_place():
             latency_sum_s=0.009,
             events={"rep:info": 2, "cue:fault": 1},
             people=2,
+            stations={"rack1": StationReport(5, 1, 29.5, 41.0, 2, {"rep:info": 2})},
         ),  # fmt: skip
     ],
 )

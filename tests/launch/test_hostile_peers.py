@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zmq
 
-from repcoach.common.dispatch import DONE, EOS_KEY, HELLO
+from repcoach.common.dispatch import DONE, EOS_KEY, HELLO, done
 from repcoach.common.landmarks import NUM_LANDMARKS
 from repcoach.common.messages import (
     EndOfStream,
@@ -129,9 +129,9 @@ class FakeWorker:
             self.out.send_multipart(parts)
             if isinstance(message, FramePacket):
                 self.frames += 1
-                self.work.send_multipart([DONE, str(message.meta.seq).encode()])
+                self.work.send_multipart(done(message.meta.seq, message.meta.station))
             elif isinstance(message, EndOfStream):
-                self.work.send_multipart([DONE, str(EOS_KEY).encode()])
+                self.work.send_multipart(done(EOS_KEY, message.station))
 
     def close(self) -> None:
         self.work.close(0)
@@ -151,13 +151,15 @@ def test_capture_survives_hostile_workers_and_bounds_its_table(pipeline, video, 
     )
     folder = run_root / "default"
     stranger = socket(zmq.DEALER, f"ipc://{folder}/work.sock")
-    stranger.send_multipart([DONE, b"abc"])  # used to crash capture
-    stranger.send_multipart([DONE, str(EOS_KEY).encode()])  # never said HELLO
+    station = video(frames).stem.encode()  # the station is named after the file
+    stranger.send_multipart([DONE, b"abc", station])  # used to crash capture
+    stranger.send_multipart([DONE, b"0", b"nowhere"])  # no such station
+    stranger.send_multipart(done(EOS_KEY, station.decode()))  # never said HELLO
     stranger.send_multipart([b"WHAT"])
     stranger.send_multipart([HELLO, b"\xc1"])
     fakes = [FakeWorker(folder, f"fake-{i}".encode()) for i in range(40)]
     # A peer that was never sent EOS says it is done with it: used to end the stream early.
-    fakes[0].work.send_multipart([DONE, str(EOS_KEY).encode()])
+    fakes[0].work.send_multipart(done(EOS_KEY, station.decode()))
     deadline = time.monotonic() + 150
     while up.poll() is None and time.monotonic() < deadline:
         for fake in fakes:
@@ -183,7 +185,15 @@ def test_capture_counts_what_it_refuses(pipeline, video, tmp_path, run_root):
     up = start(pipeline, video(frames), events, frames_jitter_ms=60)
     folder = run_root / "default"
     stranger = socket(zmq.DEALER, f"ipc://{folder}/work.sock")
-    for message in ([DONE, b"abc"], [DONE, b"-2"], [b"WHAT"], [HELLO, b"\xc1"], [DONE, b"5", b"x"]):
+    station = video(frames).stem.encode()
+    for message in (
+        [DONE, b"abc", station],
+        [DONE, b"-2", station],
+        [b"WHAT"],
+        [HELLO, b"\xc1"],
+        [DONE, b"5", station, b"x"],
+        [DONE, b"5", b"nowhere"],
+    ):
         stranger.send_multipart(message)
     flood = [socket(zmq.DEALER, f"ipc://{folder}/work.sock") for _ in range(30)]
     for sock in flood:
@@ -197,6 +207,7 @@ def test_capture_counts_what_it_refuses(pipeline, video, tmp_path, run_root):
     assert rejected.get("malformed", 0) >= 3 + 30
     assert rejected.get("unknown-peer", 0) >= 1
     assert rejected.get("unknown-type", 0) >= 1
+    assert rejected.get("unknown-station", 0) >= 1
     assert stage_report(status, "capture")["alive"]
     for sock in [stranger, *flood]:
         sock.close(0)
@@ -207,19 +218,21 @@ def test_capture_counts_what_it_refuses(pipeline, video, tmp_path, run_root):
 # --- joints (re-order), snapshot and results sockets
 
 
-def forged_frame(seq: int, prev: int) -> list:
-    meta = FrameMeta("forged", seq, prev, 0, 0.0, 0.0, 320, 240)
+def forged_frame(seq: int, prev: int, station: str) -> list:
+    meta = FrameMeta("forged", seq, prev, 0, 0.0, 0.0, 320, 240, station=station)
     return FramePacket(meta=meta).to_wire()
 
 
 def test_a_forged_huge_seq_cannot_swallow_the_stream(pipeline, video, tmp_path, run_root):
     frames = 150
     events = tmp_path / "frames.jsonl"
-    up = start(pipeline, video(frames), events)
+    clip = video(frames)
+    up = start(pipeline, clip, events)
     folder = run_root / "default"
     segmented = socket(zmq.PUSH, f"ipc://{folder}/segmented.sock")
     for prev in range(-1, frames):  # whichever frame the line waits for next
-        segmented.send_multipart(forged_frame(10**12 + prev, prev))
+        segmented.send_multipart(forged_frame(10**12 + prev, prev, clip.stem))
+    segmented.send_multipart(forged_frame(0, -1, "nowhere"))  # no such station
     snapshot = socket(zmq.DEALER, f"ipc://{folder}/snapshot.sock")
     for message in ([b"SNAPSHOT"], [b"", b"nope"], [b"", b"SNAPSHOT", b"x"]):
         snapshot.send_multipart(message)
@@ -231,6 +244,7 @@ def test_a_forged_huge_seq_cannot_swallow_the_stream(pipeline, video, tmp_path, 
         timeout=60,
         what="joints to refuse the forged frames",
     )
+    assert stage_report(status, "joints")["report"]["rejected"].get("unknown-station", 0) == 1
     assert_nothing_restarted(status)
     assert up.wait(120) == 0, up.stderr.read()
     assert frame_seqs_of(read_jsonl(events)) == list(range(frames))
