@@ -141,7 +141,8 @@ class FakeWorker:
 def test_capture_survives_hostile_workers_and_bounds_its_table(pipeline, video, tmp_path, run_root):
     frames = 150
     events = tmp_path / "frames.jsonl"
-    up = start(pipeline, video(frames), events)
+    clip = video(frames)
+    up = start(pipeline, clip, events)
     # The real worker holds its slot before the flood (one that has none when
     # the stream ends is never told to stop: see the report).
     pipeline.wait_for(
@@ -151,7 +152,7 @@ def test_capture_survives_hostile_workers_and_bounds_its_table(pipeline, video, 
     )
     folder = run_root / "default"
     stranger = socket(zmq.DEALER, f"ipc://{folder}/work.sock")
-    station = video(frames).stem.encode()  # the station is named after the file
+    station = clip.stem.encode()  # the station is named after the file
     stranger.send_multipart([DONE, b"abc", station])  # used to crash capture
     stranger.send_multipart([DONE, b"0", b"nowhere"])  # no such station
     stranger.send_multipart(done(EOS_KEY, station.decode()))  # never said HELLO
@@ -182,10 +183,11 @@ def test_capture_counts_what_it_refuses(pipeline, video, tmp_path, run_root):
     """The same peers, counted in status while the run goes on."""
     frames = 400
     events = tmp_path / "frames.jsonl"
-    up = start(pipeline, video(frames), events, frames_jitter_ms=60)
+    clip = video(frames)
+    up = start(pipeline, clip, events, frames_jitter_ms=60)
     folder = run_root / "default"
     stranger = socket(zmq.DEALER, f"ipc://{folder}/work.sock")
-    station = video(frames).stem.encode()
+    station = clip.stem.encode()
     for message in (
         [DONE, b"abc", station],
         [DONE, b"-2", station],
