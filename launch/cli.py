@@ -626,6 +626,9 @@ def sink_attach(
     blur_faces: Annotated[
         bool, typer.Option(help="Blur faces in what is written or served.")
     ] = False,
+    station: Annotated[
+        str | None, typer.Option(help="Serve this station alone (a pipeline with several).")
+    ] = None,
     option: Annotated[
         list[str] | None, typer.Option("--option", "-o", help="Any other sink option: KEY=VALUE.")
     ] = None,
@@ -645,6 +648,7 @@ def sink_attach(
     }
     options |= {"frames": "1"} if frames else {}
     options |= {"blur_faces": "1"} if blur_faces else {}
+    options |= {"station": station} if station else {}
     for n, item in enumerate(option or [], 1):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():  # not echoed: it may be a secret
@@ -654,6 +658,7 @@ def sink_attach(
     check_sink(spec)
     _use_keys(connect, server_key, insecure)
     config = _remote_config(_topology(name, connect), repr(name) if connect is None else connect)
+    _check_sinks_serve([spec], config.stations, None)
     code = run_stage("sink", config, 0, spec)
     # A sink that cannot start (port in use, ...) printed its one line; exit 1 as other errors do.
     raise typer.Exit(1 if code == EXIT_USER_ERROR else code)

@@ -179,3 +179,38 @@ def test_a_gym_file_names_the_stations_their_exercises_and_sinks(pipeline, tmp_p
     assert _exercises(stations["lunge"]) == [(1, [("lunge", 2, 0)])]  # recognised (auto)
     assert {r["station"] for r in read_jsonl(events)} == {"rack1", "lunge"}
     assert {r["station"] for r in read_jsonl(rack1)} == {"rack1"}  # a station's own sink
+
+
+def test_status_shows_every_station_and_a_sink_attaches_to_one(pipeline, tmp_path):
+    up = pipeline.start(
+        "up", "--source", "synthetic:squat,reps=3", "--source", "synthetic:lunge,reps=3",
+        "--realtime", "--no-console", "--no-history", "--name", "floor",
+    )  # fmt: skip
+
+    def both_scored(status: dict) -> bool:
+        score = next(r["report"] for r in status["stages"] if r["stage"] == "score") or {}
+        rows = score.get("stations", {})
+        return set(rows) == {"squat", "lunge"} and all(r["frames"] > 0 for r in rows.values())
+
+    status = pipeline.wait_for(both_scored, 120, "floor", "both stations scored")
+    assert status["stations"] == [
+        {"name": "squat", "source": "synthetic:squat,reps=3", "exercise": ""},
+        {"name": "lunge", "source": "synthetic:lunge,reps=3", "exercise": ""},
+    ]
+    table = pipeline.run("status", "--name", "floor")
+    assert table.returncode == 0 and "lunge" in table.stdout and "squat" in table.stdout
+
+    web = pipeline.run("sink", "attach", "web", "--port", "0", "--name", "floor", timeout=60)
+    assert web.returncode != 0
+    assert "--sink web shows one station: add station=NAME" in web.stderr.strip().splitlines()[-1]
+
+    events = tmp_path / "lunge.jsonl"
+    attached = pipeline.run(
+        "sink", "attach", "jsonl", "--path", str(events), "--frames", "--station", "lunge",
+        "--name", "floor", timeout=120,
+    )  # fmt: skip
+    assert attached.returncode == 0, attached.stderr  # ended with the lunge station
+    records = read_jsonl(events)
+    assert {r["station"] for r in records} == {"lunge"}
+    assert records[-1]["type"] == "eos"
+    assert up.wait(120) == 0, up.stderr.read()
