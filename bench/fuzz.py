@@ -53,6 +53,7 @@ import numpy as np
 import psutil
 import zmq
 
+from repcoach.common.config import station_name
 from repcoach.common.dispatch import (
     DONE,
     EOS_KEY,
@@ -61,6 +62,7 @@ from repcoach.common.dispatch import (
     SPARE_WORKER_SLOTS,
     Dispatcher,
     _done_key,
+    done,
 )
 from repcoach.common.endpoints import ROLES
 from repcoach.common.landmarks import NUM_LANDMARKS
@@ -88,6 +90,7 @@ RECEIVER = {
     "control": "supervisor",
 }
 SOURCE = "synthetic:squat,size=640x480"
+STATION = station_name(SOURCE)
 FRAME_MB = 640 * 480 * 3 / 2**20
 FUZZ_IDENTITIES = 4  # DEALER sockets per ROUTER socket
 
@@ -97,7 +100,7 @@ FUZZ_IDENTITIES = 4  # DEALER sockets per ROUTER socket
 def _frame_templates(rng: np.random.Generator) -> list[list[bytes]]:
     w, h = 32, 24
     seq = int(rng.integers(0, 10**6))
-    meta = FrameMeta("fuzz", seq, seq - 1, 0, 0.0, seq / 30, w, h, total=0)
+    meta = FrameMeta("fuzz", seq, seq - 1, 0, 0.0, seq / 30, w, h, total=0, station=STATION)
     xy = rng.uniform(0, w, (NUM_LANDMARKS, 2)).astype(np.float32)
     joints = PersonJoints(
         int(rng.integers(0, 10**6)),
@@ -118,7 +121,8 @@ def _frame_templates(rng: np.random.Generator) -> list[list[bytes]]:
         FramePacket(meta, scores=(PersonScore(3, {"knee": 90.0}, "squat", 1, 0, "up"),)),
     ]
     # an end of stream only ever goes out mutated (see `_safe`)
-    wires = [p.to_wire() for p in packets] + [EndOfStream("fuzz", seq, seq, 0, "x").to_wire()]
+    eos = EndOfStream("fuzz", seq, seq, 0, "x", STATION)
+    wires = [p.to_wire() for p in packets] + [eos.to_wire()]
     return [[bytes(memoryview(part)) for part in wire] for wire in wires]
 
 
@@ -139,8 +143,8 @@ def _templates(role: str, rng: np.random.Generator, names: list[str]) -> list[li
         return [
             [HELLO, msgpack.packb({"credits": credits})],
             [HELLO],
-            [DONE, str(int(rng.integers(10**9, 10**12))).encode()],
-            [DONE, str(EOS_KEY).encode()],
+            done(int(rng.integers(10**9, 10**12)), STATION),
+            done(EOS_KEY, STATION),
         ]
     if role == "control":
         return [[b"", b"STATUS"], [b"", b"CONFIG"], [b"", b"BOGUS"]]
@@ -309,22 +313,22 @@ def must_reject(role: str, parts: list[bytes], supervised: dict[str, int]) -> bo
             return True
         return message.stage in supervised and supervised[message.stage] != message.pid
     if role == "work":
-        if not parts or len(parts) > 2:
+        if not parts or len(parts) > 3:
             return True
-        if parts[0] == HELLO:
+        if parts[0] == HELLO and len(parts) <= 2:
             try:
                 Dispatcher._declared_credits(parts[1:])
             except MessageError:
                 return True
             return False
-        if parts[0] == DONE and len(parts) == 2:
+        if parts[0] == DONE and len(parts) == 3:
             try:
                 _done_key(parts[1])
             except MessageError:
                 return True
             # Well-formed: usable when that fuzz identity holds the frame
             # (its valid HELLO got it frames), else rejected (unknown key).
-            return False
+            return parts[2] != STATION.encode()
         return True
     if role == "control":
         return not (len(parts) == 2 and parts[0] == b"" and parts[1] in (b"STATUS", b"CONFIG"))
