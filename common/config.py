@@ -40,6 +40,8 @@ class Station:
     """What `--source` said: cameraN, a file path, an rtsp/http URL or synthetic:..."""
     exercise: str = ""
     """The exercise done here ('' = the pipeline's `exercise`)."""
+    policy: FlowPolicy = FlowPolicy.LOSSLESS
+    """How this station's frames flow: a file's every frame, or a camera's newest."""
 
 
 # Stations one pipeline serves at most; also what any per-station table a
@@ -112,7 +114,9 @@ class PipelineConfig:
     stations: tuple[Station, ...]
     """Every source the pipeline reads, one station each (at least one)."""
     policy: FlowPolicy
-    """Flow policy derived from the sources (see FlowPolicy)."""
+    """The pipeline's flow policy: LOSSLESS while any station is (its results
+    are then waited for all the way to the sinks), else LATEST. Each
+    station's own is `policy_of`."""
     realtime: bool = False
     """Pace a file or synthetic source at its frame rate, as a camera would."""
     loop: bool = False
@@ -158,6 +162,13 @@ class PipelineConfig:
     def endpoints(self) -> Topology:
         return Topology.from_dict(self.topology)
 
+    def policy_of(self, station: str) -> FlowPolicy:
+        """The flow policy of `station`'s frames (the pipeline's for an unknown one)."""
+        for candidate in self.stations:
+            if candidate.name == station:
+                return candidate.policy
+        return self.policy
+
     @property
     def station_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.stations)
@@ -168,6 +179,8 @@ class PipelineConfig:
     def to_json(self) -> str:
         data = asdict(self)
         data["policy"] = self.policy.value
+        for station in data["stations"]:
+            station["policy"] = FlowPolicy(station["policy"]).value
         return json.dumps(data, indent=2)
 
     def save(self, path: Path) -> None:
@@ -184,7 +197,9 @@ class PipelineConfig:
         data = dict(data)
         data["policy"] = FlowPolicy(data["policy"])
         data["gpus"] = tuple(data["gpus"])
-        data["stations"] = tuple(Station(**s) for s in data["stations"])
+        data["stations"] = tuple(
+            Station(**{**s, "policy": FlowPolicy(s["policy"])}) for s in data["stations"]
+        )
         return cls(**data)
 
     def gpu_for_worker(self, index: int) -> str | None:

@@ -247,9 +247,8 @@ class Dispatcher:
     def __init__(self, ctx: StageContext, sources: list, stop_grace_s: float = 15.0):
         self.ctx = ctx
         self.config = ctx.config
-        policy = self.config.policy
         self.stations = [
-            StationFeed(i, station.name, source, policy)
+            StationFeed(i, station.name, source, station.policy)
             for i, (station, source) in enumerate(zip(ctx.config.stations, sources, strict=True))
         ]
         self.by_name = {s.name: s for s in self.stations}

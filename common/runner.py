@@ -87,7 +87,10 @@ def _hand_over(out, peer: transport.PeerWatch, ctx: StageContext) -> None:
 
 
 def _is_stale(ctx: StageContext, packet: FramePacket) -> bool:
-    return ctx.config.policy is FlowPolicy.LATEST and _age_s(packet) > ctx.config.max_age_s
+    """A live station's frame older than `max_age_s` (a file's frames never are)."""
+    config = ctx.config
+    live = config.policy_of(packet.meta.station) is FlowPolicy.LATEST
+    return live and _age_s(packet) > config.max_age_s
 
 
 class PixelDemand:
@@ -222,10 +225,11 @@ def _station_of(message: FramePacket | EndOfStream) -> str:
 
 class _StationLine:
     """One station's frames in the ordered stage: its re-order buffer and
-    its own logic (tracks and their smoothing are per station)."""
+    its own logic (tracks and their smoothing are per station). `live`: a
+    camera's, where only the newest frame is worth working on."""
 
-    def __init__(self, logic: PacketStage, reorder: Reorderer):
-        self.logic, self.reorder = logic, reorder
+    def __init__(self, logic: PacketStage, reorder: Reorderer, live: bool):
+        self.logic, self.reorder, self.live = logic, reorder, live
         self.ended = False
 
 
@@ -240,21 +244,22 @@ class OrderedStage:
         self.inbox = graph.open_port(ctx.config, "joints", "segmented")
         self.out, self.score = graph.open_port(ctx.config, "joints", "joined")
         self.demand = PixelDemand(ctx.config, "joints", ctx.rejects)
-        self.live = ctx.config.policy is FlowPolicy.LATEST
         # A restarted stage lost what its predecessor held (counted downstream
         # as dropped); it picks up the order from the first frame that arrives.
         restarted = int(os.environ.get("REPCOACH_RESTARTS", "0")) > 0
-        self.lines = {
-            name: _StationLine(make_logic(), self._reorderer(restarted))
-            for name in ctx.config.station_names
-        }
+        self.lines = {}
+        for station in ctx.config.stations:
+            live = station.policy is FlowPolicy.LATEST
+            reorder = self._reorderer(restarted, live)
+            self.lines[station.name] = _StationLine(make_logic(), reorder, live)
+        self.any_live = any(line.live for line in self.lines.values())
 
-    def _reorderer(self, restarted: bool) -> Reorderer:
+    def _reorderer(self, restarted: bool, live: bool) -> Reorderer:
         # Live: a full buffer skips the missing frame, so it stays small (what
         # the workers can have in flight). Lossless: frames cannot be skipped,
         # and a slow worker holding a chunk lets the others run ahead of it by
         # more than capture has in flight, so the bound is a generous count.
-        config, live = self.ctx.config, self.live
+        config = self.ctx.config
         return Reorderer(
             gap_timeout_s=2 * config.max_age_s if live else None,
             resume=restarted,
@@ -271,7 +276,7 @@ class OrderedStage:
         if self.inbox in ready:
             # Live: take everything that is waiting, so only the newest frame
             # is worked on (the workers can outpace this stage).
-            for _ in range(64 if self.live else 1):
+            for _ in range(64 if self.any_live else 1):
                 message = transport.receive(self.inbox, ctx.rejects)
                 if message is not None:
                     line = self.lines.get(_station_of(message))
@@ -284,7 +289,7 @@ class OrderedStage:
                     break
         for name, line in self.lines.items():
             released[name] += line.reorder.expire()
-            if self.live:
+            if line.live:
                 released[name] = _newest_only(released[name], ctx)
         self._count()
         for name, items in released.items():

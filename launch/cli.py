@@ -7,6 +7,7 @@ nothing below prints tracebacks at the user.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -167,23 +168,27 @@ def _remote_config(topology: Topology, where: str) -> PipelineConfig:
         ) from None
 
 
-def _policy_for(stations: tuple[Station, ...], realtime: bool) -> FlowPolicy:
-    """The flow policy of the sources (each opened now, so a bad one is said
-    in one line before any process starts)."""
+def _with_policies(stations: tuple[Station, ...], realtime: bool) -> tuple[Station, ...]:
+    """Each station with its flow policy: a camera or stream (or any source
+    with `--realtime`) LATEST, a file LOSSLESS. Each source is opened now,
+    so a bad one is said in one line before any process starts."""
     from repcoach.stages.capture import open_source
 
-    live = {}
+    placed = []
     for station in stations:
         opened = open_source(station.source)
-        live[station.name] = opened.live
+        live = opened.live or realtime
         opened.close()
-    if len(set(live.values())) > 1 and not realtime:
-        cameras = ", ".join(n for n, is_live in live.items() if is_live)
-        raise UserError(
-            f"cameras or streams ({cameras}) and files in one pipeline: not supported yet; "
-            "give the files --realtime to play them as cameras, or a pipeline of their own"
-        )
-    return FlowPolicy.LATEST if realtime or any(live.values()) else FlowPolicy.LOSSLESS
+        policy = FlowPolicy.LATEST if live else FlowPolicy.LOSSLESS
+        placed.append(dataclasses.replace(station, policy=policy))
+    return tuple(placed)
+
+
+def _pipeline_policy(stations: tuple[Station, ...]) -> FlowPolicy:
+    """LOSSLESS while any station is (its results must reach the sinks)."""
+    if any(s.policy is FlowPolicy.LOSSLESS for s in stations):
+        return FlowPolicy.LOSSLESS
+    return FlowPolicy.LATEST
 
 
 # Sinks that show one station at a time (a floor view is yet to come).
@@ -365,8 +370,9 @@ def up(
         raise UserError("--truth only applies to synthetic:... sources")
     folder = run_dir(name)
     _check_running(name)
-    policy = _policy_for(stations, realtime)
-    if loop and policy is FlowPolicy.LATEST and not realtime:
+    stations = _with_policies(stations, realtime)
+    policy = _pipeline_policy(stations)
+    if loop and not realtime and any(s.policy is FlowPolicy.LATEST for s in stations):
         raise UserError("--loop applies to files and synthetic sources, not live ones")
     sinks = [parse_sink(text) for text in (["console"] if console else []) + list(sink or [])]
     sinks += station_sinks
@@ -407,7 +413,8 @@ def up(
         weights_dir=str(weights_dir or ""),
         max_age_s=max_age,
         stall_s=stall_timeout,
-        prefetch=1 if policy is FlowPolicy.LATEST else 2,
+        # One frame a worker at a time where a camera waits for the workers.
+        prefetch=1 if any(s.policy is FlowPolicy.LATEST for s in stations) else 2,
         expect_sinks=len(sinks),
         truth_path=str(truth or ""),
         session_id=session_id,

@@ -4,11 +4,16 @@ Real processes, the real BlazePose models, rendered athletes and a file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import time
 from collections import Counter
 from pathlib import Path
 
 from tests.conftest import read_jsonl
+from tests.launch.test_stream_reconnect import MjpegCamera
 
 SQUATS = "synthetic:squat,people=2,reps=2,seed=4"
 LUNGES = "synthetic:lunge,reps=2"
@@ -194,8 +199,8 @@ def test_status_shows_every_station_and_a_sink_attaches_to_one(pipeline, tmp_pat
 
     status = pipeline.wait_for(both_scored, 120, "floor", "both stations scored")
     assert status["stations"] == [
-        {"name": "squat", "source": "synthetic:squat,reps=3", "exercise": ""},
-        {"name": "lunge", "source": "synthetic:lunge,reps=3", "exercise": ""},
+        {"name": "squat", "source": "synthetic:squat,reps=3", "exercise": "", "policy": "latest"},
+        {"name": "lunge", "source": "synthetic:lunge,reps=3", "exercise": "", "policy": "latest"},
     ]
     table = pipeline.run("status", "--name", "floor")
     assert table.returncode == 0 and "lunge" in table.stdout and "squat" in table.stdout
@@ -214,3 +219,63 @@ def test_status_shows_every_station_and_a_sink_attaches_to_one(pipeline, tmp_pat
     assert {r["station"] for r in records} == {"lunge"}
     assert records[-1]["type"] == "eos"
     assert up.wait(120) == 0, up.stderr.read()
+
+
+def _records(path: Path) -> list[dict]:
+    """The complete lines of a JSONL file still being written."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            records.append(json.loads(line))
+    return records
+
+
+def test_a_file_stays_lossless_next_to_a_camera_that_drops_and_comes_back(
+    pipeline, run_root, tmp_path, video
+):
+    camera = MjpegCamera()
+    clip = video(240)
+    events, summary = tmp_path / "frames.jsonl", tmp_path / "s.json"
+    up = pipeline.start(
+        "up", "--source", f"cam=http://127.0.0.1:{camera.port}/stream.mjpg",
+        "--source", f"clip={clip}", "--workers", "2",
+        "--segmenter", "passthrough:jitter_ms=40-60", "--joints", "none", "--no-console",
+        "--no-history", "--sink", f"jsonl:path={events},frames=1", "--summary", str(summary),
+        "--name", "mixed",
+    )  # fmt: skip
+
+    def frames(station: str) -> list[dict]:
+        return [r for r in _records(events) if r["type"] == "frame" and r["station"] == station]
+
+    def wait(predicate, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert up.poll() is None, up.stderr.read()
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+
+    try:
+        wait(lambda: len(frames("cam")) >= 20 and len(frames("clip")) >= 10, "both stations")
+        camera.stop()  # the camera drops: the file must not wait for it
+        log = run_root / "mixed" / "logs" / "capture.log"
+        wait(lambda: "reconnecting" in log.read_text(), "capture to notice")
+        during = len(frames("clip"))
+        wait(lambda: len(frames("clip")) >= min(during + 40, 240), "the file to go on")
+        seen = len(frames("cam"))
+        camera = MjpegCamera(port=camera.port)
+        wait(lambda: len(frames("cam")) >= seen + 20, "the camera's frames again")
+        wait(lambda: len(frames("clip")) == 240, "the whole file", timeout=120)
+    finally:
+        camera.stop()
+    os.killpg(up.pid, signal.SIGINT)
+    assert up.wait(60) == 130, up.stderr.read()
+    assert [f["seq"] for f in frames("clip")] == list(range(240))  # every frame, once, in order
+    cam = frames("cam")
+    seqs = [f["seq"] for f in cam]
+    assert seqs == sorted(set(seqs))  # in order, no repeats: only drops
+    assert max(f["age_ms"] for f in cam) < 1000 + 500  # stale camera frames were dropped
+    stations = json.loads(summary.read_text())["stations"]
+    assert (stations["clip"]["frames"], stations["clip"]["dropped"]) == (240, 0)
+    assert stations["cam"]["frames"] == len(cam)
