@@ -257,6 +257,7 @@ def test_malformed_messages_are_rejected_counted_and_survived(pipeline, video, t
                         "total": 0,
                         "chunk": -1,
                         "clk": "",
+                        "stn": "",
                     },
                     "persons": [],
                     "joints": [],
