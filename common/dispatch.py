@@ -172,6 +172,30 @@ class WorkerSlot:
     last_seen: float = 0.0
 
 
+class FairShare:
+    """Start-time fair queueing of the stations' frames. Each frame handed
+    out is tagged with the media time its station has been served up to
+    (`start`); the station with the lowest tag goes next. So stations share
+    the workers by frame rate (a 30 fps camera gets twice a 15 fps one's
+    frames while the workers are the limit), one with nothing ready (a
+    camera reconnecting) is passed over, and one coming back starts level
+    with the others instead of catching up on the time it was away."""
+
+    def __init__(self, fps: list[float]):
+        self.frame_s = [1.0 / f if f > 0 else 1.0 / 30 for f in fps]
+        self.finish = [0.0] * len(fps)  # where each station's served time reaches
+        self.clock = 0.0  # the start tag of the last frame handed out
+
+    def order(self) -> list[int]:
+        """Station indices, the one due first first."""
+        count = len(self.finish)
+        return sorted(range(count), key=lambda i: (max(self.finish[i], self.clock), i))
+
+    def served(self, index: int) -> None:
+        start = max(self.finish[index], self.clock)
+        self.finish[index], self.clock = start + self.frame_s[index], start
+
+
 class StationFeed:
     """One station's source as capture reads it: its own frame numbering,
     chunks, end-of-stream and frames waiting for a worker, so one station's
@@ -252,7 +276,7 @@ class Dispatcher:
             for i, (station, source) in enumerate(zip(ctx.config.stations, sources, strict=True))
         ]
         self.by_name = {s.name: s for s in self.stations}
-        self.turn_start = 0  # the station served first next time round (fairness)
+        self.share = FairShare([s.source.fps for s in self.stations])
         self.workers: dict[bytes, WorkerSlot] = {}
         self.stopping_since: float | None = None
         self.stop_grace_s = stop_grace_s
@@ -418,19 +442,16 @@ class Dispatcher:
                 station.feed.stop()
 
     def _dispatch(self) -> None:
-        """The stations in turn, one item each, until none can send more:
-        each gets an equal share of the free workers while it has frames,
-        and a station with nothing ready (a stalled camera) is skipped."""
+        """Hand out frames until no station can send more: each station's in
+        its order, the stations by their fair share (`FairShare`)."""
         stopping = self.stopping_since is not None
-        count = len(self.stations)
-        moved = True
-        while moved:
-            moved = False
-            for offset in range(count):
-                station = self.stations[(self.turn_start + offset) % count]
-                if self._send_one(station, stopping):
-                    moved = True
-            self.turn_start = (self.turn_start + 1) % count
+        while True:
+            for index in self.share.order():
+                if self._send_one(self.stations[index], stopping):
+                    self.share.served(index)
+                    break
+            else:
+                return
 
     def _send_one(self, station: StationFeed, stopping: bool) -> bool:
         """Hand one of `station`'s items to a worker; False if none could go."""

@@ -14,7 +14,7 @@ import pytest
 
 from repcoach.common import graph, transport
 from repcoach.common.config import FlowPolicy, PipelineConfig, Station
-from repcoach.common.dispatch import EOS_KEY, HELLO, STOP, Dispatcher, done
+from repcoach.common.dispatch import EOS_KEY, HELLO, STOP, Dispatcher, FairShare, done
 from repcoach.common.endpoints import Topology
 from repcoach.common.loop import run_loop
 from repcoach.common.messages import (
@@ -223,8 +223,8 @@ class Frames:
 
     live, fps, source_id = False, 30.0, "mem"
 
-    def __init__(self, count: int, source_id: str = "mem"):
-        self.total, self.left, self.source_id = count, count, source_id
+    def __init__(self, count: int, source_id: str = "mem", fps: float = 30.0):
+        self.total, self.left, self.source_id, self.fps = count, count, source_id, fps
 
     def read(self) -> np.ndarray | None:
         if self.left == 0:
@@ -269,3 +269,25 @@ def test_the_dispatcher_deals_every_stations_frames_once_in_turn_then_eos_then_s
     # Neither station waited for the other's end: b's frames came among a's.
     first_b, last_a = keys.index(("b", 0)), keys.index(("a", 4))
     assert first_b < last_a
+
+
+def test_stations_share_by_frame_rate_and_one_coming_back_starts_level():
+    share = FairShare([30.0, 15.0, 30.0])
+
+    def serve(count: int, ready: set[int]) -> list[int]:
+        served = []
+        for _ in range(count):
+            index = next(i for i in share.order() if i in ready)
+            share.served(index)
+            served.append(index)
+        return served
+
+    # While all three have frames: shares by frame rate (2 : 1 : 2).
+    first = serve(50, {0, 1, 2})
+    assert [first.count(i) for i in range(3)] == [20, 10, 20]
+    # Station 2's camera drops for a while; the others share its part.
+    away = serve(30, {0, 1})
+    assert [away.count(i) for i in range(2)] == [20, 10]
+    # Back: level with the others, not owed the frames it missed.
+    back = serve(10, {0, 1, 2})
+    assert [back.count(i) for i in range(3)] == [4, 2, 4]
