@@ -241,6 +241,7 @@ def _check_running(name: str) -> None:
 
 @app.command()
 def up(
+    ctx: typer.Context,
     sources: Annotated[
         list[str] | None,
         typer.Option(
@@ -341,10 +342,12 @@ def up(
             raise UserError("give the stations in --config or with --source, not both")
         gym = read_gym_file(gym_file)
         stations = gym.stations
-        # The file's values take the place of the matching options.
-        name, exercise, summary = gym.name or name, gym.exercise or exercise, gym.summary or summary
-        workers = gym.workers if gym.workers is not None else workers
-        realtime = gym.realtime if gym.realtime is not None else realtime
+        # An option typed on the command line beats the file, the file a default.
+        name = _typed_or(ctx, "name", name, gym.name)
+        exercise = _typed_or(ctx, "exercise", exercise, gym.exercise)
+        summary = _typed_or(ctx, "summary", summary, gym.summary)
+        workers = _typed_or(ctx, "workers", workers, gym.workers)
+        realtime = _typed_or(ctx, "realtime", realtime, gym.realtime)
         station_sinks = [_station_sink(text, station) for text, station in gym.sinks]
     elif sources:
         stations = make_stations(sources)
@@ -450,6 +453,15 @@ def up(
         if index in fresh:
             typer.echo(f"report written to {index}")
     raise typer.Exit(code)
+
+
+def _typed_or(ctx: typer.Context, parameter: str, typed, from_file):
+    """The option's value if it was typed on the command line, else the
+    file's (when it has one), else the option's default."""
+    source = ctx.get_parameter_source(parameter)
+    if from_file is None or (source is not None and source.name == "COMMANDLINE"):
+        return typed
+    return from_file
 
 
 def _station_sink(text: str, station: str | None) -> Spec:

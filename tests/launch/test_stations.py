@@ -172,11 +172,14 @@ def test_a_gym_file_names_the_stations_their_exercises_and_sinks(pipeline, tmp_p
     gym = tmp_path / "gym.toml"
     gym.write_text(GYM.format(summary=summary, events=events, rack1=rack1))
     history, reports = tmp_path / "history.sqlite", tmp_path / "reports"
+    typed = tmp_path / "typed.json"  # an option typed on the command line beats the file
     result = pipeline.run(
         "up", "--config", str(gym), "--no-console", "--history-db", str(history),
-        "--report", str(reports), timeout=300,
+        "--report", str(reports), "--summary", str(typed), timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert not summary.exists()
+    summary = typed
     for station in ("rack1", "lunge"):  # a session, and its report, per station
         assert f"report written to {reports / station / 'index.html'}" in result.stdout
     stations = json.loads(summary.read_text())["stations"]
