@@ -78,13 +78,14 @@ class StageKind:
         raise KeyError(f"{self.kind} has no {role} socket")
 
     def process_name(self, index: int = 0, sink_label: str = "") -> str:
-        """`capture`, `segment-1`, `sink-web`, `sink-history-door`, `sink-jsonl-2`:
+        """`capture`, `segment-1`, `sink-web`, `sink-history@door`, `sink-jsonl#2`:
         what logs, reports and status call it. A sink's `index` counts the
-        sinks before it with the same label."""
+        sinks before it with the same label (`#` and `@` are in no station's
+        or sink kind's name, so no two sinks share a name)."""
         if self.count is Count.PER_WORKER:
             return f"{self.kind}-{index}"
         if self.count is Count.PER_SINK:
-            return f"{self.kind}-{sink_label}" + (f"-{index + 1}" if index else "")
+            return f"{self.kind}-{sink_label}" + (f"#{index + 1}" if index else "")
         return self.kind
 
 

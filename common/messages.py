@@ -35,7 +35,7 @@ import numpy as np
 
 from repcoach.common.landmarks import NUM_LANDMARKS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PIXEL_FORMAT = "bgr24"
 # Per frame: persons, joints, scores and events each; angles per score;
 # counters per stage report.

@@ -219,6 +219,15 @@ def _newest_only(items: list, ctx: StageContext) -> list:
     return [i for i in items if id(i) not in superseded]
 
 
+def _frame_or_end(message, ctx: StageContext) -> FramePacket | EndOfStream | None:
+    """`message` if it is a frame or an end-of-stream; anything else that
+    decoded (a state, a report) has no business on a frame socket: counted."""
+    if message is None or isinstance(message, (FramePacket, EndOfStream)):
+        return message
+    ctx.rejects.reject(MessageError("unknown-type", f"{type(message).__name__} among frames"))
+    return None
+
+
 def _station_of(message: FramePacket | EndOfStream) -> str:
     return message.meta.station if isinstance(message, FramePacket) else message.station
 
@@ -277,7 +286,7 @@ class OrderedStage:
             # Live: take everything that is waiting, so only the newest frame
             # is worked on (the workers can outpace this stage).
             for _ in range(64 if self.any_live else 1):
-                message = transport.receive(self.inbox, ctx.rejects)
+                message = _frame_or_end(transport.receive(self.inbox, ctx.rejects), ctx)
                 if message is not None:
                     line = self.lines.get(_station_of(message))
                     if line is None:
@@ -491,6 +500,7 @@ class Publisher:
         """Score a frame, or end its station at end-of-stream; True once
         every station has ended."""
         ctx = self.ctx
+        message = _frame_or_end(message, ctx)
         if message is None:
             return False
         station = self.stations.get(_station_of(message))
@@ -653,6 +663,8 @@ class SinkFeed:
             state = transport.decode_parts([part], ctx.rejects)
             if isinstance(state, SessionState) and self._mine(state.station):
                 sink.on_state(state)
+                if state.ended:  # its end-of-stream has passed: never wait for it
+                    self.open.discard(state.station)
         # An attached sink may miss end-of-stream (dropped while it was
         # behind): after a silence it asks whether the pipeline is still there.
         self.heard_at = time.monotonic() if reply else None
@@ -665,6 +677,8 @@ class SinkFeed:
 
     def turn(self, ready: set) -> bool:
         ctx = self.ctx
+        if self.exit_on_eos and not self.open:
+            return True  # every station it serves had ended before it joined
         self.sink.tick()
         if time.monotonic() - self.drops_read > 1.0:
             self.drops_read = time.monotonic()

@@ -456,10 +456,11 @@ def up(
 
 
 def _typed_or(ctx: typer.Context, parameter: str, typed, from_file):
-    """The option's value if it was typed on the command line, else the
-    file's (when it has one), else the option's default."""
+    """The option's value if it was given on the command line (or by its
+    environment variable, such as REPCOACH_NAME), else the file's (when it
+    has one), else the option's default."""
     source = ctx.get_parameter_source(parameter)
-    if from_file is None or (source is not None and source.name == "COMMANDLINE"):
+    if from_file is None or (source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")):
         return typed
     return from_file
 

@@ -36,6 +36,7 @@ else:  # the same parser, before it joined the standard library
 from repcoach.common.config import Station, name_stations
 from repcoach.common.errors import UserError
 
+MAX_WORKERS = 64  # as --workers
 _TOP = {"name": str, "workers": int, "exercise": str, "realtime": bool, "summary": str}
 _STATION = {"name": str, "source": str, "exercise": str}
 
@@ -82,6 +83,8 @@ def read_gym_file(path: Path) -> GymFile:
         raise UserError(f"--config {path} is not valid TOML: {error}") from None
     where = f"--config {path}"
     _checked(data, _TOP, where)
+    if not 0 <= data.get("workers", 1) <= MAX_WORKERS:
+        raise UserError(f"{where}: workers must be 0 to {MAX_WORKERS}, got {data['workers']}")
     tables = data.get("station", [])
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise UserError(f'{where}: give each station as [[station]] with source = "..."')

@@ -12,7 +12,7 @@ def station_table(status: dict) -> Table:
     table = Table(title="stations")
     for column in ("station", "source", "frames", "fps", "dropped", "age p95 ms", "people", "reps"):
         table.add_column(column, justify="left" if column in ("station", "source") else "right")
-    for station in status["stations"]:
+    for station in status.get("stations", []):  # an older supervisor lists none
         row = figures.get(station["name"])
         if row is None:
             table.add_row(station["name"], station["source"], *["-"] * 6)
@@ -32,7 +32,7 @@ def station_table(status: dict) -> Table:
 
 
 def status_table(status: dict) -> Table:
-    title = f"{len(status['stations'])} station(s)  ({status['policy']})" + (
+    title = f"{len(status.get('stations', []))} station(s)  ({status['policy']})" + (
         "  stopping" if status["stopping"] else ""
     )
     table = Table(title=title)

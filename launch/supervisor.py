@@ -320,18 +320,22 @@ class Supervisor:
                 self._schedule_restart(c, now)
 
     def _release_idle_workers(self) -> None:
-        """Capture tells the workers it knows STOP when the stream ends; one
+        """Stop what waits for input that will never come.
+
+        Capture tells the workers it knows STOP when the stream ends; one
         that started or restarted after that waits for work that will never
         come. Once capture and the joints stage (it leaves after end-of-stream,
-        with every frame) have ended cleanly, what still runs holds nothing."""
-        if not all(
-            c.finished and c.exit_code == 0
-            for c in self.children
-            if c.name in ("capture", "joints")
-        ):
-            return
+        with every frame) have ended cleanly, what still runs holds nothing.
+        Likewise a joints, score or sink stage restarted after some station's
+        end-of-stream had passed it waits for that station forever: once the
+        stages before it have all ended cleanly, it has had all there is."""
+        streams = [c for c in self.children if c.name in ("capture", "joints")]
+        ended = all(c.finished and c.exit_code == 0 for c in streams)
         for c in self.children:
-            if c.name.startswith("segment") and c.alive() and c.name not in self.released:
+            if not c.alive() or c.name in self.released:
+                continue
+            idle_worker = c.kind == "segment" and ended
+            if idle_worker or (c.kind != "segment" and c.restarts and self._upstream_finished(c)):
                 self.released.add(c.name)
                 c.signal(signal.SIGTERM)
 
@@ -353,12 +357,14 @@ class Supervisor:
         """The watchdog of a file run: frames that stop moving through every
         stage for `stall_s` (a hung model, a lost message nobody re-sends)
         end the run as failed instead of waiting forever. Live sources have
-        their own rules (capture reconnects a camera that went away)."""
+        their own rules (capture reconnects a camera that went away), so a
+        pipeline with a camera among its stations has no such watchdog: the
+        camera may rightly be silent for longer."""
         capture = next(c for c in self.children if c.name == "capture")
         limit = self.config.stall_s
         if (
             limit <= 0
-            or self.config.policy is not FlowPolicy.LOSSLESS
+            or any(s.policy is not FlowPolicy.LOSSLESS for s in self.config.stations)
             or capture.process is None
             or self.stopping_since is not None
         ):

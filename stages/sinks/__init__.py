@@ -68,9 +68,9 @@ def station_of(spec: Spec, stations: tuple[str, ...]) -> str | None:
 
 
 def sink_label(spec: Spec) -> str:
-    """`jsonl`, or `history-door` for a sink serving station door alone."""
+    """`jsonl`, or `history@door` for a sink serving station door alone."""
     station = spec.options.get(STATION_OPTION)
-    return f"{spec.name}-{station}" if station else spec.name
+    return f"{spec.name}@{station}" if station else spec.name
 
 
 def check_sink(spec: Spec) -> None:

@@ -53,7 +53,7 @@ def test_frames_flow_from_capture_to_the_sinks_and_every_kind_has_a_runner():
 def test_process_names():
     assert graph.stage_kind("segment").process_name(2) == "segment-2"
     assert graph.stage_kind("sink").process_name(0, "web") == "sink-web"
-    assert graph.stage_kind("sink").process_name(1, "jsonl") == "sink-jsonl-2"  # a second one
+    assert graph.stage_kind("sink").process_name(1, "jsonl") == "sink-jsonl#2"  # a second one
     assert graph.stage_kind("score").process_name() == "score"
 
 

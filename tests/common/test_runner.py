@@ -23,6 +23,7 @@ from repcoach.common.messages import (
     FramePacket,
     PersonScore,
     SessionState,
+    StageReport,
     decode,
     encode_plain,
 )
@@ -119,6 +120,7 @@ def test_the_ordered_stage_puts_each_stations_frames_in_order_and_ends_at_every_
     def worker():
         out, peer = graph.open_port(config, "segment", "segmented")
         try:
+            transport.send(out, _a_report().to_wire())  # no business here: counted
             for packet in (frame(2, 1), frame(1, 0, "b"), frame(0, -1), frame(1, 0), eos("a")):
                 transport.send(out, packet.to_wire())
             # b's first frame comes last: b's frames wait for it, a's do not.
@@ -145,8 +147,17 @@ def test_the_ordered_stage_puts_each_stations_frames_in_order_and_ends_at_every_
     assert [m.meta.seq for m in a[:3]] == [0, 1, 2] == [m.meta.seq for m in b[:3]]
     assert isinstance(a[3], EndOfStream) and isinstance(b[3], EndOfStream)
     assert out.index(a[3]) < out.index(b[0]), "station a waited for station b"
+    assert ctx.rejects.counts["unknown-type"] == 1
     # No score stage has said whether a sink takes video: pixels travel.
     assert [int(m.pixels[0, 0, 0]) for m in a[:3]] == [0, 1, 2]
+
+
+def _a_report() -> StageReport:
+    return StageReport("joints", 1, 0, 0, {}, {}, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _a_state() -> SessionState:
+    return SessionState("a.mp4", 0, 0, 3, -1, 0.0, 0.0, False, "", station="a")
 
 
 def _station(message) -> str:
@@ -179,6 +190,9 @@ def test_the_publisher_numbers_results_and_ends_with_state_and_eos(config, conte
     def joints():
         out, peer = graph.open_port(config, "joints", "joined")
         try:
+            # A state or a report on the frame socket used to crash the stage.
+            transport.send(out, _a_state().to_wire())
+            transport.send(out, _a_report().to_wire())
             for seq in range(3):
                 transport.send(out, frame(seq, seq - 1).to_wire())
             transport.send(out, eos("a").to_wire())
@@ -216,6 +230,7 @@ def test_the_publisher_numbers_results_and_ends_with_state_and_eos(config, conte
     assert (states["a"].frames, states["b"].frames) == (3, 1)
     assert (coaches["a"].seen, coaches["b"].seen) == (3, 1)  # a coach per station
     assert ctx.stats.frames_out == 4
+    assert ctx.rejects.counts["unknown-type"] == 2
 
 
 class Frames:

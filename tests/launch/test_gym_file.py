@@ -42,6 +42,7 @@ def test_stations_options_and_sinks(tmp_path):
         ('[[station]]\nsource = "x"\ncolour = 1\n', "station 1: unknown key(s) ['colour']"),
         ('workers = "2"\n[[station]]\nsource = "x"\n', "workers must be a int, got '2'"),
         ('workers = true\n[[station]]\nsource = "x"\n', "workers must be a int, got True"),
+        ('workers = -1\n[[station]]\nsource = "x"\n', "workers must be 0 to 64, got -1"),
         ('sinks = "console"\n[[station]]\nsource = "x"\n', "sinks must be a list of texts"),
         ('[[station]]\nname = "a"\nsource = "x"\n[[station]]\nname = "a"\nsource = "y"\n',
          "station 'a' is named twice"),

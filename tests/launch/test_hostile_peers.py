@@ -17,6 +17,7 @@ import zmq
 from repcoach.common.dispatch import DONE, EOS_KEY, HELLO, done
 from repcoach.common.landmarks import NUM_LANDMARKS
 from repcoach.common.messages import (
+    SCHEMA_VERSION,
     EndOfStream,
     FrameMeta,
     FramePacket,
@@ -90,7 +91,7 @@ def test_supervisor_survives_garbage_on_control_and_reports(pipeline, video, tmp
             StageReport(f"fake-{i}", 1, 0, 0, {}, {}, 0, 0, 0, 0, 0, 0).to_wire()
         )
     reports.send_multipart([b"\xc1garbage"])
-    reports.send_multipart([msgpack.packb({"v": 2, "type": []})])
+    reports.send_multipart([msgpack.packb({"v": SCHEMA_VERSION, "type": []})])
     status = pipeline.wait_for(
         lambda s: sum(s.get("supervisor", {}).get("rejected", {}).values()) >= 7,
         timeout=30,

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import read_jsonl
+from tests.conftest import read_jsonl, stage_report
 from tests.launch.test_stream_reconnect import MjpegCamera
 
 SQUATS = "synthetic:squat,people=2,reps=2,seed=4"
@@ -282,3 +282,21 @@ def test_a_file_stays_lossless_next_to_a_camera_that_drops_and_comes_back(
     stations = json.loads(summary.read_text())["stations"]
     assert (stations["clip"]["frames"], stations["clip"]["dropped"]) == (240, 0)
     assert stations["cam"]["frames"] == len(cam)
+
+
+def test_a_stage_restarted_after_one_station_ended_does_not_wait_for_it(pipeline, tmp_path):
+    events, summary = tmp_path / "events.jsonl", tmp_path / "s.json"
+    up = pipeline.start(
+        "up", "--source", "short=synthetic:squat,reps=1", "--source", "long=synthetic:squat,reps=4",
+        "--realtime", "--no-console", "--no-history", "--sink", f"jsonl:path={events}",
+        "--summary", str(summary), "--name", "restart",
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(r["type"] == "eos" and r["station"] == "short" for r in _records(events)):
+        assert up.poll() is None and time.monotonic() < deadline, "station short never ended"
+        time.sleep(0.1)
+    joints = stage_report(pipeline.status("restart"), "joints")["report"]["pid"]
+    os.kill(joints, signal.SIGKILL)  # it restarts, never to see short's end-of-stream again
+    assert up.wait(120) == 0, up.stderr.read()  # live: what it held is only stale frames
+    stations = json.loads(summary.read_text())["stations"]
+    assert stations["short"]["ended"] and stations["long"]["ended"]
