@@ -11,8 +11,11 @@ count, the exercise recognised (`auto`):
                 every 0.25 s; each process's peak RSS, added up
     frames/s    file mode: frames analysed (the summaries' `frames`) over the
                 wall time from start to the last exit
-    share       live mode: each source's analysed frames over the sources'
-                mean; the worst deviation is printed (goal: within 15%)
+    share       live mode: each source's analysed share of its own frames
+                (frames / (frames + dropped): the workers are shared by frame
+                rate, so a 24 fps clip gets fewer frames than a 30 fps one);
+                the worst deviation from the sources' mean share is printed
+                (goal: within 15%)
     p95 ms      live mode: capture-to-sink age (`age_ms` of the JSONL frame
                 records), p95 over every source
     reps        file mode: each source's reps and exercises in the one
@@ -102,7 +105,8 @@ class Outcome:
 
     wall_s: float = 0.0
     memory_mb: float = 0.0
-    frames: dict[str, int] = field(default_factory=dict)  # by source
+    frames: dict[str, int] = field(default_factory=dict)  # analysed, by source
+    offered: dict[str, int] = field(default_factory=dict)  # analysed + dropped
     reps: dict[str, list] = field(default_factory=dict)
     ages_ms: list[float] = field(default_factory=list)
     error: str | None = None
@@ -163,6 +167,7 @@ def run(groups: list[list[str]], folder: Path, tag: str, live: bool) -> Outcome:
         for station in make_stations(group):
             document = summary["stations"][station.name] if len(group) > 1 else summary
             outcome.frames[station.source] = document["frames"]
+            outcome.offered[station.source] = document["frames"] + document["dropped"]
             outcome.reps[station.source] = _reps(document)
         for line in (folder / f"{name}.jsonl").read_text().splitlines():
             record = json.loads(line)
@@ -205,10 +210,12 @@ def compare(sources: list[str], live: bool, folder: Path) -> tuple[list[str], bo
             lines.append(f"               separate: {theirs}")
     else:
         for label, outcome in (("one", one), ("separate", apart)):
-            mean = statistics.mean(outcome.frames.values())
-            worst = max(abs(f - mean) / mean for f in outcome.frames.values()) if mean else 0.0
+            shares = [outcome.frames[s] / max(outcome.offered[s], 1) for s in sources]
+            mean = statistics.mean(shares)
+            worst = max(abs(share - mean) / mean for share in shares) if mean else 0.0
+            analysed = [f"{outcome.frames[s]}/{outcome.offered[s]}" for s in sources]
             lines.append(
-                f"  {label:9s}    analysed {list(outcome.frames.values())}  worst share "
+                f"  {label:9s}    analysed {' '.join(analysed)}  worst share "
                 f"{worst:.0%} (goal <= {SHARE_GOAL:.0%})  p95 {_p95(outcome.ages_ms):.0f} ms"
                 f" (goal <= {P95_GOAL_MS:.0f} at 4)"
             )
