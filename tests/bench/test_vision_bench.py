@@ -67,3 +67,17 @@ def test_the_metrics_bench_prints_its_ratio():
     assert len(lines) == 1 and "x (goal <= 1.02x" in lines[0], result.stdout
     scrapes = int(lines[0].split(" scrapes")[0].rsplit(" ", 1)[1])
     assert scrapes >= 1  # the endpoint answered while the pipeline ran
+
+
+@pytest.mark.slow
+def test_the_multicam_bench_compares_one_pipeline_with_separate_ones():
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "multicam.py"), "--quick", "--sources", "2", "--modes=file"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "2 source(s), file:" in out and "ratio" in out, out
+    assert "reps         identical" in out, out  # a station counts as it does alone
