@@ -191,8 +191,8 @@ def _pipeline_policy(stations: tuple[Station, ...]) -> FlowPolicy:
     return FlowPolicy.LATEST
 
 
-# Sinks that show one station at a time (a floor view is yet to come).
-ONE_STATION_SINKS = ("web", "video", "voice")
+# Sinks that show or say one station's picture or counts at a time.
+ONE_STATION_SINKS = ("video", "voice")
 
 
 def _check_sinks_serve(sinks: list[Spec], stations: tuple[Station, ...], profile: str | None):
@@ -205,7 +205,7 @@ def _check_sinks_serve(sinks: list[Spec], stations: tuple[Station, ...], profile
         if station_of(spec, names) is None and spec.name in ONE_STATION_SINKS and len(names) > 1:
             raise UserError(
                 f"--sink {spec.name} shows one station: add station=NAME, one of "
-                f"{', '.join(names)} (console, jsonl, summary, webhook and history serve all)"
+                f"{', '.join(names)} (console, jsonl, summary, webhook, history and web serve all)"
             )
     if profile and len(names) > 1:
         raise UserError(

@@ -7,7 +7,9 @@ session's rep table, served over HTTP to any browser (no CDN, works offline).
 Endpoints: `/` the page, `/app.js` its script, `/stream.mjpg` the annotated
 frames as MJPEG, `/events` Server-Sent Events (`state` a few times a second,
 `reps` with new rep rows, `end`), `/state.json` the whole document
-(web_board.py), `/healthz`.
+(web_board.py), `/healthz`. With several stations, `/` is the floor (a tile
+per station, `/floor.js` polling `/floor.json`) and `/?station=NAME` a
+station's page; `state.json`, `events` and `stream.mjpg` take `station=`.
 
 The sink thread only stores references (the newest frame, the numbers), so a
 slow browser never slows the pipeline: one encoder thread draws and JPEG-encodes
@@ -42,6 +44,7 @@ import selectors
 import socket
 import threading
 import time
+import urllib.parse
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +52,7 @@ from typing import Any
 
 import cv2
 
+from repcoach.common.config import MAX_STATIONS
 from repcoach.common.errors import UserError
 from repcoach.common.messages import EndOfStream, FramePacket, SessionState
 from repcoach.common.runner import TOPIC_RESULT, TOPIC_VIDEO
@@ -470,18 +474,27 @@ class DashboardHandler(BaseHTTPRequestHandler):
             if not self.server.host_allowed(self.headers.get("Host")):
                 self._send(421, "text/plain; charset=utf-8", b"misdirected request: unknown Host\n")
                 return
+            station = _station_asked(self.path)
+            view = sink.view(station)
             if path in ("/", "/index.html"):
-                self._send(200, "text/html; charset=utf-8", sink.page)
+                floor = station is None and len(sink.views) > 1
+                self._send(200, "text/html; charset=utf-8", sink.floor_page if floor else sink.page)
             elif path == "/app.js":
                 self._send(200, "text/javascript; charset=utf-8", sink.script)
-            elif path == "/state.json":
-                self._send(200, "application/json", json.dumps(sink.document()).encode())
+            elif path == "/floor.js":
+                self._send(200, "text/javascript; charset=utf-8", sink.floor_script)
+            elif path == "/floor.json":
+                self._send(200, "application/json", json.dumps(sink.floor()).encode())
             elif path == "/healthz":
                 self._send(200, "text/plain; charset=utf-8", b"ok\n")
+            elif view is None and path in ("/state.json", "/stream.mjpg", "/events"):
+                self._send(404, "text/plain; charset=utf-8", b"no such station\n")
+            elif path == "/state.json":
+                self._send(200, "application/json", json.dumps(sink.document(view)).encode())
             elif path == "/stream.mjpg":
-                self._streaming(self._stream_frames, sink)
+                self._streaming(self._stream_frames, sink, view)
             elif path == "/events":
-                self._streaming(self._stream_events, sink)
+                self._streaming(self._stream_events, sink, view)
             else:
                 self._send(404, "text/plain; charset=utf-8", b"not found\n")
         except (ConnectionError, TimeoutError):
@@ -516,17 +529,17 @@ class DashboardHandler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             return True
 
-    def _streaming(self, stream, sink: WebSink) -> None:
+    def _streaming(self, stream, sink: WebSink, view: StationView) -> None:
         with self.server.streams_lock:
             self.server.streams += 1
         try:
-            stream(sink)
+            stream(sink, view)
         finally:
             with self.server.streams_lock:
                 self.server.streams -= 1
 
-    def _stream_frames(self, sink: WebSink) -> None:
-        hub = sink.hub
+    def _stream_frames(self, sink: WebSink, view: StationView) -> None:
+        hub = view.hub
         self._headers(200, f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.end_headers()
         hub.watch()
@@ -547,8 +560,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
         finally:
             hub.unwatch()
 
-    def _stream_events(self, sink: WebSink) -> None:
-        board = sink.board
+    def _stream_events(self, sink: WebSink, view: StationView) -> None:
+        board = view.board
         self._headers(200, "text/event-stream; charset=utf-8")
         self.end_headers()
         self.wfile.write(b"retry: 2000\n\n")
@@ -559,7 +572,7 @@ class DashboardHandler(BaseHTTPRequestHandler):
                 version = board.version
                 new_rows = board.rows_since(rows)
                 rows += len(new_rows)
-                message = _event("state", sink.live())
+                message = _event("state", sink.live(view))
                 if new_rows:
                     message += _event("reps", new_rows)
                 self.wfile.write(message)
@@ -577,6 +590,13 @@ class DashboardHandler(BaseHTTPRequestHandler):
                 return
             time.sleep(SSE_INTERVAL_S)
             board.wait_newer(version, timeout=1.0)
+
+
+def _station_asked(target: str) -> str | None:
+    """The `station=NAME` of a request's query, if any."""
+    query = urllib.parse.urlsplit(target).query
+    values = urllib.parse.parse_qs(query).get("station")
+    return values[0] if values else None
 
 
 def _event(name: str, data: Any) -> bytes:
@@ -618,7 +638,22 @@ def url_for(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+class StationView:
+    """What the dashboard shows of one station: its numbers and rep table,
+    and its annotated picture (each with the overlay's per-track state)."""
+
+    def __init__(self, name: str, options: WebOptions):
+        self.name = name
+        self.board = Scoreboard()
+        self.hub = FrameHub(Overlay(blur_faces=options.blur_faces).draw, options.fps)
+
+
 class WebSink:
+    """The dashboard of one station, or of the floor: with several stations
+    `/` is a tile per station (`/floor.json`, polled), and `/?station=NAME`
+    that station's own page; `state.json`, `events` and `stream.mjpg` take
+    the same `station=` (without it: the first station)."""
+
     # `vid` packets (with pixels) feed the picture; `res` packets (the same
     # results without pixels, numbered so missed ones are counted) feed the
     # numbers and the rep table, so every event is read exactly once.
@@ -628,11 +663,14 @@ class WebSink:
         self.options = options
         self.page = _static("web_page.html")
         self.script = _static("web_page.js")
-        self.board = Scoreboard()
+        self.floor_page = _static("web_floor.html")
+        self.floor_script = _static("web_floor.js")
+        self.views: dict[str, StationView] = {}  # by station, in the order they appeared
+        self._early: StationView | None = None  # asked for before any station appeared
+        self._views_lock = threading.Lock()
         self.server = bind(options.host, options.port, self, options)
         self.port = self.server.server_address[1]
         self.url = url_for(options.host, self.port)
-        self.hub = FrameHub(Overlay(blur_faces=options.blur_faces).draw, options.fps)
         self._serving = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.25}, daemon=True
         )
@@ -646,30 +684,68 @@ class WebSink:
                 "" if options.blur_faces else " (faces are not blurred; see --blur-faces)",
             )
 
-    def live(self) -> dict[str, Any]:
+    def view(self, station: str | None) -> StationView | None:
+        """`station`'s view, None if there is no such station. Without a
+        station: the first station's, or (before any has been heard of) one
+        the first station to appear takes over, so a browser that came early
+        sees it."""
+        with self._views_lock:
+            if station is not None:
+                return self.views.get(station)
+            first = next(iter(self.views.values()), None)
+            if first is None:
+                if self._early is None:
+                    self._early = StationView("", self.options)
+                first = self._early
+            return first
+
+    def _view_of(self, station: str) -> StationView | None:
+        """The sink thread: `station`'s view, made on first sight (bounded)."""
+        view = self.views.get(station)
+        if view is None and len(self.views) < MAX_STATIONS:
+            with self._views_lock:
+                view, self._early = self._early or StationView(station, self.options), None
+                view.name = station
+                self.views[station] = view
+        return view
+
+    def live(self, view: StationView) -> dict[str, Any]:
         return {
-            **self.board.live(),
-            "stream": {**self.hub.stats(), "fps_cap": self.options.fps},
+            **view.board.live(),
+            "station": view.name,
+            "stations": list(self.views),
+            "stream": {**view.hub.stats(), "fps_cap": self.options.fps},
             "connections": self.server.stats(),
             "privacy": {"blur_faces": self.options.blur_faces},
         }
 
-    def document(self) -> dict[str, Any]:
-        return {**self.live(), "reps": self.board.rows_since(0)}
+    def document(self, view: StationView) -> dict[str, Any]:
+        return {**self.live(view), "reps": view.board.rows_since(0)}
+
+    def floor(self) -> dict[str, Any]:
+        """Every station's numbers, for the floor page's tiles."""
+        with self._views_lock:
+            views = list(self.views.values())
+        return {"stations": [{"station": v.name, **v.board.live()} for v in views]}
 
     # --- the Sink protocol (the sink loop's thread: nothing here waits)
 
     def on_state(self, state: SessionState) -> None:
-        self.board.on_state(state)
+        if (view := self._view_of(state.station)) is not None:
+            view.board.on_state(state)
 
     def on_result(self, packet: FramePacket) -> None:
+        view = self._view_of(packet.meta.station)
+        if view is None:
+            return
         if packet.pixels is not None:
-            self.hub.offer(packet)
+            view.hub.offer(packet)
         else:
-            self.board.on_result(packet)
+            view.board.on_result(packet)
 
     def on_eos(self, eos: EndOfStream) -> None:
-        self.board.on_eos(eos)
+        if (view := self._view_of(eos.station)) is not None:
+            view.board.on_eos(eos)
 
     def tick(self) -> None:
         pass
@@ -677,32 +753,37 @@ class WebSink:
     def drops(self) -> dict[str, int]:
         """Shown by `pipeline status`: frames never encoded because a newer
         one came first, and JPEGs viewers were too slow to take."""
-        stats, server = self.hub.stats(), self.server.stats()
+        hubs = [view.hub.stats() for view in list(self.views.values())]
+        server = self.server.stats()
         return {
-            "superseded": stats["dropped"],
-            "slow-viewer": stats["viewer_skipped"],
+            "superseded": sum(h["dropped"] for h in hubs),
+            "slow-viewer": sum(h["viewer_skipped"] for h in hubs),
             "refused-busy": server["refused"],
             "cut-slow-client": server["cut_slow"],
         }
 
     def close(self, missed: int) -> None:
-        self.board.close(missed)
-        self.hub.close()
+        views = [*self.views.values(), *([self._early] if self._early else [])]
+        for view in views:
+            view.board.close(missed)
+            view.hub.close()
         deadline = time.monotonic() + CLOSE_GRACE_S
         while self.server.streams and time.monotonic() < deadline:
             time.sleep(0.05)
         self.server.shutdown()
         self.server.server_close()
-        stats = self.hub.stats()
-        log.info(
-            "web dashboard: %d of %d frames encoded, %d dropped (a newer frame came first), "
-            "%d skipped by slow viewers; %d results missed",
-            stats["encoded"],
-            stats["frames_in"],
-            stats["dropped"],
-            stats["viewer_skipped"],
-            missed,
-        )
+        for view in views:
+            stats = view.hub.stats()
+            log.info(
+                "web dashboard, %s: %d of %d frames encoded, %d dropped (a newer frame came "
+                "first), %d skipped by slow viewers; %d results missed",
+                view.name or "the station",
+                stats["encoded"],
+                stats["frames_in"],
+                stats["dropped"],
+                stats["viewer_skipped"],
+                missed,
+            )
 
 
 def from_spec(spec: Spec, build: bool) -> WebSink | None:

@@ -3,6 +3,15 @@
 "use strict";
 
 const byId = (id) => document.getElementById(id);
+// A floor dashboard's station page: `/?station=NAME` asks for that station's data.
+const station = new URLSearchParams(location.search).get("station");
+
+function scoped(path, extra) {
+  const query = new URLSearchParams(extra || {});
+  if (station) query.set("station", station);
+  const text = query.toString();
+  return text ? `${path}?${text}` : path;
+}
 const cards = new Map(); // person id -> card element
 const shownRows = new Set(); // event ids already in the table (reconnects resend)
 let ended = false;
@@ -72,7 +81,8 @@ function showPerson(person) {
 
 function showState(state) {
   const s = state.session;
-  const parts = [s.source || "waiting for the pipeline", `${s.frames} frames`, `${number(s.duration_s, 1)} s`];
+  const where = state.stations && state.stations.length > 1 ? `${state.station}: ` : "";
+  const parts = [where + (s.source || "waiting for the pipeline"), `${s.frames} frames`, `${number(s.duration_s, 1)} s`];
   if (s.dropped) parts.push(`${s.dropped} dropped`);
   byId("session").textContent = parts.join(" · ");
   const present = new Set();
@@ -136,7 +146,7 @@ function finish() {
 }
 
 function follow() {
-  events = new EventSource("/events");
+  events = new EventSource(scoped("/events"));
   events.addEventListener("open", () => { if (!ended) setStatus("live", "live"); });
   events.addEventListener("state", (e) => showState(JSON.parse(e.data)));
   events.addEventListener("reps", (e) => addRows(JSON.parse(e.data)));
@@ -153,8 +163,8 @@ video.addEventListener("error", () => {
   if (ended) return;
   byId("stream-note").hidden = false;
   byId("stream-note").textContent = "video unavailable, retrying…";
-  setTimeout(() => { video.src = `/stream.mjpg?t=${Date.now()}`; }, 2000);
+  setTimeout(() => { video.src = scoped("/stream.mjpg", { t: Date.now() }); }, 2000);
 });
-window.addEventListener("load", () => { video.src = "/stream.mjpg"; });
+window.addEventListener("load", () => { video.src = scoped("/stream.mjpg"); });
 
 follow();

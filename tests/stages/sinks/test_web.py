@@ -276,7 +276,7 @@ def test_state_json_events_and_mjpeg_over_http(live):
     page = fetch(live.url).decode()
     assert '<img id="stream"' in page and '<script src="/app.js">' in page
     script = fetch(live.url + "app.js")
-    assert b'"/stream.mjpg"' in script and b'EventSource("/events")' in script
+    assert b'scoped("/stream.mjpg")' in script and b'EventSource(scoped("/events"))' in script
     with pytest.raises(urllib.error.HTTPError) as missing:
         fetch(live.url + "nothing-here")
     assert missing.value.code == 404
@@ -432,7 +432,7 @@ def test_a_stalled_viewer_costs_the_sink_thread_nothing():
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        wait_until(lambda: sink.hub.stats()["viewers"] == 2, 10, "two viewers")
+        wait_until(lambda: sink.view(None).hub.stats()["viewers"] == 2, 10, "two viewers")
         slowest = 0.0
         for seq in range(600):
             packet = _packet(seq, noise[seq % 4])
@@ -442,7 +442,7 @@ def test_a_stalled_viewer_costs_the_sink_thread_nothing():
             slowest = max(slowest, time.perf_counter() - started)
             time.sleep(0.002)
         watcher.join(30)
-        stats = sink.hub.stats()
+        stats = sink.view(None).hub.stats()
         drops = sink.drops()
     finally:
         stalled.close()
@@ -509,3 +509,61 @@ def test_scoreboard_started_mid_session_says_how_many_reps_it_has_no_rows_for():
     session = board.live()["session"]
     assert session["joined_late"] is True and session["reps_before_join"] == 5
     assert board.live()["people"][0]["reps"] == 4 and board.rows_since(0) == []
+
+
+@pytest.mark.slow
+def test_the_floor_shows_a_tile_per_station_and_their_counts_rise(pipeline, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = free_port()
+    process = pipeline.start(
+        "up", "--source", "rack1=synthetic:squat,reps=4",
+        "--source", "rack2=synthetic:lunge,reps=4", "--realtime", "--loop", "--no-console",
+        "--no-history", "--sink", f"web:port={port},fps=10", "--name", "floor",
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    wait_until(lambda: len(fetch_json(url + "floor.json")["stations"]) == 2, 120, "2 stations",
+               process)  # fmt: skip
+    driver = chrome()
+    try:
+        driver.get(url)
+        assert driver.title == "repcoach floor"
+        tiles = WebDriverWait(driver, 60, poll_frequency=0.5).until(
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, ".tile")) == 2
+                and d.find_elements(By.CSS_SELECTOR, ".tile")
+            ),
+            "no tile per station",
+        )
+        assert [t.get_attribute("data-station") for t in tiles] == ["rack1", "rack2"]
+
+        def reps(station: str) -> int:
+            tile = driver.find_element(By.CSS_SELECTOR, f".tile[data-station='{station}']")
+            counts = [e.text for e in tile.find_elements(By.CSS_SELECTOR, ".reps")]
+            return max((int(c) for c in counts if c.isdigit()), default=0)
+
+        WebDriverWait(driver, 120, poll_frequency=0.5).until(
+            lambda d: reps("rack1") >= 1 and reps("rack2") >= 1, "no reps on both tiles"
+        )
+        exercises = {
+            t.get_attribute("data-station"): t.find_element(By.CSS_SELECTOR, ".what").text
+            for t in driver.find_elements(By.CSS_SELECTOR, ".tile")
+        }
+        assert exercises == {"rack1": "squat", "rack2": "lunge"}
+        # Each tile's picture is that station's stream, and its page is its own.
+        with urllib.request.urlopen(url + "stream.mjpg?station=rack2", timeout=30) as response:
+            assert read_jpegs(response, 1)[0].shape[:2] == (480, 640)
+        assert fetch_json(url + "state.json?station=rack2")["station"] == "rack2"
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            fetch(url + "state.json?station=nowhere")
+        driver.get(url + "?station=rack2")
+        assert driver.title == "repcoach live"
+        WebDriverWait(driver, 60, poll_frequency=0.5).until(
+            lambda d: d.find_element(By.ID, "session").text.startswith("rack2: "),
+            "the station page does not name its station",
+        )
+    finally:
+        driver.quit()
+        process.terminate()
+        process.wait(60)
