@@ -749,8 +749,8 @@ class StageReport:
     `latency_counts`: frames processed per `LATENCY_BUCKETS_S` bucket (and one
     past the last), `latency_sum_s` their total time; `age_counts` and
     `age_sum_s` the same for capture-to-here age (sinks: end to end). Empty
-    where a stage measures none. `events`: feedback events published so far
-    by "kind:severity" (the score stage); `people`: people in view now."""
+    where a stage measures none. `stations`: the score stage's figures for
+    each station (frames, people, feedback events, ...)."""
 
     stage: str
     pid: int
@@ -768,8 +768,6 @@ class StageReport:
     latency_sum_s: float = 0.0
     age_counts: tuple[int, ...] = ()
     age_sum_s: float = 0.0
-    events: dict[str, int] = field(default_factory=dict)
-    people: int = 0
     stations: dict[str, StationReport] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -795,14 +793,12 @@ class StageReport:
             "peak_rss_mb": float,
             "latency_sum_s": float,
             "age_sum_s": float,
-            "people": int,
         }
         fields = {k: _field(d, k, t, "report") for k, t in kinds.items()}
         if not 0 < len(fields["stage"]) <= MAX_NAME_CHARS:
             raise MessageError("malformed", f"report.stage {short(fields['stage'])}")
         fields["dropped"] = _counters(d, "dropped", "report")
         fields["rejected"] = _counters(d, "rejected", "report")
-        fields["events"] = _counters(d, "events", "report")
         fields["latency_counts"] = _bucket_counts(d, "latency_counts")
         fields["age_counts"] = _bucket_counts(d, "age_counts")
         fields["stations"] = _station_reports(d)

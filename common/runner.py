@@ -288,12 +288,7 @@ class OrderedStage:
             for _ in range(64 if self.any_live else 1):
                 message = _frame_or_end(transport.receive(self.inbox, ctx.rejects), ctx)
                 if message is not None:
-                    line = self.lines.get(_station_of(message))
-                    if line is None:
-                        station = short(_station_of(message))
-                        ctx.rejects.reject(MessageError("unknown-station", f"station {station}"))
-                    else:
-                        released[_station_of(message)] += line.reorder.push(message)
+                    self._push(message, released)
                 if not self.inbox.poll(0):
                     break
         for name, line in self.lines.items():
@@ -305,6 +300,15 @@ class OrderedStage:
             if not self._run(self.lines[name], items):
                 return True
         return all(line.ended for line in self.lines.values())
+
+    def _push(self, message: FramePacket | EndOfStream, released: dict[str, list]) -> None:
+        """Into its station's re-order buffer; what that releases joins `released`."""
+        station = _station_of(message)
+        line = self.lines.get(station)
+        if line is None:
+            self.ctx.rejects.reject(MessageError("unknown-station", f"station {short(station)}"))
+        else:
+            released[station] += line.reorder.push(message)
 
     def _count(self) -> None:
         stats, orders = self.ctx.stats, [line.reorder for line in self.lines.values()]
@@ -512,9 +516,8 @@ class Publisher:
             ctx.stats.received()
             started = time.perf_counter()
             result = logic.process(message)
-            _own_drops([s.logic for s in self.stations.values()], ctx)
             station.counters.count(result)
-            station.stats.scored(_age_s(result), _count_events(result, ctx))
+            station.stats.scored(_age_s(result), _event_names(result))
             self.publish_result(result)
             if result.pixels is not None:
                 self.publish([TOPIC_VIDEO, *result.to_wire()], topic=TOPIC_VIDEO)
@@ -522,10 +525,11 @@ class Publisher:
             return False
         final = logic.end(message)
         if final is not None and final.events:
-            station.stats.events.update(_count_events(final, ctx))
+            station.stats.events.update(_event_names(final))
             self.publish_result(final)
         station.counters.end(message)
         self._publish_state(station)
+        _own_drops([s.logic for s in self.stations.values()], ctx)
         self.publish([TOPIC_EOS, *message.to_wire()])
         log.info(
             "%s: end of stream (%s): %d frames published",
@@ -551,7 +555,9 @@ class Publisher:
             self.last_state = time.monotonic()
             for station in self.stations.values():
                 self._publish_state(station)
-            self.ctx.stats.people = sum(s.stats.people for s in self.stations.values())
+            # What the coaches refused on their side (people beyond a table),
+            # read with the states rather than per frame.
+            _own_drops([s.logic for s in self.stations.values()], self.ctx)
 
     def _publish_state(self, station: _StationSession) -> None:
         state = station.state()
@@ -564,11 +570,9 @@ class Publisher:
         transport.close_linger(self.tap, transport.OUTPUT_LINGER_MS)
 
 
-def _count_events(packet: FramePacket, ctx: StageContext) -> list[str]:
-    """Counts the packet's events by "kind:severity"; returns those names."""
-    names = [f"{event.kind}:{event.severity}" for event in packet.events]
-    ctx.stats.events.update(names)
-    return names
+def _event_names(packet: FramePacket) -> list[str]:
+    """The packet's events by "kind:severity" (what the reports count)."""
+    return [f"{event.kind}:{event.severity}" for event in packet.events]
 
 
 def _subscription(parts: list, ctx: StageContext) -> tuple[bytes, int] | None:

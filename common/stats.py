@@ -84,7 +84,7 @@ class StationStats:
 
 class StageStats:
     """Frames in/out, drops by reason, processing latency and output rate;
-    at the score stage, events published and people in view."""
+    at the score stage, each station's figures (`StationStats`)."""
 
     def __init__(self, stage: str, window: int = 300):
         self.stage = stage
@@ -92,8 +92,6 @@ class StageStats:
         self.frames_out = 0
         self.dropped: Counter[str] = Counter()
         self.queue_depth = 0
-        self.events: Counter[str] = Counter()  # "kind:severity"
-        self.people = 0
         self.stations: dict[str, StationStats] = {}  # the score stage's, by station
         self._latencies_ms: deque[float] = deque(maxlen=window)
         self._out_times: deque[float] = deque(maxlen=window)
@@ -141,7 +139,5 @@ class StageStats:
             latency_sum_s=self._latency.sum_s,
             age_counts=self._age.wire(),
             age_sum_s=self._age.sum_s,
-            events=dict(self.events),
-            people=self.people,
             stations={name: station.report() for name, station in self.stations.items()},
         )
