@@ -86,8 +86,11 @@ def private_dir(
 
 def check_name(name: str) -> str:
     """A pipeline's name: it names folders, sockets and service units."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
-        raise UserError(f"pipeline name {name!r}: use letters, digits, '.', '_' or '-'")
+    # Not starting with '.': "." and ".." would name the run root or its parent.
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}", name):
+        raise UserError(
+            f"pipeline name {name!r}: use letters, digits, '.', '_' or '-', not starting with '.'"
+        )
     return name
 
 

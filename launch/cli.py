@@ -79,7 +79,10 @@ HistoryOption = Annotated[
     ),
 ]
 NameOption = Annotated[
-    str, typer.Option("--name", envvar="REPCOACH_NAME", help="Pipeline name (one per camera).")
+    str,
+    typer.Option(
+        "--name", envvar="REPCOACH_NAME", help="Pipeline name (picks its run folder and socket)."
+    ),
 ]
 ConnectOption = Annotated[
     str | None,
@@ -197,7 +200,7 @@ ONE_STATION_SINKS = ("video", "voice")
 
 def _check_sinks_serve(sinks: list[Spec], stations: tuple[Station, ...], profile: str | None):
     """Every sink's `station=` names a station; with several stations a sink
-    that shows one (video, voice, web) says which."""
+    that shows or says one station's (video, voice) says which."""
     from repcoach.stages.sinks import station_of
 
     names = tuple(s.name for s in stations)
@@ -473,7 +476,7 @@ def _station_sink(text: str, station: str | None) -> Spec:
     if station is None:
         return spec
     if STATION_OPTION in spec.options:
-        raise UserError(f"station {station}: its sinks serve it alone; drop station= from {text!r}")
+        raise UserError(f"station {station}: its {spec.name} sink serves it alone; drop station=")
     return Spec(spec.name, {**spec.options, STATION_OPTION: station})
 
 

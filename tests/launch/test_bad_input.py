@@ -13,6 +13,7 @@ import pytest
         (["up", "--source", "camera7"], "camera7 does not exist"),
         (["up", "--source", "{video}", "--source", "b.mp4"], "video file b.mp4 does not exist"),
         (["up", "--source", "{video}", "--workers", "0"], "--workers"),
+        (["up", "--source", "{video}", "--name", ".."], "pipeline name '..': use letters"),
         (["up", "--source", "{video}", "--bogus"], "No such option: --bogus"),
         (["up", "--source", "{video}", "--exercise", "yoga"], "--exercise 'yoga' is not known"),
         (["up", "--source", "{video}", "--segmenter", "magic"], "unknown segmenter 'magic'"),
