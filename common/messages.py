@@ -712,7 +712,8 @@ LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 
 class StationReport:
     """One station's figures, as the score stage reports them: frames
     analysed and lost upstream, the analysed rate, capture-to-score age
-    (p95), people in view, and feedback events by "kind:severity"."""
+    (p95, and per `LATENCY_BUCKETS_S` bucket with its sum, as in
+    `StageReport`), people in view, and feedback events by "kind:severity"."""
 
     frames: int
     dropped: int
@@ -720,6 +721,8 @@ class StationReport:
     age_ms_p95: float
     people: int
     events: dict[str, int] = field(default_factory=dict)
+    age_counts: tuple[int, ...] = ()
+    age_sum_s: float = 0.0
 
     def to_wire(self) -> dict:
         return dataclasses.asdict(self)
@@ -728,9 +731,18 @@ class StationReport:
     def from_wire(cls, d: Any) -> StationReport:
         if not isinstance(d, dict):
             raise MessageError("malformed", "station report is not a map")
-        kinds = {"frames": int, "dropped": int, "fps": float, "age_ms_p95": float, "people": int}
-        fields = {k: _field(d, k, t, "station report") for k, t in kinds.items()}
-        return cls(**fields, events=_counters(d, "events", "station report"))
+        where = "station report"
+        kinds = {
+            "frames": int,
+            "dropped": int,
+            "fps": float,
+            "age_ms_p95": float,
+            "people": int,
+            "age_sum_s": float,
+        }
+        fields = {k: _field(d, k, t, where) for k, t in kinds.items()}
+        fields["age_counts"] = _bucket_counts(d, "age_counts", where)
+        return cls(**fields, events=_counters(d, "events", where))
 
 
 def _station_reports(d: dict) -> dict[str, StationReport]:
@@ -805,13 +817,13 @@ class StageReport:
         return cls(**fields)
 
 
-def _bucket_counts(d: dict, key: str) -> tuple[int, ...]:
+def _bucket_counts(d: dict, key: str, where: str = "report") -> tuple[int, ...]:
     """A histogram's counts: none, or one per `LATENCY_BUCKETS_S` bucket and one more."""
-    value = _field(d, key, (list, tuple), "report")
+    value = _field(d, key, (list, tuple), where)
     if len(value) not in (0, len(LATENCY_BUCKETS_S) + 1) or not all(
         isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in value
     ):
-        raise MessageError("malformed", f"report.{key} must be histogram counts")
+        raise MessageError("malformed", f"{where}.{key} must be histogram counts")
     return tuple(value)
 
 

@@ -63,11 +63,13 @@ class StationStats:
         self.events: Counter[str] = Counter()
         self._times: deque[float] = deque(maxlen=window)
         self._ages_ms: deque[float] = deque(maxlen=window)
+        self._age = Histogram()
 
     def scored(self, age_s: float, events: list[str]) -> None:
         self.frames += 1
         self._times.append(time.monotonic())
         self._ages_ms.append(age_s * 1000.0)
+        self._age.observe(age_s)
         self.events.update(events)
 
     def report(self) -> StationReport:
@@ -79,6 +81,8 @@ class StationStats:
             age_ms_p95=round(float(np.percentile(ages, 95)), 1),
             people=self.people,
             events=dict(self.events),
+            age_counts=self._age.wire(),
+            age_sum_s=self._age.sum_s,
         )
 
 

@@ -112,6 +112,11 @@ class PipelineCollector(Collector):
             "Frames of a station's source lost before analysis (live: stale).",
             labels=per_station,
         )
+        station_age = HistogramMetricFamily(
+            "repcoach_station_frame_age_seconds",
+            "Time from capture to scoring, per station.",
+            labels=per_station,
+        )
         for row in rows:
             stage_labels = [pipeline, row["stage"]]
             restarts.add_metric(stage_labels, row["restarts"])
@@ -134,13 +139,14 @@ class PipelineCollector(Collector):
                 people.add_metric(station_labels, figures["people"])
                 analysed.add_metric(station_labels, figures["frames"])
                 lost.add_metric(station_labels, figures["dropped"])
+                _histogram(station_age, station_labels, figures["age_counts"], figures["age_sum_s"])
                 for name, count in figures["events"].items():
                     kind, _, severity = name.partition(":")
                     events.add_metric([*station_labels, kind, severity], count)
         for kind, count in snapshot.status["supervisor"]["rejected"].items():
             rejected.add_metric([pipeline, "supervisor", kind], count)
         yield from (frames_in, frames_out, dropped, rejected, restarts, up, queue, memory)
-        yield from (processing, age, events, people, analysed, lost)
+        yield from (processing, age, events, people, analysed, lost, station_age)
 
 
 def _histogram(family: HistogramMetricFamily, labels: list[str], counts, sum_s: float) -> None:

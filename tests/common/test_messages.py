@@ -108,7 +108,11 @@ def test_full_mask_pastes_the_crop_back_in_place():
             120.0,
             latency_counts=(0, 4, 1, *[0] * 10),
             latency_sum_s=0.009,
-            stations={"rack1": StationReport(5, 1, 29.5, 41.0, 2, {"rep:info": 2})},
+            stations={
+                "rack1": StationReport(
+                    5, 1, 29.5, 41.0, 2, {"rep:info": 2}, (0, 0, 0, 0, 2, 3, *[0] * 7), 0.2
+                )
+            },
         ),  # fmt: skip
     ],
 )

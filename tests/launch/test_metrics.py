@@ -82,6 +82,7 @@ def test_metrics_health_and_readiness_of_a_running_pipeline(pipeline, tmp_path):
     assert page[("repcoach_people_in_view", station)] == 1.0
     analysed = page[("repcoach_station_frames_total", station)]
     assert 0 < analysed <= page[("repcoach_stage_frames_out_total", score)]
+    assert page[("repcoach_station_frame_age_seconds_count", station)] == analysed
     assert page[("repcoach_stage_processing_seconds_count", score)] > 0
     sink = frozenset({"pipeline": "floor", "stage": "sink-summary"}.items())
     assert page[("repcoach_frame_age_seconds_count", sink)] > 0  # capture to sink
