@@ -266,7 +266,8 @@ class StationFeed:
 
 class Dispatcher:
     """Hands frames of every station to segment workers that have credit:
-    each station's frames in capture order, the stations in turn."""
+    each station's frames in capture order, the stations by their fair
+    share (`FairShare`)."""
 
     def __init__(self, ctx: StageContext, sources: list, stop_grace_s: float = 15.0):
         self.ctx = ctx
