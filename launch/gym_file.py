@@ -39,6 +39,8 @@ from repcoach.common.errors import UserError
 MAX_WORKERS = 64  # as --workers
 _TOP = {"name": str, "workers": int, "exercise": str, "realtime": bool, "summary": str}
 _STATION = {"name": str, "source": str, "exercise": str}
+# Keys read apart from the plain ones above (lists, checked where they are read).
+_TOP_LISTS, _STATION_LISTS = {"sinks", "station"}, {"sinks"}
 
 
 @dataclass(frozen=True)
@@ -53,17 +55,18 @@ class GymFile:
     """(`--sink` text, the station it serves alone or None for all)."""
 
 
-def _checked(table: dict, kinds: dict[str, type], where: str) -> dict:
-    """`table`'s known keys, each of its type; UserError for any other key."""
-    unknown = set(table) - set(kinds) - {"sinks", "station"}
+def _checked(table: dict, kinds: dict[str, type], lists: set[str], where: str) -> None:
+    """`table`'s plain keys are each of their type; UserError for a key
+    neither in `kinds` nor in `lists`."""
+    unknown = set(table) - set(kinds) - lists
     if unknown:
-        raise UserError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(kinds)}")
+        valid = sorted({*kinds, *lists})
+        raise UserError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {valid}")
     for key, kind in kinds.items():
         if key in table and not (
             isinstance(table[key], kind) and not (kind is int and isinstance(table[key], bool))
         ):
             raise UserError(f"{where}: {key} must be a {kind.__name__}, got {table[key]!r}")
-    return table
 
 
 def _sinks(table: dict, where: str) -> list[str]:
@@ -82,14 +85,14 @@ def read_gym_file(path: Path) -> GymFile:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"--config {path} is not valid TOML: {error}") from None
     where = f"--config {path}"
-    _checked(data, _TOP, where)
+    _checked(data, _TOP, _TOP_LISTS, where)
     if not 0 <= data.get("workers", 1) <= MAX_WORKERS:
         raise UserError(f"{where}: workers must be 0 to {MAX_WORKERS}, got {data['workers']}")
     tables = data.get("station", [])
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise UserError(f'{where}: give each station as [[station]] with source = "..."')
     for number, table in enumerate(tables, 1):
-        _checked(table, _STATION, f"{where}, station {number}")
+        _checked(table, _STATION, _STATION_LISTS, f"{where}, station {number}")
         if "source" not in table:
             raise UserError(f'{where}, station {number}: needs source = "cameraN, a file or a URL"')
     named = name_stations([(t.get("name"), t["source"]) for t in tables])

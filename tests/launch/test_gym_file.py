@@ -40,6 +40,7 @@ def test_stations_options_and_sinks(tmp_path):
         ("workers = 2\n", "give each station as [[station]]"),
         ('[[station]]\nname = "a"\n', 'station 1: needs source = "cameraN, a file or a URL"'),
         ('[[station]]\nsource = "x"\ncolour = 1\n', "station 1: unknown key(s) ['colour']"),
+        ('[[station]]\nsource = "x"\nstation = 1\n', "station 1: unknown key(s) ['station']"),
         ('workers = "2"\n[[station]]\nsource = "x"\n', "workers must be a int, got '2'"),
         ('workers = true\n[[station]]\nsource = "x"\n', "workers must be a int, got True"),
         ('workers = -1\n[[station]]\nsource = "x"\n', "workers must be 0 to 64, got -1"),
