@@ -63,10 +63,10 @@ class ConsoleSink:
 
     def on_result(self, packet: FramePacket) -> None:
         station = packet.meta.station
-        present = self.states.get(station)
+        if station not in self.states:
+            return  # cues only for stations in the table (bounded)
         for event in packet.events:
-            if present is not None:
-                self.cues[station, event.track_id] = event.text
+            self.cues[station, event.track_id] = event.text
 
     def on_eos(self, eos: EndOfStream) -> None:
         self._draw(force=True)
