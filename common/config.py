@@ -7,7 +7,7 @@ import json
 import re
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
@@ -42,10 +42,14 @@ class Station:
     """The exercise done here ('' = the pipeline's `exercise`)."""
     policy: FlowPolicy = FlowPolicy.LOSSLESS
     """How this station's frames flow: a file's every frame, or a camera's newest."""
+    removed: bool = False
+    """Taken out of the running pipeline (`pipeline source remove`). A run's
+    stations are only ever added to, so a stage that learns of a station late
+    still finds what it was."""
 
 
-# Stations one pipeline serves at most; also what any per-station table a
-# peer's messages can grow is bounded by.
+# Stations one pipeline serves at most over its run (removed ones count);
+# also what any per-station table a peer's messages can grow is bounded by.
 MAX_STATIONS = 64
 STATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 
@@ -162,16 +166,53 @@ class PipelineConfig:
     def endpoints(self) -> Topology:
         return Topology.from_dict(self.topology)
 
+    def station(self, name: str) -> Station | None:
+        return next((s for s in self.stations if s.name == name), None)
+
     def policy_of(self, station: str) -> FlowPolicy:
         """The flow policy of `station`'s frames (the pipeline's for an unknown one)."""
-        for candidate in self.stations:
-            if candidate.name == station:
-                return candidate.policy
-        return self.policy
+        found = self.station(station)
+        return self.policy if found is None else found.policy
 
     @property
     def station_names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.stations)
+        """The stations the pipeline serves now (not those removed)."""
+        return tuple(s.name for s in self.stations if not s.removed)
+
+    def with_station(self, station: Station) -> PipelineConfig:
+        """This config with `station` added to a running pipeline, or a
+        UserError saying why it cannot be."""
+        if not STATION_NAME.match(station.name):
+            raise UserError(
+                f"station name {station.name!r}: use up to 32 letters, digits, '-', '_' or '.'"
+            )
+        known = self.station(station.name)
+        if known is not None:
+            if known.removed:
+                raise UserError(
+                    f"station {station.name!r} was removed from this run; "
+                    "add the new source under another name"
+                )
+            raise UserError(f"the pipeline already has a station {station.name!r}")
+        if len(self.stations) >= MAX_STATIONS:
+            raise UserError(
+                f"the pipeline has had {MAX_STATIONS} stations this run, the most one run "
+                "serves: start a new pipeline"
+            )
+        return replace(self, stations=(*self.stations, station))
+
+    def without_station(self, name: str) -> PipelineConfig:
+        """This config with station `name` removed, or a UserError saying why not."""
+        if name not in self.station_names:
+            listed = ", ".join(self.station_names)
+            raise UserError(f"the pipeline has no station {name!r} (it has {listed})")
+        if len(self.station_names) == 1:
+            raise UserError(
+                f"{name!r} is the pipeline's last station: stop the pipeline instead "
+                "(Ctrl-C where it runs, or SIGTERM)"
+            )
+        stations = tuple(replace(s, removed=True) if s.name == name else s for s in self.stations)
+        return replace(self, stations=stations)
 
     def session_of(self, station: str) -> str:
         return station_session(self.session_id, station, len(self.stations))

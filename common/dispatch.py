@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,9 +29,13 @@ import numpy as np
 from repcoach.common import graph, transport
 from repcoach.common.chunks import MAX_CHUNK_FRAMES, NOT_CHUNKED, Chunker
 from repcoach.common.clock import CLOCK_ID
-from repcoach.common.config import FlowPolicy
+from repcoach.common.config import FlowPolicy, Station
+from repcoach.common.errors import UserError
 from repcoach.common.loop import run_loop
 from repcoach.common.messages import (
+    END_OF_SOURCE,
+    REMOVED,
+    STOPPED,
     EndOfStream,
     FrameMeta,
     FramePacket,
@@ -38,6 +43,7 @@ from repcoach.common.messages import (
     decode_plain,
     short,
 )
+from repcoach.common.redact import mask_url
 from repcoach.common.stage_context import StageContext
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,7 @@ STOP = b"STOP"
 HELLO = b"HELLO"
 DONE = b"DONE"
 WAKEUP_ENDPOINT = "inproc://capture-feed"
+CONFIG_CHECK_S = 0.25  # how often the run folder's config is looked at (one stat)
 
 
 @dataclass
@@ -98,6 +105,10 @@ class FrameFeed:
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
+
+    def reading(self) -> bool:
+        """The reader thread still runs (or has yet to start)."""
+        return not self.ended
 
     def stop(self) -> None:
         with self._cond:
@@ -195,14 +206,22 @@ class FairShare:
         start = max(self.finish[index], self.clock)
         self.finish[index], self.clock = start + self.frame_s[index], start
 
+    def add(self, fps: float) -> None:
+        """A station added while the others run: it starts level with them."""
+        self.frame_s.append(1.0 / fps if fps > 0 else 1.0 / 30)
+        self.finish.append(self.clock)
+
 
 class StationFeed:
     """One station's source as capture reads it: its own frame numbering,
     chunks, end-of-stream and frames waiting for a worker, so one station's
     stall or busy chunk owner never holds another's frames back."""
 
-    def __init__(self, index: int, name: str, source, policy: FlowPolicy):
+    def __init__(self, index: int, name: str, source, policy: FlowPolicy, roster: list[str]):
         self.index, self.name, self.source = index, name, source
+        self.roster = roster  # every station capture has taken on (named in end-of-stream)
+        self.ending: str | None = None  # why it ends early (removed, failed to open)
+        self.released = False
         self.feed = FrameFeed(source, policy)
         self.chunker = Chunker() if policy is FlowPolicy.LOSSLESS else None
         self.chunk_owners: dict[int, bytes] = {}
@@ -219,16 +238,16 @@ class StationFeed:
             return self.requeue.popleft()
         if self.eos is not None:
             return None
-        if not stopping:
+        if not (stopping or self.ending):
             captured = self.feed.take()
             if captured is not None:
                 return self._packet(captured)
             if not self.feed.exhausted():
                 return None
-            reason = f"source failed: {self.feed.error}" if self.feed.error else "end of source"
+            reason = f"source failed: {self.feed.error}" if self.feed.error else END_OF_SOURCE
         else:
             self.discarded += self.feed.discard_waiting()
-            reason = "stopped"
+            reason = self.ending or STOPPED
         self.eos = EndOfStream(
             source_id=self.source.source_id,
             prev_seq=self.prev_dispatched,
@@ -236,8 +255,24 @@ class StationFeed:
             dropped=self.feed.dropped + self.discarded,
             reason=reason,
             station=self.name,
+            stations=tuple(self.roster),
         )
         return self.eos
+
+    def release(self) -> None:
+        """Close the source once its stream has ended and its reader has
+        stopped (a removed camera is free for others at once); once only.
+        Never waits: a reader still inside a camera read is left for later."""
+        if not self.released and not self.feed.reading():
+            self.released = True
+            self.source.close()
+
+    def end_early(self, reason: str) -> None:
+        """End this station's stream now (frames not yet handed out are
+        dropped and counted): removed from the pipeline, or never opened."""
+        if self.ending is None:
+            self.ending = reason
+            self.feed.stop()
 
     def _packet(self, captured: CapturedFrame) -> FramePacket:
         h, w = captured.pixels.shape[:2]
@@ -264,20 +299,73 @@ class StationFeed:
         return not self.requeue and self.pending is None
 
 
+class _Unopened:
+    """Stands in for a source that could not be opened: ends at once."""
+
+    live, fps, total = False, 30.0, 0
+
+    def __init__(self, source_id: str):
+        self.source_id = source_id
+        self.should_stop = lambda: False
+
+    def read(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class _Opening:
+    """A station's source being opened on a thread of its own (a network
+    camera may take seconds to answer; the other stations go on meanwhile)."""
+
+    def __init__(self, station: Station, opener: Callable[[Station], object]):
+        self.station = station
+        self.source = None
+        self.error: str | None = None
+        self._thread = threading.Thread(
+            target=self._open, args=(opener,), name=f"open-{station.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _open(self, opener: Callable[[Station], object]) -> None:
+        try:
+            self.source = opener(self.station)
+        except UserError as error:
+            self.error = str(error)
+        except Exception as error:  # a broken backend must not take capture down
+            self.error = f"{type(error).__name__}: {error}"
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+
 class Dispatcher:
     """Hands frames of every station to segment workers that have credit:
     each station's frames in capture order, the stations by their fair
-    share (`FairShare`)."""
+    share (`FairShare`). Follows the run folder's config: a station added
+    there is opened and joins the share, a removed one ends its stream."""
 
-    def __init__(self, ctx: StageContext, sources: list, stop_grace_s: float = 15.0):
+    def __init__(
+        self,
+        ctx: StageContext,
+        sources: list,
+        opener: Callable[[Station], object] | None = None,
+        stop_grace_s: float = 15.0,
+    ):
         self.ctx = ctx
         self.config = ctx.config
+        self.opener = opener
+        self.roster = [station.name for station in ctx.config.stations]
         self.stations = [
-            StationFeed(i, station.name, source, station.policy)
+            StationFeed(i, station.name, source, station.policy, self.roster)
             for i, (station, source) in enumerate(zip(ctx.config.stations, sources, strict=True))
         ]
         self.by_name = {s.name: s for s in self.stations}
         self.share = FairShare([s.source.fps for s in self.stations])
+        self.opening: dict[str, _Opening] = {}
+        self.turned_away: set[str] = set()  # added while the run was ending
+        self.config_read_at = time.monotonic()
         self.workers: dict[bytes, WorkerSlot] = {}
         self.stopping_since: float | None = None
         self.stop_grace_s = stop_grace_s
@@ -305,6 +393,7 @@ class Dispatcher:
         if self.router in ready:
             self._drain_worker_messages()
         self._handle_stop_request()
+        self._follow_stations()
         self._requeue_silent_workers()
         self._dispatch()
         stats = self.ctx.stats
@@ -326,7 +415,7 @@ class Dispatcher:
         transport.close_all(self.wakeups)
         transport.close_linger(self.router, 2000)  # let STOP reach the workers
         for station in self.stations:
-            station.source.close()
+            station.release()
 
     # --- worker messages
 
@@ -433,6 +522,59 @@ class Dispatcher:
                 self._take_back(identity, slot, "went silent")
                 del self.workers[identity]
 
+    # --- stations added and removed at run time
+
+    def _follow_stations(self) -> None:
+        now = time.monotonic()
+        if self.opener is not None and now - self.config_read_at >= CONFIG_CHECK_S:
+            self.config_read_at = now
+            if self.ctx.refresh_config():
+                for station in self.ctx.config.stations:
+                    self._follow(station)
+        for name, opening in list(self.opening.items()):
+            if opening.done():
+                del self.opening[name]
+                self._start(opening)
+        for station in self.stations:
+            if station.eos_done:
+                station.release()
+
+    def _follow(self, station: Station) -> None:
+        feed = self.by_name.get(station.name)
+        if station.removed:
+            if feed is not None and feed.ending is None and feed.eos is None:
+                log.info("station %s removed: ending its stream", station.name)
+                feed.end_early(REMOVED)
+            return
+        if feed is not None or station.name in self.opening or station.name in self.turned_away:
+            return
+        # Taken on only while some station's end-of-stream is still to come:
+        # that one names it, so every later stage waits for it too.
+        if self.stopping_since is not None or all(s.eos is not None for s in self.stations):
+            log.warning("station %s not started: the pipeline is ending", station.name)
+            self.turned_away.add(station.name)
+            return
+        log.info("station %s added: opening %s", station.name, mask_url(station.source))
+        self.roster.append(station.name)
+        self.opening[station.name] = _Opening(station, self.opener)
+
+    def _start(self, opening: _Opening) -> None:
+        station = opening.station
+        source = opening.source or _Unopened(mask_url(station.source))
+        feed = StationFeed(len(self.stations), station.name, source, station.policy, self.roster)
+        self.stations.append(feed)
+        self.by_name[station.name] = feed
+        self.share.add(source.fps)
+        now = self.ctx.config.station(station.name)
+        if opening.error is not None:
+            log.warning("station %s: %s", station.name, opening.error)
+            feed.end_early(f"source failed: {opening.error}")
+        elif now is None or now.removed:
+            feed.end_early(REMOVED)
+        elif self.stopping_since is not None:
+            feed.feed.stop()
+        feed.feed.start()
+
     # --- dispatch
 
     def _handle_stop_request(self) -> None:
@@ -498,8 +640,10 @@ class Dispatcher:
         return min(candidates)[1] if candidates else None
 
     def _finished(self) -> bool:
-        if all(s.eos_done and s.idle() for s in self.stations) and not any(
-            s.outstanding for s in self.workers.values()
+        if (
+            not self.opening
+            and all(s.eos_done and s.idle() for s in self.stations)
+            and not any(s.outstanding for s in self.workers.values())
         ):
             return True
         if self.stopping_since is not None:

@@ -35,7 +35,7 @@ import numpy as np
 
 from repcoach.common.landmarks import NUM_LANDMARKS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PIXEL_FORMAT = "bgr24"
 # Per frame: persons, joints, scores and events each; angles per score;
 # counters per stage report.
@@ -99,6 +99,16 @@ def _station(d: dict, where: str) -> str:
     if len(station) > MAX_STATION_CHARS:
         raise MessageError("malformed", f"{where}.stn of {len(station)} characters")
     return station
+
+
+def _station_names(d: dict, key: str, where: str) -> tuple[str, ...]:
+    """A list of at most `MAX_NAMES` station names."""
+    value = _field(d, key, list, where)
+    if len(value) > MAX_NAMES or not all(
+        isinstance(name, str) and 0 < len(name) <= MAX_STATION_CHARS for name in value
+    ):
+        raise MessageError("malformed", f"{where}.{key} must list up to {MAX_NAMES} station names")
+    return tuple(value)
 
 
 def _items(d: dict, key: str, where: str) -> list:
@@ -604,6 +614,12 @@ class FramePacket:
         return dataclasses.replace(self, **changes)
 
 
+# Why a station's stream ended (`EndOfStream.reason`), besides "source failed: ...".
+END_OF_SOURCE = "end of source"
+STOPPED = "stopped"  # the pipeline was asked to stop
+REMOVED = "removed"  # the station was taken out (`pipeline source remove`)
+
+
 @dataclass(frozen=True)
 class EndOfStream:
     """The source has ended (or was stopped). Travels in order after the last
@@ -614,8 +630,12 @@ class EndOfStream:
     prev_seq: int
     frames_read: int
     dropped: int
-    reason: str  # "end of file" | "stopped" | "source failed: ..."
+    reason: str  # END_OF_SOURCE, STOPPED, REMOVED or "source failed: ..."
     station: str = ""
+    stations: tuple[str, ...] = ()
+    """Every station capture had taken on when it sent this (ended ones too):
+    a stage has seen the whole run once each of these has ended, even one
+    added while the others were running (`pipeline source add`)."""
 
     def to_wire(self) -> list:
         return [
@@ -629,6 +649,7 @@ class EndOfStream:
                     "dropped": self.dropped,
                     "reason": self.reason,
                     "stn": self.station,
+                    "all": list(self.stations),
                 },
                 use_bin_type=True,
             )
@@ -643,6 +664,7 @@ class EndOfStream:
             dropped=_field(d, "dropped", int, "eos"),
             reason=_field(d, "reason", str, "eos"),
             station=_station(d, "eos"),
+            stations=_station_names(d, "all", "eos"),
         )
 
 
@@ -723,6 +745,8 @@ class StationReport:
     events: dict[str, int] = field(default_factory=dict)
     age_counts: tuple[int, ...] = ()
     age_sum_s: float = 0.0
+    ended: str = ""
+    """Why the station's stream ended ("" while it runs)."""
 
     def to_wire(self) -> dict:
         return dataclasses.asdict(self)
@@ -739,6 +763,7 @@ class StationReport:
             "age_ms_p95": float,
             "people": int,
             "age_sum_s": float,
+            "ended": str,
         }
         fields = {k: _field(d, k, t, where) for k, t in kinds.items()}
         fields["age_counts"] = _bucket_counts(d, "age_counts", where)

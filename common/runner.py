@@ -28,7 +28,7 @@ from typing import Protocol
 from repcoach.common import graph, transport
 from repcoach.common.chunks import continues
 from repcoach.common.clock import frame_age_s
-from repcoach.common.config import MAX_STATIONS, FlowPolicy, PipelineConfig
+from repcoach.common.config import MAX_STATIONS, FlowPolicy, PipelineConfig, Station
 from repcoach.common.dispatch import EOS_KEY, HELLO, MAX_CREDITS, STOP, done
 from repcoach.common.messages import (
     EndOfStream,
@@ -88,9 +88,9 @@ def _hand_over(out, peer: transport.PeerWatch, ctx: StageContext) -> None:
 
 def _is_stale(ctx: StageContext, packet: FramePacket) -> bool:
     """A live station's frame older than `max_age_s` (a file's frames never are)."""
-    config = ctx.config
-    live = config.policy_of(packet.meta.station) is FlowPolicy.LATEST
-    return live and _age_s(packet) > config.max_age_s
+    station = ctx.station(packet.meta.station)
+    policy = ctx.config.policy if station is None else station.policy
+    return policy is FlowPolicy.LATEST and _age_s(packet) > ctx.config.max_age_s
 
 
 class PixelDemand:
@@ -232,6 +232,23 @@ def _station_of(message: FramePacket | EndOfStream) -> str:
     return message.meta.station if isinstance(message, FramePacket) else message.station
 
 
+class StationRoster:
+    """The stations a stage waits for the end of: those it started with and
+    those an end-of-stream names (added since), where the pipeline's config
+    has them (a forged name is not waited for)."""
+
+    def __init__(self, ctx: StageContext, names: tuple[str, ...]):
+        self.ctx, self.names = ctx, set(names)
+
+    def add(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            if name not in self.names and self.ctx.station(name) is not None:
+                self.names.add(name)
+
+    def all_in(self, ended: set[str]) -> bool:
+        return self.names <= ended
+
+
 class _StationLine:
     """One station's frames in the ordered stage: its re-order buffer and
     its own logic (tracks and their smoothing are per station). `live`: a
@@ -255,13 +272,21 @@ class OrderedStage:
         self.demand = PixelDemand(ctx.config, "joints", ctx.rejects)
         # A restarted stage lost what its predecessor held (counted downstream
         # as dropped); it picks up the order from the first frame that arrives.
-        restarted = int(os.environ.get("REPCOACH_RESTARTS", "0")) > 0
-        self.lines = {}
+        self.restarted = int(os.environ.get("REPCOACH_RESTARTS", "0")) > 0
+        self.make_logic = make_logic
+        self.lines: dict[str, _StationLine] = {}
         for station in ctx.config.stations:
-            live = station.policy is FlowPolicy.LATEST
-            reorder = self._reorderer(restarted, live)
-            self.lines[station.name] = _StationLine(make_logic(), reorder, live)
+            self._open_line(station)
+        # The stations whose end-of-stream ends this stage: those it started
+        # with and those end-of-stream names (added since).
+        self.expected = StationRoster(ctx, ctx.config.station_names)
+
+    def _open_line(self, station: Station) -> _StationLine:
+        live = station.policy is FlowPolicy.LATEST
+        line = _StationLine(self.make_logic(), self._reorderer(self.restarted, live), live)
+        self.lines[station.name] = line
         self.any_live = any(line.live for line in self.lines.values())
+        return line
 
     def _reorderer(self, restarted: bool, live: bool) -> Reorderer:
         # Live: a full buffer skips the missing frame, so it stays small (what
@@ -299,16 +324,23 @@ class OrderedStage:
         for name, items in released.items():
             if not self._run(self.lines[name], items):
                 return True
-        return all(line.ended for line in self.lines.values())
+        ended = {name for name, line in self.lines.items() if line.ended}
+        return len(ended) == len(self.lines) and self.expected.all_in(ended)
 
     def _push(self, message: FramePacket | EndOfStream, released: dict[str, list]) -> None:
-        """Into its station's re-order buffer; what that releases joins `released`."""
-        station = _station_of(message)
-        line = self.lines.get(station)
+        """Into its station's re-order buffer (a station added since this
+        stage started gets one); what that releases joins `released`."""
+        name = _station_of(message)
+        line = self.lines.get(name)
         if line is None:
-            self.ctx.rejects.reject(MessageError("unknown-station", f"station {short(station)}"))
-        else:
-            released[station] += line.reorder.push(message)
+            station = self.ctx.station(name)
+            if station is None:
+                self.ctx.rejects.reject(MessageError("unknown-station", f"station {short(name)}"))
+                return
+            log.info("station %s: first frames", name)
+            line = self._open_line(station)
+            released.setdefault(name, [])
+        released[name] += line.reorder.push(message)
 
     def _count(self) -> None:
         stats, orders = self.ctx.stats, [line.reorder for line in self.lines.values()]
@@ -327,6 +359,7 @@ class OrderedStage:
             if isinstance(item, EndOfStream):
                 line.logic.end(item)
                 line.ended = True
+                self.expected.add(item.stations)
                 return transport.send_patiently(self.out, item.to_wire(), ctx.waiting)
             if item.tombstone:
                 continue
@@ -432,10 +465,10 @@ class Publisher:
 
     def __init__(self, make_logic: Callable[[str], ScoringLogic], ctx: StageContext):
         self.ctx = ctx
-        self.stations = {
-            name: _StationSession(make_logic(name), name) for name in ctx.config.station_names
-        }
-        ctx.stats.stations = {name: station.stats for name, station in self.stations.items()}
+        self.make_logic = make_logic
+        self.stations: dict[str, _StationSession] = {}
+        for name in ctx.config.station_names:
+            self._open_session(name)
         self.lossless = ctx.config.policy is FlowPolicy.LOSSLESS
         self.inbox = graph.open_port(ctx.config, "score", "joined")
         self.pub = graph.open_port(ctx.config, "score", "results")
@@ -457,6 +490,22 @@ class Publisher:
     def sockets(self) -> tuple:
         control = (self.pub, self.tap, self.snapshots)
         return (*control, self.inbox) if self.ready_for_frames() else control
+
+    def _open_session(self, name: str) -> _StationSession:
+        session = self.stations[name] = _StationSession(self.make_logic(name), name)
+        self.ctx.stats.stations[name] = session.stats
+        return session
+
+    def _session(self, name: str) -> _StationSession | None:
+        """`name`'s session, opened (and its state published, so sinks
+        know it) when the station was added since this stage started; None
+        for a station the pipeline does not have."""
+        session = self.stations.get(name)
+        if session is None and self.ctx.station(name) is not None:
+            log.info("station %s joined", name)
+            session = self._open_session(name)
+            self._publish_state(session)
+        return session
 
     def states(self) -> list[SessionState]:
         return [station.state() for station in self.stations.values()]
@@ -507,7 +556,7 @@ class Publisher:
         message = _frame_or_end(message, ctx)
         if message is None:
             return False
-        station = self.stations.get(_station_of(message))
+        station = self._session(_station_of(message))
         if station is None:
             ctx.rejects.reject(MessageError("unknown-station", short(_station_of(message))))
             return False
@@ -528,6 +577,11 @@ class Publisher:
             station.stats.events.update(_event_names(final))
             self.publish_result(final)
         station.counters.end(message)
+        station.stats.ended = message.reason
+        # Stations added while this one ran: known (and their state out)
+        # before this end-of-stream reaches the sinks, so they wait for them.
+        for name in message.stations:
+            self._session(name)
         self._publish_state(station)
         _own_drops([s.logic for s in self.stations.values()], ctx)
         self.publish([TOPIC_EOS, *message.to_wire()])
@@ -653,8 +707,10 @@ class SinkFeed:
     ):
         self.sink, self.ctx, self.feed, self.exit_on_eos = sink, ctx, feed, exit_on_eos
         self.station = station
-        # The stations whose end-of-stream ends this sink.
+        # The stations whose end-of-stream ends this sink (stations added
+        # later join when an end-of-stream names them), and those ended.
         self.open = {station} if station is not None else set(ctx.config.station_names)
+        self.closed: set[str] = set()
         self.snapshot_at = ctx.config.endpoints().connect("snapshot")
         # Frames with pixels are ~1 MB each: a sink taking them keeps a short queue.
         hwm = 64 if TOPIC_VIDEO in sink.topics else None
@@ -669,6 +725,7 @@ class SinkFeed:
                 sink.on_state(state)
                 if state.ended:  # its end-of-stream has passed: never wait for it
                     self.open.discard(state.station)
+                    self.closed.add(state.station)
         # An attached sink may miss end-of-stream (dropped while it was
         # behind): after a silence it asks whether the pipeline is still there.
         self.heard_at = time.monotonic() if reply else None
@@ -729,7 +786,12 @@ class SinkFeed:
             sink.on_state(message)
         elif isinstance(message, EndOfStream) and self._mine(message.station):
             sink.on_eos(message)
+            self.closed.add(message.station)
             self.open.discard(message.station)
+            for name in message.stations:
+                known = len(self.open) + len(self.closed)
+                if self._mine(name) and name not in self.closed and known < MAX_STATIONS:
+                    self.open.add(name)
             return self.exit_on_eos and not self.open
         return False
 

@@ -8,14 +8,23 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from repcoach.common import graph, transport
-from repcoach.common.config import PipelineConfig
+from repcoach.common.config import PipelineConfig, Station
 from repcoach.common.stats import StageStats
 
 log = logging.getLogger(__name__)
 
 REPORT_INTERVAL_S = 1.0
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    try:
+        info = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if info is None else (info.st_mtime_ns, info.st_size)
 
 
 def setup_logging(stage: str) -> None:
@@ -34,9 +43,19 @@ class StageContext:
     supervised stage also stops when its supervisor disappears.
     """
 
-    def __init__(self, name: str, config: PipelineConfig, supervised: bool = True):
+    def __init__(
+        self,
+        name: str,
+        config: PipelineConfig,
+        supervised: bool = True,
+        config_file: Path | None = None,
+    ):
         self.name = name
         self.config = config
+        # The run folder's copy, re-read when stations are added or removed
+        # (None: a stage attached from elsewhere keeps what it was given).
+        self._config_file = config_file
+        self._config_stamp = _stamp(config_file)
         self.stats = StageStats(name)
         self.rejects = transport.RejectCounter(name)
         self.stop_requests = 0
@@ -47,6 +66,28 @@ class StageContext:
         self._reports = graph.open_reports(config)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+
+    def refresh_config(self) -> bool:
+        """Re-read the config if the supervisor has rewritten it (a station
+        added or removed); True if it changed. Cheap: one stat when it has not."""
+        stamp = _stamp(self._config_file)
+        if stamp is None or stamp == self._config_stamp:
+            return False
+        try:
+            config = PipelineConfig.load(self._config_file)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning("%s: could not re-read %s: %s", self.name, self._config_file, error)
+            return False
+        self.config, self._config_stamp = config, stamp
+        return True
+
+    def station(self, name: str) -> Station | None:
+        """The pipeline's station `name` (one added since this stage started
+        included), None if the pipeline has none by that name."""
+        found = self.config.station(name)
+        if found is None and self.refresh_config():
+            found = self.config.station(name)
+        return found
 
     def _on_signal(self, signum: int, _frame) -> None:
         self.stop_requests += 1

@@ -61,6 +61,7 @@ class StationStats:
         self.dropped = 0
         self.people = 0
         self.events: Counter[str] = Counter()
+        self.ended = ""  # why its stream ended
         self._times: deque[float] = deque(maxlen=window)
         self._ages_ms: deque[float] = deque(maxlen=window)
         self._age = Histogram()
@@ -83,6 +84,7 @@ class StationStats:
             events=dict(self.events),
             age_counts=self._age.wire(),
             age_sum_s=self._age.sum_s,
+            ended=self.ended,
         )
 
 

@@ -14,6 +14,7 @@ import os
 import pwd
 import re
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +33,7 @@ from repcoach.common.config import (
 from repcoach.common.endpoints import Topology, check_name, run_dir
 from repcoach.common.errors import UserError
 from repcoach.common.history import Level
+from repcoach.common.messages import MessageError, decode_plain
 from repcoach.common.specs import Spec
 
 app = typer.Typer(
@@ -48,6 +50,8 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(keys_app, name="keys")
+source_app = typer.Typer(help="Add or remove a running pipeline's stations.", no_args_is_help=True)
+app.add_typer(source_app, name="source")
 service_app = typer.Typer(help="Run the pipeline as a systemd service.", no_args_is_help=True)
 app.add_typer(service_app, name="service")
 
@@ -681,10 +685,116 @@ def sink_attach(
     check_sink(spec)
     _use_keys(connect, server_key, insecure)
     config = _remote_config(_topology(name, connect), repr(name) if connect is None else connect)
-    _check_sinks_serve([spec], config.stations, None)
+    _check_sinks_serve([spec], tuple(s for s in config.stations if not s.removed), None)
     code = run_stage("sink", config, 0, spec)
     # A sink that cannot start (port in use, ...) printed its one line; exit 1 as other errors do.
     raise typer.Exit(1 if code == EXIT_USER_ERROR else code)
+
+
+@source_app.command("add")
+def source_add(
+    station: Annotated[str, typer.Argument(help="The new station's name (letters, digits, -_.).")],
+    source: Annotated[
+        str,
+        typer.Argument(help="cameraN, a video file, rtsp://..., http(s)://... or synthetic:..."),
+    ],
+    exercise: Annotated[
+        str | None, typer.Option(help="The exercise done there (default: the pipeline's).")
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for its first frames (0: do not wait).")
+    ] = 30.0,
+    name: NameOption = "default",
+    connect: ConnectOption = None,
+    server_key: ServerKeyOption = None,
+    insecure: InsecureOption = False,
+) -> None:
+    """Add a station to a running pipeline; the other stations go on undisturbed."""
+    from repcoach.common.redact import mask_url
+    from repcoach.launch.station_changes import add_request
+    from repcoach.stages.capture import source_kind
+
+    if exercise:
+        _check_exercise(exercise)
+    text = source.strip()
+    if source_kind(text) == "file":  # the pipeline may run in another folder
+        text = str(Path(text).resolve())
+    _use_keys(connect, server_key, insecure)
+    topology = _topology(name, connect)
+    where = repr(name) if connect is None else f"at {connect}"
+    answer = _station_change(topology, where, add_request(station, text, exercise or ""))
+    flow = "live" if answer.get("policy") == FlowPolicy.LATEST.value else "every frame"
+    typer.echo(f"station {station} added ({flow}): opening {mask_url(text)}")
+    if wait > 0:
+        _wait_for_station(topology, where, station, wait, until_ended=False)
+
+
+@source_app.command("remove")
+def source_remove(
+    station: Annotated[str, typer.Argument(help="The station to take out.")],
+    name: NameOption = "default",
+    connect: ConnectOption = None,
+    server_key: ServerKeyOption = None,
+    insecure: InsecureOption = False,
+) -> None:
+    """End one station's stream in a running pipeline; the others go on."""
+    from repcoach.launch.station_changes import remove_request
+
+    _use_keys(connect, server_key, insecure)
+    topology = _topology(name, connect)
+    where = repr(name) if connect is None else f"at {connect}"
+    _station_change(topology, where, remove_request(station))
+    typer.echo(f"station {station} removed: its stream ends after the frames in flight")
+    _wait_for_station(topology, where, station, 30.0, until_ended=True)
+
+
+def _station_change(topology: Topology, where: str, body: bytes) -> dict:
+    """Send a station change to the pipeline; its answer, or its one-line refusal."""
+    reply = transport.request(topology.connect("control"), body, timeout_s=3.0)
+    if reply is None:
+        raise _no_answer(where, topology)
+    try:
+        answer = decode_plain(reply[0]) if reply else None
+    except MessageError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise UserError(f"pipeline {where} answered with something unexpected")
+    if "error" in answer:
+        raise UserError(str(answer["error"]))
+    return answer
+
+
+def _wait_for_station(
+    topology: Topology, where: str, station: str, timeout_s: float, until_ended: bool
+) -> None:
+    """Follow `pipeline status` until the station's first frames are
+    analysed (or, `until_ended`, its stream has ended) and say so; a
+    station that ended without a frame is an error."""
+    from repcoach.launch.supervisor import read_status
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reply = transport.request(topology.connect("control"), b"STATUS", timeout_s=3.0)
+        if reply is None:
+            if until_ended:  # its last station ended: the run is over
+                typer.echo(f"station {station}: the pipeline has ended")
+                return
+            raise UserError(f"pipeline {where} ended before station {station} had started")
+        status = read_status(reply)
+        score = next((r["report"] for r in status["stages"] if r["stage"] == "score"), None)
+        row = ((score or {}).get("stations") or {}).get(station)
+        if row and row["ended"] and not row["frames"] and not until_ended:
+            raise UserError(f"station {station} ended without a frame: {row['ended']}")
+        if row and (row["ended"] if until_ended else row["frames"]):
+            done = f"its stream ended ({row['ended']})" if until_ended else "frames are flowing"
+            typer.echo(f"station {station}: {done}; {row['frames']} frame(s) analysed")
+            return
+        time.sleep(0.5)
+    typer.echo(
+        f"station {station}: no "
+        + ("end of stream" if until_ended else "frame")
+        + f" analysed yet after {timeout_s:.0f} s; `pipeline status` shows when there is"
+    )
 
 
 @app.command("stage", hidden=True)

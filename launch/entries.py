@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from repcoach.common.atomic import write_json_atomic
-from repcoach.common.config import PipelineConfig
+from repcoach.common.config import FlowPolicy, PipelineConfig, Station
 from repcoach.common.errors import UserError
 from repcoach.common.specs import Spec
 from repcoach.common.stage_context import StageContext
@@ -24,19 +24,27 @@ def run_capture(ctx: StageContext, index: int, sink: Spec | None) -> None:
     from repcoach.stages.capture import Looped, Paced, SyntheticFrames, open_source
 
     config = ctx.config
-    sources, truths = [], {}
-    for station in config.stations:
+
+    def open_station(station: Station):
+        """A station's source as capture reads it: looped with `--loop`, and
+        a file paced at its frame rate where the station is live."""
         source = Looped(station.source) if config.loop else open_source(station.source)
-        if isinstance(source, SyntheticFrames):
-            truths[station.name] = source.renderer.truth_document()
-        if config.realtime and not source.live:
+        if station.policy is FlowPolicy.LATEST and not source.live:
             source = Paced(source)
-        sources.append(source)
+        return source
+
+    sources = [open_station(station) for station in config.stations]
+    unpaced = [source.inner if isinstance(source, Paced) else source for source in sources]
+    truths = {
+        station.name: source.renderer.truth_document()
+        for station, source in zip(config.stations, unpaced, strict=True)
+        if isinstance(source, SyntheticFrames)
+    }
     if config.truth_path and truths:
         # One station: its truth as it is; several: each station's by name.
         single = len(config.stations) == 1
         write_json_atomic(config.truth_path, next(iter(truths.values())) if single else truths)
-    Dispatcher(ctx, sources).run()
+    Dispatcher(ctx, sources, opener=open_station).run()
 
 
 def run_segment(ctx: StageContext, index: int, sink: Spec | None) -> None:
@@ -108,13 +116,13 @@ def run_score(ctx: StageContext, index: int, sink: Spec | None) -> None:
     config = ctx.config
     priors = _member_priors(config)
 
-    exercises = {station.name: station.exercise or config.exercise for station in config.stations}
-
     def coach_for(station: str) -> Coach:
+        # Read when the station is first seen: it may have been added since.
+        current = ctx.config
         return Coach(
-            exercises[station],
+            current.station(station).exercise or config.exercise,
             adapt=for_level(config.level or DEFAULT_LEVEL),
-            session_id=config.session_of(station),
+            session_id=current.session_of(station),
             member=config.profile,
             priors=priors,
         )

@@ -23,8 +23,15 @@ from repcoach.stages.sinks import sink_label
 EXIT_USER_ERROR = 2
 
 
-def run_stage(kind: str, config: PipelineConfig, index: int = 0, sink: Spec | None = None) -> int:
-    """Run one stage to completion in this process; returns the exit code."""
+def run_stage(
+    kind: str,
+    config: PipelineConfig,
+    index: int = 0,
+    sink: Spec | None = None,
+    config_file: Path | None = None,
+) -> int:
+    """Run one stage to completion in this process; returns the exit code.
+    `config_file`: where `config` came from, re-read when stations change."""
     try:
         stage = graph.stage_kind(kind)
         entry = graph.ENTRIES.factory(kind)
@@ -34,7 +41,7 @@ def run_stage(kind: str, config: PipelineConfig, index: int = 0, sink: Spec | No
     name = stage.process_name(index, sink_label(sink) if sink else "")
     setup_logging(name)
     supervised = os.environ.get("REPCOACH_SUPERVISED") == "1"
-    ctx = StageContext(name, config, supervised=supervised)
+    ctx = StageContext(name, config, supervised=supervised, config_file=config_file)
     try:
         entry(ctx, index, sink)
         return 0
@@ -58,7 +65,8 @@ def main() -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
-    sys.exit(run_stage(kind, PipelineConfig.load(Path(config_path)), int(index), sink))
+    path = Path(config_path)
+    sys.exit(run_stage(kind, PipelineConfig.load(path), int(index), sink, config_file=path))
 
 
 if __name__ == "__main__":

@@ -10,17 +10,20 @@ def station_table(status: dict) -> Table:
     score = next((r["report"] for r in status["stages"] if r["stage"] == "score"), None) or {}
     figures = score.get("stations", {})
     table = Table(title="stations")
-    for column in ("station", "source", "frames", "fps", "dropped", "age p95 ms", "people", "reps"):
-        table.add_column(column, justify="left" if column in ("station", "source") else "right")
+    columns = ("station", "source", "state", "frames", "fps", "dropped", "age p95 ms", "people")
+    for column in (*columns, "reps"):
+        table.add_column(column, justify="left" if column in columns[:3] else "right")
     for station in status.get("stations", []):  # an older supervisor lists none
         row = figures.get(station["name"])
         if row is None:
-            table.add_row(station["name"], station["source"], *["-"] * 6)
+            state = "removed" if station.get("removed") else "starting"
+            table.add_row(station["name"], station["source"], state, *["-"] * 6)
             continue
         reps = sum(n for name, n in row["events"].items() if name.startswith("rep:"))
         table.add_row(
             station["name"],
             station["source"],
+            row.get("ended") or ("removing" if station.get("removed") else "running"),
             str(row["frames"]),
             f"{row['fps']:.1f}",
             str(row["dropped"]),

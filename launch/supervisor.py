@@ -34,8 +34,10 @@ from repcoach.common.messages import (
     encode_plain,
     short,
 )
+from repcoach.common.redact import mask_url
 from repcoach.common.specs import Spec
 from repcoach.launch.stage import EXIT_USER_ERROR
+from repcoach.launch.station_changes import changed_config, is_station_request
 from repcoach.stages.sinks import sink_label
 
 if TYPE_CHECKING:  # prometheus-client is imported only when metrics are served
@@ -177,15 +179,8 @@ class Supervisor:
         self.config.save(self.config_path)
         self.report_sock = graph.open_port(self.config, "supervisor", "reports")
         self.control_sock = graph.open_port(self.config, "supervisor", "control")
-        write_json_atomic(
-            self.run_dir / "pipeline.json",
-            {
-                "pid": os.getpid(),
-                "stations": [asdict(station) for station in self.config.stations],
-                "started": time.time(),
-                "topology": self.config.topology,
-            },
-        )
+        self.started = time.time()
+        self._write_pipeline_file()
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         poller = transport.Poller(self.report_sock, self.control_sock)
         if self.metrics is not None:
@@ -229,6 +224,41 @@ class Supervisor:
                 self.metrics.close()
             (self.run_dir / "pipeline.json").unlink(missing_ok=True)
             shutil.rmtree(self.run_dir / "sinks", ignore_errors=True)  # options may hold secrets
+
+    def _write_pipeline_file(self) -> None:
+        """What `pipeline status` and `sink attach` find of a running pipeline."""
+        write_json_atomic(
+            self.run_dir / "pipeline.json",
+            {
+                "pid": os.getpid(),
+                "stations": self._stations(),
+                "started": self.started,
+                "topology": self.config.topology,
+            },
+        )
+
+    def _stations(self) -> list[dict]:
+        """The stations as status shows them (never a stream's password)."""
+        return [
+            {**asdict(station), "source": mask_url(station.source), "policy": station.policy.value}
+            for station in self.config.stations
+        ]
+
+    def _change_stations(self, body: dict) -> dict:
+        """Add or remove a station (`station_changes`): the new config goes
+        to the run folder, where capture picks it up."""
+        capture = next(c for c in self.children if c.name == "capture")
+        if self.stopping_since is not None or capture.finished:
+            raise UserError("the pipeline is stopping: stations can no longer change")
+        if not capture.alive():
+            raise UserError("the pipeline is still starting (models loading); try again shortly")
+        config, station = changed_config(self.config, body)
+        self.config = config
+        config.save(self.config_path)
+        self._write_pipeline_file()
+        verb = "removed" if station.removed else "added"
+        log.info("station %s %s (%s)", station.name, verb, mask_url(station.source))
+        return {"station": station.name, verb: True, "policy": station.policy.value}
 
     def _ready(self) -> bool:
         """Every stage runs and reports, and frames reached the sinks lately
@@ -489,7 +519,7 @@ class Supervisor:
                 }
             )
         return {
-            "stations": [asdict(station) for station in self.config.stations],
+            "stations": self._stations(),
             "policy": self.config.policy.value,
             "stopping": self.stopping_since is not None,
             "stages": rows,
@@ -512,10 +542,23 @@ class Supervisor:
                 if self.stopping_since is None:
                     self.begin_shutdown()
                 reply = encode_plain({"stopping": True})
-            else:  # answered (the client learns why), and counted
-                self.rejects.reject(MessageError("unknown-type", f"request {short(body[:20])}"))
-                reply = encode_plain({"error": f"unknown request {body[:20]!r}"})
+            else:
+                reply = encode_plain(self._structured_request(body))
             transport.route(self.control_sock, identity, [b"", reply])
+
+    def _structured_request(self, body: bytes) -> dict:
+        """The answer to a request that is not a bare word: a station change,
+        or an error (the client learns why; counted)."""
+        try:
+            request = decode_plain(body)
+            if not is_station_request(request):
+                raise MessageError("unknown-type", f"request {short(body[:20])}")
+            return self._change_stations(request)
+        except MessageError as error:
+            self.rejects.reject(error)
+            return {"error": f"unknown or malformed request ({error.kind})"}
+        except UserError as error:
+            return {"error": str(error)}
 
 
 def _control_request(parts: list[bytes]) -> tuple[bytes, bytes]:

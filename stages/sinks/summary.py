@@ -11,7 +11,15 @@ from pathlib import Path
 from repcoach.common.atomic import write_failure, write_json_atomic
 from repcoach.common.config import MAX_STATIONS
 from repcoach.common.errors import UserError
-from repcoach.common.messages import PHASE_IDLE, EndOfStream, EventKind, FramePacket, SessionState
+from repcoach.common.messages import (
+    PHASE_IDLE,
+    REMOVED,
+    STOPPED,
+    EndOfStream,
+    EventKind,
+    FramePacket,
+    SessionState,
+)
 from repcoach.common.specs import Spec
 from repcoach.stages.sinks import required_path
 
@@ -49,7 +57,7 @@ def short_source_warning(state: SessionState) -> str | None:
     with a tolerance for formats whose count is only an estimate."""
     from repcoach.stages.capture import truncation_warning
 
-    if not state.ended or state.reason == "stopped" or state.total <= 0:
+    if not state.ended or state.reason in (STOPPED, REMOVED) or state.total <= 0:
         return None
     return truncation_warning(state.source_id, state.frames + state.dropped, state.total)
 

@@ -54,7 +54,7 @@ import cv2
 
 from repcoach.common.config import MAX_STATIONS
 from repcoach.common.errors import UserError
-from repcoach.common.messages import EndOfStream, FramePacket, SessionState
+from repcoach.common.messages import REMOVED, EndOfStream, FramePacket, SessionState
 from repcoach.common.runner import TOPIC_RESULT, TOPIC_VIDEO
 from repcoach.common.specs import Spec
 from repcoach.stages.sinks.overlay import Overlay
@@ -667,6 +667,7 @@ class WebSink:
         self.floor_script = _static("web_floor.js")
         self.views: dict[str, StationView] = {}  # by station, in the order they appeared
         self._early: StationView | None = None  # asked for before any station appeared
+        self.removed: set[str] = set()  # stations taken out of the pipeline: no tile
         self._views_lock = threading.Lock()
         self.server = bind(options.host, options.port, self, options)
         self.port = self.server.server_address[1]
@@ -702,7 +703,9 @@ class WebSink:
     def _view_of(self, station: str) -> StationView | None:
         """The sink thread: `station`'s view, made on first sight (bounded)."""
         view = self.views.get(station)
-        if view is None and len(self.views) < MAX_STATIONS:
+        if view is None and len(self.views) + len(self.removed) < MAX_STATIONS:
+            if station in self.removed:
+                return None
             with self._views_lock:
                 view, self._early = self._early or StationView(station, self.options), None
                 view.name = station
@@ -744,8 +747,14 @@ class WebSink:
             view.board.on_result(packet)
 
     def on_eos(self, eos: EndOfStream) -> None:
-        if (view := self._view_of(eos.station)) is not None:
-            view.board.on_eos(eos)
+        if (view := self._view_of(eos.station)) is None:
+            return
+        view.board.on_eos(eos)
+        if eos.reason == REMOVED:  # its tile goes; a file that ended keeps its counts
+            with self._views_lock:
+                del self.views[eos.station]
+                self.removed.add(eos.station)
+            view.hub.close()
 
     def tick(self) -> None:
         pass

@@ -21,9 +21,18 @@ from tests.conftest import stage_report
 class MjpegCamera:
     def __init__(self, port: int = 0):
         stopped = self.stopped = threading.Event()
+        self.clients = 0  # connections being served now
+        camera = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
+                camera.clients += 1
+                try:
+                    self._stream()
+                finally:
+                    camera.clients -= 1
+
+            def _stream(self):
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
