@@ -49,9 +49,10 @@ from repcoach.common.stage_context import StageContext
 log = logging.getLogger(__name__)
 
 EOS_KEY = -2
-# Credits one worker may claim (it asks for `prefetch`, 1 or 2): bounds the
-# frames (with pixels) capture keeps for each worker slot.
-MAX_CREDITS = 4
+# Credits one worker may claim (it asks for `prefetch`, 1 or 2, or a
+# batching backend's batch): bounds the frames (with pixels) capture keeps
+# for each worker slot.
+MAX_CREDITS = 8
 # Worker slots beyond the configured workers (restarts, remote workers).
 SPARE_WORKER_SLOTS = 4
 # Refused peers remembered (to tell them STOP when the stream ends).

@@ -43,7 +43,7 @@ from repcoach.common.messages import (
 from repcoach.common.reorder import MAX_HELD, Reorderer
 from repcoach.common.stage_context import StageContext
 from repcoach.common.stats import StationStats
-from repcoach.stages.base import CountsDrops, PacketStage, Segmenter
+from repcoach.stages.base import CountsDrops, PacketStage, Segmenter, batch_of
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,11 @@ class SegmentWorker:
         self.work = graph.open_port(ctx.config, "segment", "work", identity=identity.encode())
         self.out, self.joints = graph.open_port(ctx.config, "segment", "segmented")
         self.demand = PixelDemand(ctx.config, "segment", ctx.rejects, needed=joints_use_pixels)
-        self.hello = [HELLO, encode_plain({"credits": ctx.config.prefetch})]
+        self.batch = batch_of(segmenter)
+        self.passes = self.batched = 0  # a batching backend's forward passes and their frames
+        # A batching backend asks for a batch's worth of frames at a time.
+        credits = min(max(ctx.config.prefetch, self.batch), MAX_CREDITS)
+        self.hello = [HELLO, encode_plain({"credits": credits})]
         transport.send(self.work, self.hello)
         self.last_message = time.monotonic()
         # Each station's frame whose people it follows (bounded like the segmenter's).
@@ -169,38 +173,68 @@ class SegmentWorker:
                 self.last_message = time.monotonic()
             return False
         self.last_message = time.monotonic()
-        parts = transport.recv_parts(self.work)
-        if len(parts) == 1 and transport.raw_bytes(parts[0]) == STOP:
-            log.info("capture says the stream is done")
-            return True
-        message = transport.decode_parts(parts, ctx.rejects)
-        if isinstance(message, FramePacket):
+        # A batching backend takes what is already waiting, up to its batch
+        # (frames of any stations); others take one message a turn.
+        messages, stop = [], False
+        while len(messages) < self.batch and self.work.poll(0):
+            parts = transport.recv_parts(self.work)
+            if len(parts) == 1 and transport.raw_bytes(parts[0]) == STOP:
+                log.info("capture says the stream is done")
+                stop = True
+                break
+            message = transport.decode_parts(parts, ctx.rejects)
+            if isinstance(message, (FramePacket, EndOfStream)):
+                messages.append(message)
+        started = time.perf_counter()
+        frames = [m for m in messages if isinstance(m, FramePacket)]
+        fresh = [m for m in frames if not _is_stale(ctx, m)]
+        found = self._segment(fresh)
+        share = (time.perf_counter() - started) / max(len(frames), 1)
+        for message in messages:
+            if isinstance(message, EndOfStream):
+                if not transport.send_patiently(self.out, message.to_wire(), ctx.waiting):
+                    return True
+                transport.send(self.work, done(EOS_KEY, message.station))
+                continue
             ctx.stats.received()
-            started = time.perf_counter()
-            if _is_stale(ctx, message):
+            if id(message) in found:
+                persons = found[id(message)]
+                result = self.demand.pass_on(message.replace(persons=tuple(persons)))
+            else:
                 ctx.stats.drop("stale")
                 result = message.replace(pixels=None, tombstone=True)
-            else:
-                meta = message.meta
-                self.segmenter.switch_to(meta.station)
-                previous = self.segmented.pop(meta.station, None)
-                follows = continues(previous, meta)
-                persons = self.segmenter.segment(message.pixels, meta.pts, follows)
-                self.segmented[meta.station] = meta
-                while len(self.segmented) > MAX_STATIONS:  # forged station names
-                    del self.segmented[next(iter(self.segmented))]
-                result = self.demand.pass_on(message.replace(persons=tuple(persons)))
             if not transport.send_patiently(self.out, result.to_wire(), ctx.waiting):
                 return True
-            ctx.stats.emitted(time.perf_counter() - started)
+            ctx.stats.emitted(share)
             transport.send(self.work, done(message.meta.seq, message.meta.station))
-        elif isinstance(message, EndOfStream) and transport.send_patiently(
-            self.out, message.to_wire(), ctx.waiting
-        ):
-            transport.send(self.work, done(EOS_KEY, message.station))
-        return False
+        return stop
+
+    def _segment(self, frames: list[FramePacket]) -> dict[int, list]:
+        """Each frame's people, by `id(frame)`: in one pass for a batching
+        backend, else frame by frame, each station's people followed apart."""
+        if self.batch > 1 and frames:
+            found = self.segmenter.segment_batch([f.pixels for f in frames])
+            self.passes += 1
+            self.batched += len(frames)
+            return {id(f): persons for f, persons in zip(frames, found, strict=True)}
+        people = {}
+        for frame in frames:
+            meta = frame.meta
+            self.segmenter.switch_to(meta.station)
+            previous = self.segmented.pop(meta.station, None)
+            people[id(frame)] = self.segmenter.segment(
+                frame.pixels, meta.pts, continues(previous, meta)
+            )
+            self.segmented[meta.station] = meta
+            while len(self.segmented) > MAX_STATIONS:  # forged station names
+                del self.segmented[next(iter(self.segmented))]
+        return people
 
     def close(self) -> None:
+        if self.passes:
+            log.info(
+                "%d frames in %d forward passes of up to %d", self.batched, self.passes, self.batch
+            )
         self.demand.close()
         transport.close_all(self.work)
         _hand_over(self.out, self.joints, self.ctx)

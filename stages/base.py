@@ -10,6 +10,11 @@ import numpy as np
 
 from repcoach.common.messages import EndOfStream, FramePacket, PersonInstance, PersonJoints
 
+# Frames one forward pass of a batching segmenter takes at most (`batch`): a
+# GPU runs a batch in little more time than one frame; each frame in flight
+# holds its pixels.
+MAX_BATCH = 8
+
 
 class Segmenter(Protocol):
     """Finds every person in a BGR frame (track ids left at -1). `pts` (the
@@ -20,13 +25,24 @@ class Segmenter(Protocol):
     frame); None when there is no such promise (live), and the backend judges
     by time. A worker serving several stations calls `switch_to` before each
     station's frame: whatever a backend follows from frame to frame is kept
-    per station."""
+    per station.
+
+    A backend whose frames stand alone may also take up to `batch` frames,
+    of any stations, in one `segment_batch(frames)` call (one forward pass).
+    """
 
     def segment(
         self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
     ) -> list[PersonInstance]: ...
 
     def switch_to(self, station: str) -> None: ...
+
+
+def batch_of(segmenter: Segmenter) -> int:
+    """Frames `segmenter` takes in one `segment_batch` call (1: it has none;
+    its frames then go one by one, in order, as a backend that follows
+    people from frame to frame needs)."""
+    return getattr(segmenter, "batch", 1)
 
 
 class JointEstimator(Protocol):

@@ -30,6 +30,7 @@ import numpy as np
 from repcoach.common.errors import UserError
 from repcoach.common.messages import PersonInstance
 from repcoach.common.weights import check_weights, default_weights_dir, load_manifest, lookup
+from repcoach.stages.base import MAX_BATCH
 
 # Must precede every TensorFlow import in this process (see module docstring);
 # nothing imported above imports TensorFlow.
@@ -72,6 +73,9 @@ class MaskRCNNSegmenter:
     preset's detection threshold (it is compiled into the graph at build).
     The model runs on a GPU when TensorFlow sees one, so setting
     CUDA_VISIBLE_DEVICES per worker process pins each worker to a GPU.
+    `batch` frames go through the network in one forward pass
+    (`segment_batch`, fewer padded with blank frames): the model's graph is
+    built for that batch size.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class MaskRCNNSegmenter:
         weights_path: Path,
         infer_speed: str = "average",
         min_confidence: float | None = None,
+        batch: int = 1,
     ):
         if infer_speed not in INFER_SPEEDS:
             raise UserError(
@@ -86,10 +91,15 @@ class MaskRCNNSegmenter:
             )
         if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
             raise UserError(f"maskrcnn: min_confidence={min_confidence} is outside [0, 1]")
+        if not 1 <= batch <= MAX_BATCH:
+            raise UserError(f"maskrcnn: batch={batch} is outside [1, {MAX_BATCH}]")
         self.weights_path = Path(weights_path)
         self.infer_speed = infer_speed
+        self.batch = batch
         require_weights(self.weights_path)
-        self.device, self._engine = _model_for(self.weights_path, infer_speed, min_confidence)
+        self.device, self._engine = _model_for(
+            self.weights_path, infer_speed, min_confidence, batch
+        )
 
     @classmethod
     def from_weights_dir(cls, weights_dir: Path | None = None, **kwargs: Any) -> MaskRCNNSegmenter:
@@ -102,24 +112,29 @@ class MaskRCNNSegmenter:
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         """Every detection in a BGR frame, all classes. The frame is not modified."""
-        if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
-            raise ValueError(
-                f"expected a uint8 BGR frame (H, W, 3), got {frame_bgr.dtype} {frame_bgr.shape}"
-            )
+        return self.detect_batch([frame_bgr])[0]
+
+    def detect_batch(self, frames_bgr: list[np.ndarray]) -> list[Detections]:
+        """`detect` for frames of any sizes, `batch` of them per forward pass."""
+        for frame in frames_bgr:
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise ValueError(
+                    f"expected a uint8 BGR frame (H, W, 3), got {frame.dtype} {frame.shape}"
+                )
+        found = []
+        for start in range(0, len(frames_bgr), self.batch):
+            found += self._forward(frames_bgr[start : start + self.batch])
+        return found
+
+    def _forward(self, frames_bgr: list[np.ndarray]) -> list[Detections]:
         # The network was trained on RGB. cvtColor returns a new array, so
         # nothing PixelLib does can touch the caller's frame; calling
         # `detect` rather than `segmentFrame` also skips PixelLib's drawing.
-        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-        result = self._engine.model.detect([rgb])[0]
-        rois = np.asarray(result["rois"], dtype=np.float64).reshape(-1, 4)
-        height, width = frame_bgr.shape[:2]
-        masks = np.asarray(result["masks"], dtype=bool).reshape(height, width, -1)
-        return Detections(
-            boxes=rois[:, [1, 0, 3, 2]],  # PixelLib gives y0, x0, y1, x1
-            class_ids=np.asarray(result["class_ids"], dtype=np.int64).reshape(-1),
-            scores=np.asarray(result["scores"], dtype=np.float64).reshape(-1),
-            masks=masks,
-        )
+        images = [cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) for frame in frames_bgr]
+        # The graph takes exactly `batch` images: blank ones fill the rest.
+        blanks = [np.zeros_like(images[0])] * (self.batch - len(images))
+        results = self._engine.model.detect(images + blanks)[: len(images)]
+        return [_detections(r, f.shape[:2]) for r, f in zip(results, frames_bgr, strict=True)]
 
     def switch_to(self, station: str) -> None:
         pass  # every frame stands alone
@@ -129,23 +144,46 @@ class MaskRCNNSegmenter:
     ) -> list[PersonInstance]:
         """The people in a BGR frame, each mask cropped to its box (track ids
         -1). Every frame stands alone."""
-        found = self.detect(frame)
-        height, width = frame.shape[:2]
-        persons = []
-        for i in np.flatnonzero(found.class_ids == COCO_PERSON):
-            x0, y0, x1, y1 = np.clip(found.boxes[i], 0, [width, height, width, height])
-            if x1 <= x0 or y1 <= y0:
-                continue
-            person = PersonInstance(box=(float(x0), float(y0), float(x1), float(y1)), score=0.0)
-            mx0, my0, mx1, my1 = person.mask_box()
-            persons.append(
-                PersonInstance(
-                    box=person.box,
-                    score=float(found.scores[i]),
-                    mask=np.ascontiguousarray(found.masks[my0:my1, mx0:mx1, i]),
-                )
+        return self.segment_batch([frame])[0]
+
+    def segment_batch(self, frames: list[np.ndarray]) -> list[list[PersonInstance]]:
+        """`segment` for several frames, `batch` of them per forward pass."""
+        return [
+            _persons(found, frame.shape[:2])
+            for found, frame in zip(self.detect_batch(frames), frames, strict=True)
+        ]
+
+
+def _detections(result: dict, size: tuple[int, int]) -> Detections:
+    """PixelLib's result for one image as `Detections`."""
+    height, width = size
+    rois = np.asarray(result["rois"], dtype=np.float64).reshape(-1, 4)
+    return Detections(
+        boxes=rois[:, [1, 0, 3, 2]],  # PixelLib gives y0, x0, y1, x1
+        class_ids=np.asarray(result["class_ids"], dtype=np.int64).reshape(-1),
+        scores=np.asarray(result["scores"], dtype=np.float64).reshape(-1),
+        masks=np.asarray(result["masks"], dtype=bool).reshape(height, width, -1),
+    )
+
+
+def _persons(found: Detections, size: tuple[int, int]) -> list[PersonInstance]:
+    """The people among `found`, each mask cropped to its box."""
+    height, width = size
+    persons = []
+    for i in np.flatnonzero(found.class_ids == COCO_PERSON):
+        x0, y0, x1, y1 = np.clip(found.boxes[i], 0, [width, height, width, height])
+        if x1 <= x0 or y1 <= y0:
+            continue
+        person = PersonInstance(box=(float(x0), float(y0), float(x1), float(y1)), score=0.0)
+        mx0, my0, mx1, my1 = person.mask_box()
+        persons.append(
+            PersonInstance(
+                box=person.box,
+                score=float(found.scores[i]),
+                mask=np.ascontiguousarray(found.masks[my0:my1, mx0:mx1, i]),
             )
-        return persons
+        )
+    return persons
 
 
 def require_weights(path: Path) -> None:
@@ -167,12 +205,14 @@ def require_weights(path: Path) -> None:
 _PROCESS_MODEL: tuple[tuple, str, Any] | None = None
 
 
-def _model_for(path: Path, infer_speed: str, min_confidence: float | None) -> tuple[str, Any]:
+def _model_for(
+    path: Path, infer_speed: str, min_confidence: float | None, batch: int
+) -> tuple[str, Any]:
     """Build the model on first use; later segmenters in the process share it."""
     global _PROCESS_MODEL
-    key = (path.resolve(), infer_speed, min_confidence)
+    key = (path.resolve(), infer_speed, min_confidence, batch)
     if _PROCESS_MODEL is None:
-        _PROCESS_MODEL = (key, *_build(path, infer_speed, min_confidence))
+        _PROCESS_MODEL = (key, *_build(path, infer_speed, min_confidence, batch))
     elif _PROCESS_MODEL[0] != key:
         raise RuntimeError(
             "one Mask R-CNN per process: PixelLib's config is global and each extra "
@@ -181,7 +221,9 @@ def _model_for(path: Path, infer_speed: str, min_confidence: float | None) -> tu
     return _PROCESS_MODEL[1], _PROCESS_MODEL[2]
 
 
-def _build(path: Path, infer_speed: str, min_confidence: float | None) -> tuple[str, Any]:
+def _build(
+    path: Path, infer_speed: str, min_confidence: float | None, batch: int
+) -> tuple[str, Any]:
     """Build PixelLib's COCO Mask R-CNN and load `path` into it. Returns (device, engine)."""
     try:
         import tensorflow as tf
@@ -214,6 +256,8 @@ def _build(path: Path, infer_speed: str, min_confidence: float | None) -> tuple[
     engine = instance_segmentation(infer_speed=preset)  # sets coco_config's input size
     if min_confidence is not None:
         coco_config.DETECTION_MIN_CONFIDENCE = min_confidence
+    # The inference graph is shaped for its batch (set before it is built).
+    coco_config.IMAGES_PER_GPU = coco_config.BATCH_SIZE = batch
     engine.model = MaskRCNN(mode="inference", model_dir=str(path.parent), config=coco_config)
     try:
         # tf-keras' own HDF5 loader, in the session that predicts (not PixelLib's).

@@ -13,7 +13,7 @@ from repcoach.common.errors import UserError
 from repcoach.common.messages import PersonInstance
 from repcoach.common.registry import Registry
 from repcoach.common.specs import Spec
-from repcoach.stages.base import Segmenter
+from repcoach.stages.base import MAX_BATCH, Segmenter, batch_of
 from repcoach.stages.person_features import with_colours
 
 SEGMENTERS = Registry(
@@ -28,12 +28,19 @@ SEGMENTERS = Registry(
 
 class PassthroughSegmenter:
     """Finds nobody: measures the transport alone (with `jitter_ms`, stands in
-    for a slow model when testing flow control)."""
+    for a slow model when testing flow control; with `batch`, for a model
+    that takes several frames per pass)."""
+
+    def __init__(self, batch: int = 1):
+        self.batch = batch
 
     def segment(
         self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
     ) -> list[PersonInstance]:
         return []
+
+    def segment_batch(self, frames: list[np.ndarray]) -> list[list[PersonInstance]]:
+        return [[] for _ in frames]
 
     def switch_to(self, station: str) -> None:
         pass  # follows nobody
@@ -48,11 +55,19 @@ class Jittered:
         self.jitter_ms = jitter_ms
         self._random = random.Random(seed)
 
+    @property
+    def batch(self) -> int:
+        return batch_of(self.inner)
+
     def segment(
         self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
     ) -> list[PersonInstance]:
         time.sleep(self._random.uniform(*self.jitter_ms) / 1000.0)
         return self.inner.segment(frame, pts, continues)
+
+    def segment_batch(self, frames: list[np.ndarray]) -> list[list[PersonInstance]]:
+        time.sleep(self._random.uniform(*self.jitter_ms) / 1000.0)
+        return self.inner.segment_batch(frames)
 
     def switch_to(self, station: str) -> None:
         self.inner.switch_to(station)
@@ -67,13 +82,28 @@ class WithColours:
     def __init__(self, inner: Segmenter):
         self.inner = inner
 
+    @property
+    def batch(self) -> int:
+        return batch_of(self.inner)
+
     def segment(
         self, frame: np.ndarray, pts: float | None = None, continues: bool | None = None
     ) -> list[PersonInstance]:
         return with_colours(self.inner.segment(frame, pts, continues), frame)
 
+    def segment_batch(self, frames: list[np.ndarray]) -> list[list[PersonInstance]]:
+        found = self.inner.segment_batch(frames)
+        return [with_colours(persons, f) for persons, f in zip(found, frames, strict=True)]
+
     def switch_to(self, station: str) -> None:
         self.inner.switch_to(station)
+
+
+def _batch(spec: Spec) -> int:
+    value = spec.take_number("batch", 1, 1, MAX_BATCH)
+    if value != int(value):
+        raise UserError(f"{spec.name}: batch={spec.options['batch']} is not a whole number")
+    return int(value)
 
 
 def _jitter(spec: Spec) -> tuple[float, float]:
@@ -95,8 +125,9 @@ def _jitter(spec: Spec) -> tuple[float, float]:
 def passthrough_from_spec(
     spec: Spec, build: bool, weights_dir: Path, landmarks: bool
 ) -> Segmenter | None:
-    spec.check_known({"jitter_ms"})
-    return PassthroughSegmenter() if build else None
+    spec.check_known({"jitter_ms", "batch"})
+    batch = _batch(spec)
+    return PassthroughSegmenter(batch) if build else None
 
 
 def blazepose_from_spec(
@@ -113,12 +144,15 @@ def blazepose_from_spec(
 def maskrcnn_from_spec(
     spec: Spec, build: bool, weights_dir: Path, landmarks: bool
 ) -> Segmenter | None:
-    spec.check_known({"speed", "jitter_ms"})
+    spec.check_known({"speed", "jitter_ms", "batch"})
     speed = spec.take("speed", "average", {"full", "average", "fast", "rapid"})
+    batch = _batch(spec)
     from repcoach.stages.maskrcnn import MaskRCNNSegmenter, require_weights, weights_path
 
     require_weights(weights_path(weights_dir))
-    return MaskRCNNSegmenter(weights_path(weights_dir), infer_speed=speed) if build else None
+    if not build:
+        return None
+    return MaskRCNNSegmenter(weights_path(weights_dir), infer_speed=speed, batch=batch)
 
 
 def _from_text(

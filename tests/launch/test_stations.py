@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -100,6 +101,38 @@ def test_three_stations_share_the_workers_and_each_gets_its_own_exact_answer(
     assert [r for r in only if r["type"] == "event"] == [
         e for e in events if e["station"] == "lunge"
     ]
+
+
+def test_a_batching_worker_runs_frames_of_several_stations_in_one_pass(
+    pipeline, tmp_path, video, run_root
+):
+    """A backend that takes batches (Mask R-CNN on a GPU; here its stand-in)
+    gets the frames already waiting, whatever their station, in one call:
+    every frame of every station still arrives once and in its order."""
+    first, second = video(60), video(45, size=(160, 120))
+    summary, records = _up(
+        pipeline,
+        tmp_path / "batched",
+        "--source",
+        f"a={first}",
+        "--source",
+        f"b={second}",
+        "--segmenter",
+        "passthrough:batch=4,jitter_ms=5-15",
+        "--joints",
+        "none",
+        "--workers",
+        "2",
+    )
+    frames = [r for r in records if r["type"] == "frame"]
+    for name, total in (("a", 60), ("b", 45)):
+        assert [f["seq"] for f in frames if f["station"] == name] == list(range(total)), name
+        assert summary["stations"][name]["dropped"] == 0
+    logs = [(run_root / "batched" / "logs" / f"segment-{i}.log").read_text() for i in (0, 1)]
+    passes = [re.search(r"(\d+) frames in (\d+) forward passes of up to 4", log) for log in logs]
+    assert all(passes), logs
+    batched, calls = (sum(int(m[i]) for m in passes) for i in (1, 2))
+    assert batched == 105 and calls < batched  # frames went in batches
 
 
 def test_a_station_gives_what_it_gives_alone(pipeline, tmp_path):

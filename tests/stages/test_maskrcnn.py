@@ -84,6 +84,24 @@ print(json.dumps({"boxes": found.boxes.tolist(), "class_ids": found.class_ids.to
 """
 
 
+DETECT_BATCH = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from repcoach.stages.maskrcnn import MaskRCNNSegmenter
+
+model = MaskRCNNSegmenter(Path(sys.argv[1]), infer_speed="rapid",
+                          min_confidence=float(sys.argv[4]), batch=2)
+a, b = np.load(sys.argv[2]), np.load(sys.argv[3])
+def rows(found):
+    return {"boxes": found.boxes.tolist(), "class_ids": found.class_ids.tolist(),
+            "scores": found.scores.tolist(), "mask_pixels": found.masks.sum(axis=(0, 1)).tolist()}
+pair = model.detect_batch([a, b])  # one forward pass, two frames of different sizes
+alone = model.detect_batch([b])  # one frame, padded with a blank one
+print(json.dumps({"pair": [rows(f) for f in pair], "padded": rows(alone[0])}))
+"""
+
+
 def drawn_frame() -> np.ndarray:
     """A 640x480 BGR frame with a crude figure (the content hardly matters
     to a random-weight model; it only has to be the same in both processes)."""
@@ -123,8 +141,36 @@ def other_process(weights_file, frame, tmp_path_factory) -> subprocess.Popen:
     )
 
 
+def second_frame() -> np.ndarray:
+    """Another frame, of another size (a second camera)."""
+    return cv2.resize(cv2.flip(drawn_frame(), 1), (480, 360))
+
+
 @pytest.fixture(scope="module")
-def segmenter(weights_file, other_process) -> MaskRCNNSegmenter:
+def batch_process(weights_file, tmp_path_factory) -> subprocess.Popen:
+    """Detections of a model built for batches of 2, in its own process
+    (PixelLib's config is global: one model per process)."""
+    folder = tmp_path_factory.mktemp("batch")
+    np.save(folder / "a.npy", drawn_frame())
+    np.save(folder / "b.npy", second_frame())
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            DETECT_BATCH,
+            str(weights_file),
+            str(folder / "a.npy"),
+            str(folder / "b.npy"),
+            str(MIN_CONFIDENCE),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def segmenter(weights_file, other_process, batch_process) -> MaskRCNNSegmenter:
     return MaskRCNNSegmenter(weights_file, infer_speed="rapid", min_confidence=MIN_CONFIDENCE)
 
 
@@ -276,3 +322,40 @@ def test_tensorflow_imported_too_early_is_a_user_error(weights_file):
     )
     assert done.returncode == 3, done.stderr[-3000:]
     assert "set TF_USE_LEGACY_KERAS=1" in done.stdout
+
+
+def _same_detections(batched: dict, single) -> None:
+    """A batch's detections for one frame against the frame's own pass:
+    the same regions, classes and masks (the batched convolutions may round
+    differently in the last bits)."""
+    assert batched["class_ids"] == single.class_ids.tolist()
+    assert np.allclose(batched["scores"], single.scores, atol=1e-4)
+    assert np.allclose(batched["boxes"], single.boxes, atol=0.5)
+    pixels = single.masks.sum(axis=(0, 1))
+    assert np.allclose(batched["mask_pixels"], pixels, rtol=0.01, atol=2)
+
+
+@pytest.mark.slow  # builds Mask R-CNN twice (about 60 s)
+def test_a_batch_gives_each_frame_what_it_gets_alone(batch_process, segmenter, frame):
+    out, err = batch_process.communicate(timeout=900)
+    assert batch_process.returncode == 0, err[-3000:]
+    batched = json.loads(out.strip().splitlines()[-1])
+    first, second = segmenter.detect(frame), segmenter.detect(second_frame())
+    assert len(first.scores) > 0 and len(second.scores) > 0
+    _same_detections(batched["pair"][0], first)
+    _same_detections(batched["pair"][1], second)
+    _same_detections(batched["padded"], second)  # the blank filler changes nothing
+
+
+@pytest.mark.slow  # builds Mask R-CNN (about 25 s)
+def test_segment_batch_is_segment_per_frame(segmenter, frame):
+    frames = [frame, second_frame()]
+    for alone, together in zip(
+        [segmenter.segment(f) for f in frames], segmenter.segment_batch(frames), strict=True
+    ):
+        assert [p.box for p in alone] == [p.box for p in together]
+
+
+def test_batch_size_is_checked():
+    with pytest.raises(UserError, match=r"batch=9 is outside \[1, 8\]"):
+        MaskRCNNSegmenter(Path("unused.h5"), batch=9)
