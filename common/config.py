@@ -157,6 +157,10 @@ class PipelineConfig:
     """Strictness (beginner, intermediate, advanced); '' = the member's saved level."""
     history_db: str = ""
     """SQLite file of members, sessions and reps ('' = no history kept)."""
+    checkin: bool = True
+    """Look for members' check-in codes (QR) in the frames."""
+    checkin_hold_s: float = 60.0
+    """A checked-in person stays bound to their member until out of view this long."""
     topology: dict = field(default_factory=dict)
 
     @staticmethod

@@ -245,12 +245,16 @@ class History:
         return row
 
     def sessions(self, member: str | None = None, limit: int = 1000) -> list[sqlite3.Row]:
-        """Sessions, newest first (only `member`'s when given)."""
+        """Sessions, newest first (only `member`'s when given: theirs, and
+        any where they checked in at a station and did reps)."""
         if member is None:
             sql, args = "SELECT * FROM sessions ORDER BY started DESC LIMIT ?", (limit,)
         else:
-            sql = "SELECT * FROM sessions WHERE member = ? ORDER BY started DESC LIMIT ?"
-            args = (member, limit)  # type: ignore[assignment]
+            sql = (
+                "SELECT * FROM sessions WHERE member = ? OR id IN "
+                "(SELECT session FROM reps WHERE member = ?) ORDER BY started DESC LIMIT ?"
+            )
+            args = (member, member, limit)  # type: ignore[assignment]
         return list(self.db.execute(sql, args))
 
     def reps(self, session: str, person: int | None = None) -> list[dict]:
@@ -308,7 +312,8 @@ class History:
                 if member is None or rep["member"] == member:
                     by_exercise.setdefault(rep["exercise"], []).append(rep)
             for exercise, reps in sorted(by_exercise.items()):
-                out.append(exercise_summary(session, exercise, reps))
+                row = exercise_summary(session, exercise, reps)
+                out.append({**row, "member": member} if member else row)
         return out
 
 

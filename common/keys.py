@@ -65,7 +65,7 @@ def check_public_key(key: str) -> bytes:
     return raw
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write a file that only the owner can read, atomically, never wider."""
     temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -171,8 +171,8 @@ class KeyStore:
                 "and every peer that allowed the old one must then allow the new one"
             )
         public, secret = transport.curve_keypair()
-        _write_private(folder / f"{SELF}.key_secret", _certificate(name, public, secret))
-        _write_private(folder / f"{SELF}.key", _certificate(name, public))
+        write_private(folder / f"{SELF}.key_secret", _certificate(name, public, secret))
+        write_private(folder / f"{SELF}.key", _certificate(name, public))
         return KeyPair(name, public, secret)
 
     def own(self) -> KeyPair:
@@ -201,8 +201,8 @@ class KeyStore:
             for sub in (ALLOWED, SERVERS)
         }
         folder = self._private()
-        _write_private(folder / f"{SELF}.key_secret", _certificate(name, pair.public, pair.secret))
-        _write_private(folder / f"{SELF}.key", _certificate(name, pair.public))
+        write_private(folder / f"{SELF}.key_secret", _certificate(name, pair.public, pair.secret))
+        write_private(folder / f"{SELF}.key", _certificate(name, pair.public))
         for sub, keys in peers.items():
             for peer, key in keys.items():
                 self.add(peer, key, server=sub == SERVERS)
@@ -214,7 +214,7 @@ class KeyStore:
         check_name(name)
         key = check_public_key(public_key)
         path = self._private(SERVERS if server else ALLOWED) / f"{name}.key"
-        _write_private(path, _certificate(name, key))
+        write_private(path, _certificate(name, key))
         return path
 
     def remove(self, name: str, *, server: bool = False) -> None:

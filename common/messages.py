@@ -101,6 +101,20 @@ def _station(d: dict, where: str) -> str:
     return station
 
 
+def _bounded_text(d: dict, key: str, where: str) -> str:
+    value = _field(d, key, str, where)
+    if len(value) > MAX_NAME_CHARS:
+        raise MessageError("malformed", f"{where}.{key} of {len(value)} characters")
+    return value
+
+
+def _codes(d: dict) -> tuple:
+    value = _field(d, "codes", list, "frame")
+    if len(value) > MAX_CODES:
+        raise MessageError("malformed", f"frame.codes has {len(value)} entries (max {MAX_CODES})")
+    return tuple(ShownCode.from_wire(c) for c in value)
+
+
 def _station_names(d: dict, key: str, where: str) -> tuple[str, ...]:
     """A list of at most `MAX_NAMES` station names."""
     value = _field(d, key, list, where)
@@ -410,9 +424,11 @@ class PersonScore:
     phase: str = ""
     form_score: float | None = None
     last_cue: str | None = None
+    member: str = ""  # who checked in as this person ('' = a guest)
 
     def to_wire(self) -> dict:
         return {
+            "member": self.member,
             "track": self.track_id,
             "angles": self.angles,
             "exercise": self.exercise,
@@ -445,6 +461,7 @@ class PersonScore:
             phase=_field(d, "phase", str, "score"),
             form_score=_optional(d, "form", float, "score"),
             last_cue=_optional(d, "cue", str, "score"),
+            member=_bounded_text(d, "member", "score"),
         )
 
 
@@ -476,6 +493,8 @@ class EventKind(_Vocabulary):
     EXERCISE = "exercise"
     PERSON_ENTER = "person_enter"
     PERSON_LEAVE = "person_leave"
+    CHECK_IN = "check_in"  # a person showed a member's code: coached and recorded as them
+    CHECK_OUT = "check_out"  # they left view for longer than the check-in holds
 
 
 class Severity(_Vocabulary):
@@ -539,6 +558,31 @@ class FeedbackEvent:
 # --- the messages themselves
 
 
+MAX_CODES = 4
+MAX_CODE_CHARS = 256
+
+
+@dataclass(frozen=True)
+class ShownCode:
+    """A check-in code seen in a frame: its text and its centre (pixels)."""
+
+    text: str
+    x: float
+    y: float
+
+    def to_wire(self) -> list:
+        return [self.text, self.x, self.y]
+
+    @classmethod
+    def from_wire(cls, d: Any) -> ShownCode:
+        if not (isinstance(d, list) and len(d) == 3 and isinstance(d[0], str)):
+            raise MessageError("malformed", "code is not [text, x, y]")
+        if len(d[0]) > MAX_CODE_CHARS:
+            raise MessageError("malformed", f"code of {len(d[0])} characters")
+        x, y = (_field({"v": v}, "v", float, "code") for v in d[1:])
+        return cls(d[0], x, y)
+
+
 @dataclass(frozen=True)
 class FramePacket:
     """A frame and everything the stages have attached to it so far.
@@ -557,6 +601,7 @@ class FramePacket:
     scores: tuple[PersonScore, ...] = ()
     events: tuple[FeedbackEvent, ...] = ()
     tombstone: bool = False
+    codes: tuple[ShownCode, ...] = ()  # check-in codes the segment worker saw
 
     def __post_init__(self) -> None:
         if self.pixels is not None:
@@ -577,6 +622,7 @@ class FramePacket:
             "scores": [s.to_wire() for s in self.scores],
             "events": [e.to_wire() for e in self.events],
             "tomb": self.tombstone,
+            "codes": [c.to_wire() for c in self.codes],
         }
 
     def to_wire(self, with_pixels: bool = True) -> list:
@@ -608,6 +654,7 @@ class FramePacket:
             scores=tuple(PersonScore.from_wire(s) for s in _items(d, "scores", "frame")),
             events=tuple(FeedbackEvent.from_wire(e) for e in _items(d, "events", "frame")),
             tombstone=_field(d, "tomb", bool, "frame"),
+            codes=_codes(d),
         )
 
     def replace(self, **changes: Any) -> FramePacket:

@@ -30,6 +30,7 @@ from repcoach.common.chunks import continues
 from repcoach.common.clock import frame_age_s
 from repcoach.common.config import MAX_STATIONS, FlowPolicy, PipelineConfig, Station
 from repcoach.common.dispatch import EOS_KEY, HELLO, MAX_CREDITS, STOP, done
+from repcoach.common.member_codes import CodeScanner
 from repcoach.common.messages import (
     EndOfStream,
     FrameMeta,
@@ -37,6 +38,7 @@ from repcoach.common.messages import (
     MessageError,
     PersonScore,
     SessionState,
+    ShownCode,
     encode_plain,
     short,
 )
@@ -62,6 +64,9 @@ SILENCE_S = 5.0  # state is published twice a second: this long without any is t
 # is released (capture skips frames while no worker is free); well above any
 # camera's frame rate.
 LIVE_SEQ_PER_S = 240.0
+# Check-in codes are looked for on every this many frames: a member shows
+# theirs for a second or more, and a frame without one costs ~1 ms.
+CODE_SCAN_EVERY = 2
 _TOPICS = (TOPIC_RESULT, TOPIC_VIDEO, TOPIC_STATE, TOPIC_EOS, TOPIC_PIXELS)
 
 
@@ -150,6 +155,7 @@ class SegmentWorker:
         self.demand = PixelDemand(ctx.config, "segment", ctx.rejects, needed=joints_use_pixels)
         self.batch = batch_of(segmenter)
         self.passes = self.batched = 0  # a batching backend's forward passes and their frames
+        self.scanner = CodeScanner() if ctx.config.checkin else None
         # A batching backend asks for a batch's worth of frames at a time.
         credits = min(max(ctx.config.prefetch, self.batch), MAX_CREDITS)
         self.hello = [HELLO, encode_plain({"credits": credits})]
@@ -198,8 +204,8 @@ class SegmentWorker:
                 continue
             ctx.stats.received()
             if id(message) in found:
-                persons = found[id(message)]
-                result = self.demand.pass_on(message.replace(persons=tuple(persons)))
+                persons, codes = found[id(message)], self._codes(message)
+                result = self.demand.pass_on(message.replace(persons=tuple(persons), codes=codes))
             else:
                 ctx.stats.drop("stale")
                 result = message.replace(pixels=None, tombstone=True)
@@ -208,6 +214,13 @@ class SegmentWorker:
             ctx.stats.emitted(share)
             transport.send(self.work, done(message.meta.seq, message.meta.station))
         return stop
+
+    def _codes(self, frame: FramePacket) -> tuple[ShownCode, ...]:
+        """Check-in codes in view, looked for on every `CODE_SCAN_EVERY`th
+        frame (by its number, so a file's are the same every run)."""
+        if self.scanner is None or frame.meta.seq % CODE_SCAN_EVERY:
+            return ()
+        return tuple(ShownCode(*code) for code in self.scanner.scan(frame.pixels))
 
     def _segment(self, frames: list[FramePacket]) -> dict[int, list]:
         """Each frame's people, by `id(frame)`: in one pass for a batching

@@ -52,6 +52,8 @@ keys_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 source_app = typer.Typer(help="Add or remove a running pipeline's stations.", no_args_is_help=True)
 app.add_typer(source_app, name="source")
+members_app = typer.Typer(help="Members and their check-in codes.", no_args_is_help=True)
+app.add_typer(members_app, name="members")
 service_app = typer.Typer(help="Run the pipeline as a systemd service.", no_args_is_help=True)
 app.add_typer(service_app, name="service")
 
@@ -336,6 +338,16 @@ def up(
     metrics_host: Annotated[
         str, typer.Option(help="Address the metrics endpoint listens on.")
     ] = "127.0.0.1",
+    checkin: Annotated[
+        bool,
+        typer.Option(help="Members check in by showing their code (`pipeline members qr`)."),
+    ] = True,
+    checkin_hold: Annotated[
+        float,
+        typer.Option(
+            min=1, max=86400, help="A check-in ends once its person is out of view this long (s)."
+        ),
+    ] = 60.0,
     insecure: InsecureOption = False,
     name: NameOption = "default",
 ) -> None:
@@ -355,6 +367,7 @@ def up(
         summary = _typed_or(ctx, "summary", summary, gym.summary)
         workers = _typed_or(ctx, "workers", workers, gym.workers)
         realtime = _typed_or(ctx, "realtime", realtime, gym.realtime)
+        checkin_hold = _typed_or(ctx, "checkin_hold", checkin_hold, gym.checkin_hold_s)
         station_sinks = [_station_sink(text, station) for text, station in gym.sinks]
     elif sources:
         stations = make_stations(sources)
@@ -431,6 +444,8 @@ def up(
         profile=member or "",
         level=level_name,
         history_db=history_db,
+        checkin=checkin,
+        checkin_hold_s=checkin_hold,
         topology=topology.to_dict(),
     )
     metrics_server = None
@@ -795,6 +810,39 @@ def _wait_for_station(
         + ("end of stream" if until_ended else "frame")
         + f" analysed yet after {timeout_s:.0f} s; `pipeline status` shows when there is"
     )
+
+
+@members_app.command("qr")
+def members_qr(
+    member: Annotated[str, typer.Argument(help="The member's name (made a member if new).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Save the code as a PNG here instead of printing it.")
+    ] = None,
+    level: Annotated[
+        Level | None, typer.Option(help="Strictness; saved to the member's profile.")
+    ] = None,
+    history: HistoryOption = None,
+) -> None:
+    """Issue a member's check-in code: shown to a station's camera, it makes
+    the person holding it that member (their reps go to their history)."""
+    from repcoach.common.history import default_history_path
+    from repcoach.common.member_codes import MemberCodes, qr_image, qr_text
+
+    code = MemberCodes(create=True).code_for(member)
+    _member(member, level, history or default_history_path())
+    if out is None:
+        typer.echo(qr_text(code))
+        typer.echo(f"{member}'s check-in code (show it to a station's camera)")
+        return
+    import cv2
+
+    ok, png = cv2.imencode(".png", qr_image(code))
+    try:
+        with atomic_file(out) as handle:
+            handle.write(png.tobytes())
+    except OSError as error:
+        raise UserError(write_failure(out, error)) from None
+    typer.echo(f"{member}'s check-in code written to {out}")
 
 
 @app.command("stage", hidden=True)

@@ -111,6 +111,7 @@ def run_score(ctx: StageContext, index: int, sink: Spec | None) -> None:
     from repcoach.common.loop import run_loop
     from repcoach.common.runner import Publisher
     from repcoach.stages.coaching import Coach
+    from repcoach.stages.coaching.checkin import CheckIns
     from repcoach.stages.coaching.levels import for_level
 
     config = ctx.config
@@ -125,6 +126,7 @@ def run_score(ctx: StageContext, index: int, sink: Spec | None) -> None:
             session_id=current.session_of(station),
             member=config.profile,
             priors=priors,
+            checkins=CheckIns(config.checkin_hold_s) if config.checkin else None,
         )
 
     run_loop(ctx, Publisher(coach_for, ctx))

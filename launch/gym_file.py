@@ -7,6 +7,7 @@ the standard library's TOML parser.
     realtime = false             # as --realtime: play files as cameras
     summary = "summary.json"     # as --summary: every station's, in one file
     sinks = ["jsonl:path=events.jsonl"]   # as --sink, serving every station
+    checkin_hold_s = 60          # as --checkin-hold: a check-in ends out of view this long
 
     [[station]]
     name = "rack1"               # what status, summaries and events call it
@@ -37,7 +38,14 @@ from repcoach.common.config import Station, name_stations
 from repcoach.common.errors import UserError
 
 MAX_WORKERS = 64  # as --workers
-_TOP = {"name": str, "workers": int, "exercise": str, "realtime": bool, "summary": str}
+_TOP = {
+    "name": str,
+    "workers": int,
+    "exercise": str,
+    "realtime": bool,
+    "summary": str,
+    "checkin_hold_s": float,
+}
 _STATION = {"name": str, "source": str, "exercise": str}
 # Keys read apart from the plain ones above (lists, checked where they are read).
 _TOP_LISTS, _STATION_LISTS = {"sinks", "station"}, {"sinks"}
@@ -51,6 +59,7 @@ class GymFile:
     exercise: str | None = None
     realtime: bool | None = None
     summary: Path | None = None
+    checkin_hold_s: float | None = None
     sinks: tuple[tuple[str, str | None], ...] = ()
     """(`--sink` text, the station it serves alone or None for all)."""
 
@@ -63,10 +72,10 @@ def _checked(table: dict, kinds: dict[str, type], lists: set[str], where: str) -
         valid = sorted({*kinds, *lists})
         raise UserError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {valid}")
     for key, kind in kinds.items():
-        if key in table and not (
-            isinstance(table[key], kind) and not (kind is int and isinstance(table[key], bool))
-        ):
-            raise UserError(f"{where}: {key} must be a {kind.__name__}, got {table[key]!r}")
+        value = table.get(key)
+        fits = isinstance(value, kind) or (kind is float and isinstance(value, int))
+        if key in table and (not fits or isinstance(value, bool) and kind is not bool):
+            raise UserError(f"{where}: {key} must be a {kind.__name__}, got {value!r}")
 
 
 def _sinks(table: dict, where: str) -> list[str]:
@@ -88,6 +97,8 @@ def read_gym_file(path: Path) -> GymFile:
     _checked(data, _TOP, _TOP_LISTS, where)
     if not 0 <= data.get("workers", 1) <= MAX_WORKERS:
         raise UserError(f"{where}: workers must be 0 to {MAX_WORKERS}, got {data['workers']}")
+    if not 1 <= data.get("checkin_hold_s", 60) <= 86400:
+        raise UserError(f"{where}: checkin_hold_s must be 1 to 86400 seconds")
     tables = data.get("station", [])
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise UserError(f'{where}: give each station as [[station]] with source = "..."')
@@ -110,5 +121,6 @@ def read_gym_file(path: Path) -> GymFile:
         exercise=data.get("exercise"),
         realtime=data.get("realtime"),
         summary=Path(data["summary"]) if "summary" in data else None,
+        checkin_hold_s=data.get("checkin_hold_s"),
         sinks=tuple(sinks),
     )

@@ -5,7 +5,9 @@
 frame's `FeedbackEvent`s come out. Event kinds: `rep`, `partial_rep`, `cue`,
 `visibility` (why counting is paused), `hold` (a plank ended),
 `exercise` (auto mode recognised or changed a person's exercise),
-`person_enter`, `person_leave`.
+`person_enter`, `person_leave`, `check_in` (a person showed a member's
+code: their events carry `data["member"]` from then on, see `checkin.py`)
+and `check_out` (they were out of view longer than the check-in holds).
 
 Only people who train are coached. Everyone present gets a `PersonScore`,
 but until a person is established as training (`activity.TrainingGate`:
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from repcoach.common.history import Baseline
 from repcoach.common.messages import (
@@ -38,6 +40,7 @@ from repcoach.common.messages import (
 )
 from repcoach.stages.coaching.activity import TrainingGate
 from repcoach.stages.coaching.athlete import Athlete, Note
+from repcoach.stages.coaching.checkin import CheckIns
 from repcoach.stages.coaching.mirror import MirrorWatch
 from repcoach.stages.coaching.recognize import Recognizer
 from repcoach.stages.coaching.registry import ExerciseRegistry, registry
@@ -72,6 +75,7 @@ class _Person:
     replay: deque[tuple[PersonJoints, int, float]] = field(default_factory=deque)
     earlier: list[dict] = field(default_factory=list)  # log of earlier exercises (auto)
     member: str = ""  # the profile this person trains as ('' = a guest)
+    checked_in: bool = False  # `member` came from a code shown here (it may end)
     gate: TrainingGate | None = None
 
 
@@ -97,6 +101,7 @@ class Coach:
         session_id: str = "",
         member: str = "",
         priors: Mapping[str, Baseline] | None = None,
+        checkins: CheckIns | None = None,
     ):
         self.exercises = exercises if exercises is not None else registry()
         self.adapt = adapt or (lambda spec: spec)
@@ -110,6 +115,7 @@ class Coach:
         self.session_id = session_id
         self.member = member
         self.priors = dict(priors or {})
+        self.checkins = checkins
         self.max_people = MAX_PEOPLE
         self.people_retired = 0
         self.people_refused = 0
@@ -147,11 +153,49 @@ class Coach:
             events.append(
                 self._event(packet, track, Note(EventKind.PERSON_LEAVE, "See you next set."))
             )
+        if self.checkins is not None:
+            events += self._check_ins(packet)
+            scores = [replace(s, member=self._member_of(s.track_id)) for s in scores]
         return packet.replace(scores=tuple(scores), events=tuple(events))
 
+    def _member_of(self, track: int) -> str:
+        person = self._people.get(track)
+        return person.member if person is not None else ""
+
+    def _check_ins(self, packet: FramePacket) -> list[FeedbackEvent]:
+        """Bind each person showing a member's code to that member (one
+        person per member), and end the check-in of those out of view
+        longer than it holds."""
+        checkins, pts, events = self.checkins, packet.meta.pts, []
+        assert checkins is not None
+        for code in packet.codes:
+            member = checkins.member_of(code)
+            track = None if member is None else checkins.holder(code, packet.joints)
+            person = self._people.get(track) if track is not None else None
+            if person is None or person.member == member:
+                continue
+            for other in self._people.values():
+                if other.member == member:  # the member moved to another body
+                    other.member, other.checked_in = "", False
+            person.member, person.checked_in = member, True
+            note = Note(EventKind.CHECK_IN, f"Hi {member}, you're checked in.")
+            events.append(self._event(packet, track, note))
+        for person in self._people.values():
+            if person.checked_in and pts - person.last_pts > checkins.hold_s:
+                note = Note(EventKind.CHECK_OUT, f"{person.member} checked out.")
+                events.append(self._event(packet, person.tracks[-1], note))
+                person.member, person.checked_in = "", False
+        return events
+
     def drops(self) -> dict[str, int]:
-        """People forgotten or refused to keep the table bounded (running totals)."""
-        return {"people-retired": self.people_retired, "people-refused": self.people_refused}
+        """People forgotten or refused to keep the table bounded, and codes
+        this box did not issue (running totals)."""
+        refused = self.checkins.refused if self.checkins is not None else 0
+        return {
+            "people-retired": self.people_retired,
+            "people-refused": self.people_refused,
+            "unknown-code": refused,
+        }
 
     def _make_room(self) -> bool:
         """Room for one more person: forget the one who left longest ago."""
@@ -222,7 +266,9 @@ class Coach:
         return gate.published(log) if gate.established else []
 
     def _athlete(self, person: _Person, spec: ExerciseSpec) -> Athlete:
-        return Athlete(spec, self.priors.get(spec.name) if person.member else None)
+        # The baselines are the station's profile's (`--profile`), no one else's.
+        own = person.member and person.member == self.member
+        return Athlete(spec, self.priors.get(spec.name) if own else None)
 
     def _handover(self, track: int, in_frame: set[int], pts: float) -> _Person | None:
         lost = [

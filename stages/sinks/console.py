@@ -86,7 +86,7 @@ class ConsoleSink:
             angles = " ".join(f"{k}={v:.0f}" for k, v in sorted(person.angles.items())[:4])
             form = "" if person.form_score is None else f"{person.form_score:.0f}"
             table.add_row(
-                str(person.track_id),
+                f"{person.track_id} {person.member}".strip(),
                 person.exercise or NOT_TRAINING.get(person.phase, "-"),
                 str(person.reps),
                 str(person.partial_reps),

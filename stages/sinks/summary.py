@@ -35,6 +35,7 @@ class RepLog:
     def __init__(self) -> None:
         # track -> exercise -> {"reps": [detail...], "partial": count}
         self.people: dict[int, dict[str, dict]] = defaultdict(dict)
+        self.members: dict[int, str] = {}  # track -> the member their reps went to
 
     def add(self, packet: FramePacket) -> None:
         exercise_of = {s.track_id: s.exercise for s in packet.scores}
@@ -43,6 +44,8 @@ class RepLog:
                 continue
             exercise = event.data.get("exercise") or exercise_of.get(event.track_id) or "unknown"
             entry = self.people[event.track_id].setdefault(exercise, {"reps": [], "partial": 0})
+            if member := event.data.get("member"):
+                self.members[event.track_id] = str(member)
             if event.kind == EventKind.REP:
                 detail = {k: event.data.get(k) for k in DETAIL_FIELDS}
                 detail["faults"] = list(detail["faults"] or [])
@@ -91,6 +94,7 @@ def summary_document(state: SessionState, reps: RepLog, wall_s: float, missed: i
         people.append(
             {
                 "id": person.track_id,
+                "member": reps.members.get(person.track_id) or person.member or None,
                 "training": training,
                 "state": "training" if training else (person.phase or PHASE_IDLE),
                 "exercises": exercises,

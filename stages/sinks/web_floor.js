@@ -54,9 +54,10 @@ function showStation(entry) {
     const row = element("li", "person");
     row.style.setProperty("--colour", person.colour);
     const training = Boolean(person.exercise);
+    const what = training ? words(person.exercise) : NOT_TRAINING[person.phase] || "present";
     row.append(
       element("span", "reps", training ? String(person.reps) : "–"),
-      element("span", "what", training ? words(person.exercise) : NOT_TRAINING[person.phase] || "present"),
+      element("span", "what", person.member ? `${person.member}: ${what}` : what),
     );
     list.append(row);
     cue = person.last_cue || cue;

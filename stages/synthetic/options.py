@@ -23,6 +23,9 @@ Options:
     mirror=N      a mirror twin of athlete N (1-based; 0: none, the default):
                   the athlete flipped left-right, smaller and dimmer, beside
                   them in a wall mirror, moving in sync
+    checkin=NAME[@N]  athlete N (default 1) holds up member NAME's check-in
+                  code beside their chest for the first 1.5 s (a code this
+                  box issued: `pipeline members qr NAME`)
 
 Truth marks each person's `role` (athlete, bystander, walker, mirror) and
 whether they exercise; non-exercisers have no reps. Person indexes: the
@@ -61,6 +64,7 @@ OPTIONS = (
     "extra",
     "rest",
     "mirror",
+    "checkin",
 )
 MAX_PEOPLE = 3
 EXTRAS = ("bystander", "walker")
@@ -85,6 +89,7 @@ class SyntheticConfig:
     extras: tuple[str, ...] = ()  # EXTRAS, in the order named
     rest: RestPlan | None = None
     mirror_of: int | None = None  # 0-based athlete mirrored, None: no mirror
+    checkin: tuple[str, int] | None = None  # (member, 0-based athlete) showing a code
 
 
 def _integer(spec: Spec, key: str, default: int, lo: int, hi: int) -> int:
@@ -138,6 +143,19 @@ def _rest(spec: Spec, reps: int, exercises: tuple[str, ...]) -> RestPlan | None:
             f"synthetic: rest={raw}: rests come after reps 1..{reps - 1} (reps={reps}), N <= M"
         )
     return RestPlan(seconds, first, last)
+
+
+def _checkin(spec: Spec, athletes: int) -> tuple[str, int] | None:
+    raw = spec.options.get("checkin")
+    if raw is None:
+        return None
+    member, _, number = raw.partition("@")
+    if not re.fullmatch(r"[^:@]{1,64}", member) or not re.fullmatch(r"\d*", number):
+        raise UserError(f"synthetic: checkin={raw!r} is not NAME or NAME@N")
+    athlete = int(number or 1)
+    if not 1 <= athlete <= athletes:
+        raise UserError(f"synthetic: checkin={raw}: athlete {athlete} of {athletes}")
+    return member, athlete - 1
 
 
 def _mirror(spec: Spec, exercises: tuple[str, ...]) -> int | None:
@@ -208,4 +226,5 @@ def parse_spec(text: str) -> SyntheticConfig:
         extras=extras,
         rest=_rest(spec, reps, exercises),
         mirror_of=mirror_of,
+        checkin=_checkin(spec, len(exercises)),
     )

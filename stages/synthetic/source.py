@@ -97,6 +97,9 @@ def _solve(body: BodyShape, poses: np.ndarray, rig: Rig | None = None) -> tuple[
     return tuple(kin.solve(pose) for pose in poses)
 
 
+CARD_S = 1.5  # how long an athlete holds up a check-in code (`checkin=`)
+
+
 class SyntheticSource:
     """Frames of cartoon athletes exercising, each with its exact truth.
 
@@ -160,6 +163,7 @@ class SyntheticSource:
             if p.role == "mirror":
                 draw_mirror(self._background, self._pane(p))
         self._document: dict | None = None
+        self._card = self._check_in_card()
 
     @classmethod
     def from_spec(cls, text: str) -> SyntheticSource:
@@ -354,8 +358,35 @@ class SyntheticSource:
                     draw_shadow(image, self.cameras[i], self.people[i].skeletons[index])
             for i in shown:
                 self._renderers[i].draw(image, labels, self.people[i].skeletons[index])
+            if self._card is not None and index < round(CARD_S * self.fps):
+                self._draw_card(image, index)
             people = tuple(self._truth(p, index, labels) for p in self.people)
             yield image, FrameTruth(index, people)
+
+    def _check_in_card(self) -> np.ndarray | None:
+        """The check-in code an athlete holds up (`checkin=`), as an image."""
+        if self.config.checkin is None:
+            return None
+        from repcoach.common.member_codes import MemberCodes, qr_image
+
+        text = MemberCodes(create=True).code_for(self.config.checkin[0])
+        return qr_image(text, module_px=max(2, round(self.height / 160)))
+
+    def _draw_card(self, image: np.ndarray, index: int) -> None:
+        """The card beside the athlete's chest, on the side with more room."""
+        assert self._card is not None and self.config.checkin is not None
+        athlete = self.people[self.config.checkin[1]]
+        camera = self.cameras[athlete.index]
+        xy, _ = camera.project(athlete.skeletons[index].points)
+        size = self._card.shape[0]
+        (neck_x, neck_y), (_, pelvis_y) = xy[Point.NECK], xy[Point.PELVIS]
+        gap = size // 2 + 0.2 * abs(pelvis_y - neck_y)
+        left, right = xy[:, 0].min(), xy[:, 0].max()
+        x = right + gap if neck_x < self.width / 2 else left - gap
+        y = (neck_y + pelvis_y) / 2
+        x0 = int(np.clip(x - size / 2, 0, self.width - size))
+        y0 = int(np.clip(y - size / 2, 0, self.height - size))
+        image[y0 : y0 + size, x0 : x0 + size] = self._card[..., None]
 
     def _in_view(self, i: int, index: int) -> bool:
         """Whether any of person `i` can show in frame `index` (walkers leave it)."""
