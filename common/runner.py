@@ -23,7 +23,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from repcoach.common import graph, transport
 from repcoach.common.chunks import continues
@@ -39,6 +39,7 @@ from repcoach.common.messages import (
     PersonScore,
     SessionState,
     ShownCode,
+    decode_plain,
     encode_plain,
     short,
 )
@@ -57,6 +58,7 @@ TOPIC_EOS = b"eos"
 # built-in sinks have not all subscribed yet), else b"0" (see PixelDemand).
 TOPIC_PIXELS = b"px"
 SNAPSHOT = b"SNAPSHOT"
+MAX_CHECK_IN_BYTES = 1024  # a request on the snapshot socket: SNAPSHOT or a check-in
 STATE_INTERVAL_S = 0.5
 IDLE_HELLO_S = 2.0
 SILENCE_S = 5.0  # state is published twice a second: this long without any is telling
@@ -430,6 +432,14 @@ class OrderedStage:
 # --- publisher (score)
 
 
+@runtime_checkable
+class ChecksIn(Protocol):
+    """Scoring logic that binds people to members (`Coach`): `check_in`
+    returns None when done, else why not (one line)."""
+
+    def check_in(self, track: int, member: str) -> str | None: ...
+
+
 class ScoringLogic(Protocol):
     """The score stage's logic: `end` may return a last packet of events
     (a hold still under way when the stream ended), published before EOS."""
@@ -587,10 +597,15 @@ class Publisher:
                     self.subscribers[sock][change[0]] += change[1]
         if self.snapshots in ready:
             while self.snapshots.poll(0):
-                identity = _snapshot_request(transport.recv_parts(self.snapshots), ctx)
-                if identity is not None:
+                request = _snapshot_request(transport.recv_parts(self.snapshots), ctx)
+                if request is None:
+                    continue
+                identity, body = request
+                if body == SNAPSHOT:
                     reply = [b"", *(part for st in self.states() for part in st.to_wire())]
-                    transport.route(self.snapshots, identity, reply)
+                else:
+                    reply = [b"", encode_plain(self._check_in(body))]
+                transport.route(self.snapshots, identity, reply)
         if self.inbox in ready and self._take(transport.receive(self.inbox, ctx.rejects)):
             return True
         self._tell_pixels_and_state(ready_for_frames)
@@ -639,6 +654,27 @@ class Publisher:
             self.published,
         )
         return all(s.counters.ended for s in self.stations.values())
+
+    def _check_in(self, body: bytes) -> dict:
+        """A check-in made by hand (the dashboard): {"station", "person",
+        "member"}; the answer says done or why not."""
+        try:
+            request = decode_plain(body)
+        except MessageError as error:
+            self.ctx.rejects.reject(error)
+            return {"error": "not a check-in request"}
+        fields = request.get("check_in") if isinstance(request, dict) else None
+        if not isinstance(fields, dict):
+            self.ctx.rejects.reject(MessageError("unknown-type", f"request {short(body[:20])}"))
+            return {"error": "not a check-in request"}
+        session = self.stations.get(fields.get("station"))
+        if session is None or not isinstance(session.logic, ChecksIn):
+            return {"error": f"no station {short(fields.get('station'))} that checks people in"}
+        track, member = fields.get("person"), fields.get("member")
+        if type(track) is not int or not isinstance(member, str):
+            return {"error": "give a person's number and a member's name"}
+        problem = session.logic.check_in(track, member)
+        return {"error": problem} if problem else {"checked_in": member, "person": track}
 
     def _tell_pixels_and_state(self, ready_for_frames: bool) -> None:
         # Until every built-in sink has subscribed, nobody knows yet whether
@@ -690,12 +726,12 @@ def _subscription(parts: list, ctx: StageContext) -> tuple[bytes, int] | None:
     return topic, 1 if event[0] == 1 else -1
 
 
-def _snapshot_request(parts: list, ctx: StageContext) -> bytes | None:
-    """The identity of a well-formed snapshot request ([id, b"", SNAPSHOT]
-    from a REQ socket), else None (counted as rejected)."""
+def _snapshot_request(parts: list, ctx: StageContext) -> tuple[bytes, bytes] | None:
+    """(identity, body) of a well-formed request from a REQ socket
+    ([id, b"", body]: SNAPSHOT or a check-in), else None (counted)."""
     raw = [transport.raw_bytes(p) for p in parts]
-    if len(raw) == 3 and raw[1] == b"" and raw[2] == SNAPSHOT:
-        return raw[0]
+    if len(raw) == 3 and raw[1] == b"" and len(raw[2]) <= MAX_CHECK_IN_BYTES:
+        return raw[0], raw[2]
     ctx.rejects.reject(
         MessageError("malformed", f"snapshot request of {len(raw)} part(s) {short(raw[1:3])}")
     )
@@ -759,6 +795,8 @@ class SinkFeed:
         self.open = {station} if station is not None else set(ctx.config.station_names)
         self.closed: set[str] = set()
         self.snapshot_at = ctx.config.endpoints().connect("snapshot")
+        if hasattr(sink, "pipeline_at"):  # a sink that asks the pipeline (check-ins)
+            sink.pipeline_at = self.snapshot_at
         # Frames with pixels are ~1 MB each: a sink taking them keeps a short queue.
         hwm = 64 if TOPIC_VIDEO in sink.topics else None
         self.sub = graph.open_port(ctx.config, "sink", feed, hwm=hwm)

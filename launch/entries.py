@@ -5,6 +5,7 @@ names these functions; each takes the stage context, the process's index
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from repcoach.common.atomic import write_json_atomic
@@ -106,6 +107,17 @@ def _member_priors(config: PipelineConfig) -> dict:
         history.close()
 
 
+def _members(history_db: Path) -> list[str]:
+    """The history's members, read when asked (one may join mid-run)."""
+    from repcoach.common.history import History
+
+    history = History.open(history_db, create=False)
+    try:
+        return history.members()
+    finally:
+        history.close()
+
+
 def run_score(ctx: StageContext, index: int, sink: Spec | None) -> None:
     from repcoach.common.history import DEFAULT_LEVEL
     from repcoach.common.loop import run_loop
@@ -116,6 +128,7 @@ def run_score(ctx: StageContext, index: int, sink: Spec | None) -> None:
 
     config = ctx.config
     priors = _member_priors(config)
+    members = partial(_members, Path(config.history_db)) if config.history_db else None
 
     def coach_for(station: str) -> Coach:
         # Read when the station is first seen: it may have been added since.
@@ -126,7 +139,7 @@ def run_score(ctx: StageContext, index: int, sink: Spec | None) -> None:
             session_id=current.session_of(station),
             member=config.profile,
             priors=priors,
-            checkins=CheckIns(config.checkin_hold_s) if config.checkin else None,
+            checkins=CheckIns(config.checkin_hold_s, members=members) if config.checkin else None,
         )
 
     run_loop(ctx, Publisher(coach_for, ctx))

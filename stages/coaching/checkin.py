@@ -10,11 +10,12 @@ phone or card in front of them or beside them, not across the room.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
 from repcoach.common.errors import UserError
-from repcoach.common.member_codes import MemberCodes
+from repcoach.common.member_codes import MEMBER_NAME_CHARS, MemberCodes
 from repcoach.common.messages import PersonJoints, ShownCode
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,31 @@ class CheckIns:
     """Which member a shown code names and who holds it. `hold_s`: how long
     a checked-in person may be out of view before the check-in ends."""
 
-    def __init__(self, hold_s: float, codes: MemberCodes | None = None):
+    def __init__(
+        self,
+        hold_s: float,
+        codes: MemberCodes | None = None,
+        members: Callable[[], list[str]] | None = None,
+    ):
         self.hold_s = hold_s
         self._codes = codes
+        self._members = members  # the history's members (None: no history kept)
         self.refused = 0  # codes this box did not issue (running total)
+
+    def unknown_member(self, member: str) -> str | None:
+        """Why `member` cannot be checked in by hand, or None. A code proves
+        itself; a name typed on the dashboard must be a member's."""
+        if not 0 < len(member) <= MEMBER_NAME_CHARS or ":" in member:
+            return f"member name {member[:80]!r}: 1 to {MEMBER_NAME_CHARS} characters, no ':'"
+        if self._members is None:
+            return None
+        try:
+            known = member in self._members()
+        except UserError as error:  # the database is gone or unreadable
+            return str(error)
+        if not known:
+            return f"no member {member!r}: make them one with `pipeline members qr {member}`"
+        return None
 
     def member_of(self, code: ShownCode) -> str | None:
         member = self._verifier() and self._codes.member_of(code.text)

@@ -116,6 +116,7 @@ class Coach:
         self.member = member
         self.priors = dict(priors or {})
         self.checkins = checkins
+        self._by_hand: list[tuple[int, str]] = []  # check-ins made on the dashboard, to announce
         self.max_people = MAX_PEOPLE
         self.people_retired = 0
         self.people_refused = 0
@@ -155,8 +156,31 @@ class Coach:
             )
         if self.checkins is not None:
             events += self._check_ins(packet)
-            scores = [replace(s, member=self._member_of(s.track_id)) for s in scores]
+            scores = [replace(s, member=self._member_of(s.track_id)) for s in scores]  # just bound
         return packet.replace(scores=tuple(scores), events=tuple(events))
+
+    def check_in(self, track: int, member: str) -> str | None:
+        """Check person `track` in as `member` by hand (the dashboard): None
+        when done (announced with the next frame), else why not."""
+        if self.checkins is None:
+            return "check-in is off in this pipeline (--no-checkin)"
+        problem = self.checkins.unknown_member(member)
+        if problem:
+            return problem
+        person = self._people.get(track)
+        if person is None or track not in self._present:
+            return f"person {track} is not in view here"
+        self._bind(person, member)
+        self._by_hand = [(t, m) for t, m in self._by_hand if t != track][:MAX_PEOPLE] + [
+            (track, member)
+        ]
+        return None
+
+    def _bind(self, person: _Person, member: str) -> None:
+        for other in self._people.values():
+            if other.member == member:  # the member moved to another body
+                other.member, other.checked_in = "", False
+        person.member, person.checked_in = member, True
 
     def _member_of(self, track: int) -> str:
         person = self._people.get(track)
@@ -168,16 +192,20 @@ class Coach:
         longer than it holds."""
         checkins, pts, events = self.checkins, packet.meta.pts, []
         assert checkins is not None
+        for track, member in self._by_hand:
+            if self._member_of(track) == member:
+                note = Note(
+                    EventKind.CHECK_IN, f"Hi {member}, you're checked in.", data={"by": "hand"}
+                )
+                events.append(self._event(packet, track, note))
+        self._by_hand.clear()
         for code in packet.codes:
             member = checkins.member_of(code)
             track = None if member is None else checkins.holder(code, packet.joints)
             person = self._people.get(track) if track is not None else None
             if person is None or person.member == member:
                 continue
-            for other in self._people.values():
-                if other.member == member:  # the member moved to another body
-                    other.member, other.checked_in = "", False
-            person.member, person.checked_in = member, True
+            self._bind(person, member)
             note = Note(EventKind.CHECK_IN, f"Hi {member}, you're checked in.")
             events.append(self._event(packet, track, note))
         for person in self._people.values():
@@ -307,12 +335,14 @@ class Coach:
     def _score(self, track: int, person: _Person) -> PersonScore:
         athlete = person.athlete
         training = person.gate is None or person.gate.established
+        member = person.member
         if athlete is None or not training:
             if person.recognizer is None:
-                return PersonScore(track_id=track, exercise="", phase=IDLE)
+                return PersonScore(track_id=track, exercise="", phase=IDLE, member=member)
             moving = person.recognizer.moving()
-            return PersonScore(track_id=track, phase=RECOGNISING if moving else IDLE)
+            return PersonScore(track_id=track, phase=RECOGNISING if moving else IDLE, member=member)
         return PersonScore(
+            member=member,
             track_id=track,
             angles=dict(athlete.angles),
             exercise=athlete.spec.name,

@@ -52,9 +52,18 @@ from typing import Any
 
 import cv2
 
+from repcoach.common import transport
 from repcoach.common.config import MAX_STATIONS
 from repcoach.common.errors import UserError
-from repcoach.common.messages import REMOVED, EndOfStream, FramePacket, SessionState
+from repcoach.common.messages import (
+    REMOVED,
+    EndOfStream,
+    FramePacket,
+    MessageError,
+    SessionState,
+    decode_plain,
+    encode_plain,
+)
 from repcoach.common.runner import TOPIC_RESULT, TOPIC_VIDEO
 from repcoach.common.specs import Spec
 from repcoach.stages.sinks.overlay import Overlay
@@ -69,6 +78,7 @@ JPEG_QUALITY = 80
 SSE_INTERVAL_S = 0.25  # at most four state updates a second per browser
 KEEPALIVE_S = 15.0
 VIEWER_TIMEOUT_S = 20.0  # a browser that takes nothing for this long is cut off
+MAX_POST_BYTES = 512  # a check-in's JSON
 CLOSE_GRACE_S = 1.5  # at the end, time for browsers to receive the final state
 BOUNDARY = "repcoach-frame"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -500,6 +510,44 @@ class DashboardHandler(BaseHTTPRequestHandler):
         except (ConnectionError, TimeoutError):
             pass  # the browser went away or stopped reading
 
+    def do_POST(self) -> None:
+        """`/checkin` (the front desk): {"person": N, "member": NAME} for the
+        station asked (`station=`). JSON only: a form another site posts
+        from a member's browser cannot set that type without asking first
+        (CORS), and nobody here answers that."""
+        try:
+            if not self.server.host_allowed(self.headers.get("Host")):
+                self._send(421, "text/plain; charset=utf-8", b"misdirected request: unknown Host\n")
+                return
+            if self.path.split("?", 1)[0] != "/checkin":
+                self._send(404, "text/plain; charset=utf-8", b"not found\n")
+                return
+            code, answer = self._check_in()
+            self._send(code, "application/json", json.dumps(answer).encode())
+        except (ConnectionError, TimeoutError):
+            pass
+
+    def _check_in(self) -> tuple[int, dict]:
+        if self.headers.get_content_type() != "application/json":
+            return 415, {"error": "send JSON (Content-Type: application/json)"}
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return 411, {"error": "say the body's length (Content-Length)"}
+        if not 0 < length <= MAX_POST_BYTES:
+            return 413, {"error": f"a check-in is at most {MAX_POST_BYTES} bytes"}
+        try:
+            body = json.loads(self.rfile.read(length))
+        except (ValueError, UnicodeDecodeError):
+            return 400, {"error": "the body is not JSON"}
+        if not isinstance(body, dict):
+            return 400, {"error": 'send {"person": N, "member": "NAME"}'}
+        view = self.server.sink.view(_station_asked(self.path))
+        if view is None or not view.name:
+            return 404, {"error": "no such station"}
+        answer = self.server.sink.check_in(view.name, body.get("person"), body.get("member"))
+        return (409 if "error" in answer else 200), answer
+
     def _headers(self, code: int, content_type: str) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
@@ -711,6 +759,27 @@ class WebSink:
                 view.name = station
                 self.views[station] = view
         return view
+
+    pipeline_at: str | None = None
+    """Where the pipeline answers requests (set by the sink runner): check-ins go there."""
+
+    def check_in(self, station: str, person: Any, member: Any) -> dict[str, Any]:
+        """Ask the score stage to check `person` in as `member`: its answer
+        ({"checked_in": ...} or {"error": ...}). Runs on an HTTP thread: a
+        socket of its own for each request."""
+        if type(person) is not int or not isinstance(member, str) or not member.strip():
+            return {"error": 'send {"person": N, "member": "NAME"}'}
+        if self.pipeline_at is None:
+            return {"error": "this dashboard is not attached to a pipeline"}
+        request = {"check_in": {"station": station, "person": person, "member": member.strip()}}
+        reply = transport.request(self.pipeline_at, encode_plain(request), timeout_s=3.0)
+        try:
+            answer = decode_plain(reply[-1]) if reply else None
+        except MessageError:
+            answer = None
+        if not isinstance(answer, dict):
+            return {"error": "the pipeline did not answer"}
+        return {k: v for k, v in answer.items() if k in ("checked_in", "person", "error")}
 
     def live(self, view: StationView) -> dict[str, Any]:
         return {

@@ -48,9 +48,25 @@ function newCard(id) {
   const bar = element("div", "bar");
   bar.append(element("span"));
   form.append(element("span", "label", "Form"), bar, element("span", "form-value", "–"));
-  card.append(head, counter, form, element("p", "cue"));
+  const checkIn = element("button", "check-in", "Check in");
+  checkIn.type = "button";
+  checkIn.addEventListener("click", () => askCheckIn(id, card));
+  card.append(head, counter, form, element("p", "cue"), checkIn);
   byId("people").append(card);
   return card;
+}
+
+// The front desk binds a person to a member by name (as showing their code does).
+async function askCheckIn(id, card) {
+  const member = window.prompt(`Check person ${id} in as which member?`);
+  if (!member) return;
+  const reply = await fetch(scoped("/checkin"), {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ person: id, member: member.trim() }),
+  });
+  const answer = await reply.json().catch(() => ({ error: "no answer" }));
+  card.querySelector(".cue").textContent = answer.error || `Checked in as ${answer.checked_in}`;
 }
 
 // What a card says for someone present but not coached (the coach's phases).

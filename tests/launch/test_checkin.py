@@ -4,11 +4,15 @@ beside a bystander; their reps go to their history."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+import urllib.error
+import urllib.request
 
 import cv2
 
-from tests.conftest import read_jsonl
+from tests.conftest import free_port, read_jsonl
 
 
 def test_a_rendered_athlete_checks_in_with_their_code(pipeline, tmp_path):
@@ -51,3 +55,63 @@ def test_a_rendered_athlete_checks_in_with_their_code(pipeline, tmp_path):
     assert history.returncode == 0, history.stderr
     rows = json.loads(history.stdout)
     assert [(r["member"], r["exercise"], r["reps"]) for r in rows] == [("alice", "squat", 2)]
+
+
+def _post(port: int, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/checkin",
+        data=body,
+        headers={"Content-Type": content_type},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_the_front_desk_checks_a_person_in_on_the_dashboard(pipeline, tmp_path):
+    assert pipeline.run("members", "qr", "bob").returncode == 0
+    summary, events, port = tmp_path / "summary.json", tmp_path / "events.jsonl", free_port()
+    up = pipeline.start(
+        "up",
+        "--source",
+        "synthetic:squat,reps=3,extra=bystander",
+        "--realtime",
+        "--no-console",
+        "--sink",
+        f"web:port={port}",
+        "--sink",
+        f"jsonl:path={events}",
+        "--summary",
+        str(summary),
+    )
+    deadline, people = time.monotonic() + 120, []
+    while time.monotonic() < deadline and len(people) < 2:
+        url = f"http://127.0.0.1:{port}/state.json"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as reply:
+            people = json.load(reply)["people"]
+        time.sleep(0.2)
+    assert len(people) == 2, "two people in view on the dashboard"
+    person = people[0]["id"]
+
+    refusals = [
+        (b'{"person": 1, "member": "bob"}', "text/plain", 415, "send JSON"),
+        (b"{not json", "application/json", 400, "not JSON"),
+        (b'{"person": 1, "member": "nobody"}', "application/json", 409, "no member 'nobody'"),
+        (b'{"person": 99, "member": "bob"}', "application/json", 409, "person 99 is not in view"),
+    ]
+    for body, kind, status, said in refusals:
+        code, answer = _post(port, body, kind)
+        assert (code, said in answer.get("error", "")) == (status, True), (body, answer)
+
+    body = json.dumps({"person": person, "member": "bob"}).encode()
+    assert _post(port, body) == (200, {"checked_in": "bob", "person": person})
+    out, err = up.communicate(timeout=300)
+    assert up.returncode == 0, err
+
+    records = [r for r in read_jsonl(events) if r["type"] == "event" and r["kind"] == "check_in"]
+    assert [(r["track"], r["data"]) for r in records] == [(person, {"by": "hand", "member": "bob"})]
+    members = {p["id"]: p["member"] for p in json.loads(summary.read_text())["people"]}
+    assert members[person] == "bob" and list(members.values()).count("bob") == 1
