@@ -28,7 +28,6 @@ from repcoach.common.config import (
     PipelineConfig,
     Station,
     make_stations,
-    station_session,
 )
 from repcoach.common.endpoints import Topology, check_name, run_dir
 from repcoach.common.errors import UserError
@@ -416,12 +415,9 @@ def up(
     member, level_name = _member(profile, level, Path(history_db) if keep_history else None)
     reports = _report_files(report, stations)
     if keep_history:
-        recorders = _history_sinks(
-            history_db, session_id, member, level_name, name, stations, report
-        )
-        for spec in recorders:
-            check_sink(spec)
-        sinks += recorders
+        recorder = _history_sink(history_db, session_id, member, level_name, name, stations, report)
+        check_sink(recorder)
+        sinks.append(recorder)
     config = PipelineConfig(
         name=name,
         stations=stations,
@@ -509,7 +505,7 @@ def _report_files(report: Path | None, stations: tuple[Station, ...]) -> list[Pa
     return [report / s.name / "index.html" for s in stations]
 
 
-def _history_sinks(
+def _history_sink(
     db: str,
     session_id: str,
     member: str,
@@ -517,24 +513,20 @@ def _history_sinks(
     name: str,
     stations: tuple[Station, ...],
     report: Path | None,
-) -> list[Spec]:
-    """The history sink: one recording the pipeline's station as session
-    `session_id` (labelled with the pipeline's name), or, with several
-    stations, one per station, each its own session."""
-    several = len(stations) > 1
-    specs = []
-    for station in stations:
-        options = {
-            "path": db,
-            "session": station_session(session_id, station.name, len(stations)),
-            "member": member,
-            "level": level,
-            "label": station.name if several else name,
-            "report": (report / station.name if several else report) if report else None,
-            "station": station.name if several else None,
-        }
-        specs.append(Spec("history", {k: str(v) for k, v in options.items() if v}))
-    return specs
+) -> Spec:
+    """The history sink: it records each station as a session of its own,
+    stations added later too; a pipeline started with one station records it
+    as session `session_id`, labelled with the pipeline's name."""
+    options = {
+        "path": db,
+        "session": session_id,
+        "member": member,
+        "level": level,
+        "label": name,
+        "report": report,
+        "first": stations[0].name if len(stations) == 1 else None,
+    }
+    return Spec("history", {k: str(v) for k, v in options.items() if v})
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:

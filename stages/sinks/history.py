@@ -1,9 +1,10 @@
-"""Records the session in the history database (`common/history.py`) as it
-happens: each rep, partial rep and hold in its own transaction the moment its
-event arrives (a crash keeps every rep already counted), a thinned angle
-trace for the report, and the session's totals. `pipeline up` starts it
-unless `--no-history`; with `--report DIR` it writes the session report
-when the source ends.
+"""Records the sessions in the history database (`common/history.py`) as
+they happen: each rep, partial rep and hold in its own transaction the
+moment its event arrives (a crash keeps every rep already counted), a
+thinned angle trace for the report, and each session's totals. Each station
+is a session of its own, stations added while the pipeline runs included.
+`pipeline up` starts it unless `--no-history`; with `--report DIR` it writes
+each session's report when its source ends.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 from repcoach.common.atomic import disk_full
+from repcoach.common.config import MAX_STATIONS, station_session
 from repcoach.common.errors import UserError
 from repcoach.common.history import DEFAULT_LEVEL, REP_KINDS, History, check_level
 from repcoach.common.messages import EndOfStream, FramePacket, SessionState
@@ -24,8 +26,8 @@ log = logging.getLogger(__name__)
 ANGLE_FLUSH_S = 1.0
 
 
-class HistorySink:
-    topics = (b"res",)
+class StationRecord:
+    """One station's session in the history database."""
 
     def __init__(
         self,
@@ -143,8 +145,85 @@ class HistorySink:
             self.history.close()
 
 
+class HistorySink:
+    """Every station's session (`StationRecord`). The pipeline's session id
+    is `session`; a station's is `SESSION.STATION`, except `first` (a
+    pipeline started with one station), whose is `session` itself, labelled
+    `label` and recorded as `member` (`--profile`), its report in `report`
+    rather than `report/STATION`."""
+
+    topics = (b"res",)
+
+    def __init__(
+        self,
+        path: Path,
+        session: str,
+        member: str | None,
+        level: str,
+        label: str,
+        angles_hz: float = 10.0,
+        report_dir: Path | None = None,
+        first: str | None = None,
+    ):
+        self.path, self.session, self.member, self.level = path, session, member, level
+        self.label, self.angles_hz, self.first = label, angles_hz, first
+        self.report_dir = report_dir
+        self.records: dict[str, StationRecord] = {}
+
+    def _record(self, station: str) -> StationRecord | None:
+        record = self.records.get(station)
+        if record is None and len(self.records) < MAX_STATIONS:
+            first = station == self.first
+            report = self.report_dir
+            if report is not None and not first:
+                report = report / station
+            record = self.records[station] = StationRecord(
+                self.path,
+                self.session if first else station_session(self.session, station, 2),
+                self.member if first else None,
+                self.level,
+                self.label if first else station,
+                self.angles_hz,
+                report,
+            )
+        return record
+
+    def on_state(self, state: SessionState) -> None:
+        if (record := self._record(state.station)) is not None:
+            record.on_state(state)
+
+    def on_result(self, packet: FramePacket) -> None:
+        if (record := self._record(packet.meta.station)) is not None:
+            record.on_result(packet)
+
+    def on_eos(self, eos: EndOfStream) -> None:
+        if (record := self._record(eos.station)) is not None:
+            record.on_eos(eos)
+
+    def tick(self) -> None:
+        for record in self.records.values():
+            record.tick()
+
+    def drops(self) -> dict[str, int]:
+        return {"history-lost": sum(r.lost for r in self.records.values())}
+
+    def close(self, missed: int) -> None:
+        """Ends every session; the first failure is raised (the sink exits
+        non-zero) once all have been closed."""
+        failures = []
+        for record in self.records.values():
+            try:
+                record.close(missed)
+            except UserError as error:
+                failures.append(str(error))
+        if failures:
+            raise UserError(failures[0])
+
+
 def from_spec(spec: Spec, build: bool) -> HistorySink | None:
-    spec.check_known({"path", "session", "member", "level", "label", "angles_hz", "report"})
+    spec.check_known(
+        {"path", "session", "member", "level", "label", "angles_hz", "report", "first"}
+    )
     for key in ("path", "session"):
         if not spec.options.get(key):
             raise UserError(f"history sink needs {key}=... (pipeline up fills it in)")
@@ -165,4 +244,5 @@ def from_spec(spec: Spec, build: bool) -> HistorySink | None:
         spec.options.get("label", "default"),
         hz,
         Path(report).expanduser() if report else None,
+        spec.options.get("first") or None,
     )

@@ -33,7 +33,6 @@ def test_a_station_added_and_one_removed_mid_run(pipeline, tmp_path):
         "--source",
         GYM,
         "--no-console",
-        "--no-history",
         "--sink",
         f"jsonl:path={events},frames=1",
         "--sink",
@@ -103,6 +102,13 @@ def test_a_station_added_and_one_removed_mid_run(pipeline, tmp_path):
     # Event ids start with the station's own session id.
     assert rep_events and all(r["id"].split(":")[0].endswith(".door") for r in rep_events)
     assert not (Path(pipeline.env["REPCOACH_RUN_DIR"]) / "default" / "pipeline.json").exists()
+    # The added station is a history session of its own (with its lunges).
+    history = pipeline.run("history", "--json")
+    rows = {
+        (r["session"].rsplit(".", 1)[-1], r["exercise"]): r["reps"]
+        for r in json.loads(history.stdout)
+    }
+    assert rows[("door", "lunge")] == 2 and ("door", "squat") not in rows
 
 
 def test_a_camera_added_next_to_a_file_and_removed_is_let_go(pipeline, tmp_path):

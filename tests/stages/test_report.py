@@ -22,7 +22,7 @@ from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket, Person
 from repcoach.stages.coaching import Coach
 from repcoach.stages.report import write_report
 from repcoach.stages.report.html import GENERATOR
-from repcoach.stages.sinks.history import HistorySink
+from repcoach.stages.sinks.history import StationRecord
 from repcoach.stages.synthetic import SyntheticSource
 
 MEMBER = "Alex O'Neil"  # a quote: the page must escape it
@@ -50,7 +50,7 @@ def record(db: Path, session: str, spec: str, exercise: str, member: str | None)
             [PersonJoints(plank[0] + 1, standing.image_xy, standing.visibility, standing.world_xyz)]
         )
     coach = Coach(exercise, session_id=session, member=member or "")  # person 1 is the member
-    sink = HistorySink(db, session, member, "beginner", "gym-1")
+    sink = StationRecord(db, session, member, "beginner", "gym-1")
     events = []
 
     def state(seq: int, ended: bool = False) -> SessionState:
