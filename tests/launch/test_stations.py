@@ -234,9 +234,10 @@ def test_status_shows_every_station_and_a_sink_attaches_to_one(pipeline, tmp_pat
         return set(rows) == {"squat", "lunge"} and all(r["frames"] > 0 for r in rows.values())
 
     status = pipeline.wait_for(both_scored, 120, "floor", "both stations scored")
+    running = {"exercise": "", "policy": "latest", "removed": False}
     assert status["stations"] == [
-        {"name": "squat", "source": "synthetic:squat,reps=3", "exercise": "", "policy": "latest"},
-        {"name": "lunge", "source": "synthetic:lunge,reps=3", "exercise": "", "policy": "latest"},
+        {"name": "squat", "source": "synthetic:squat,reps=3", **running},
+        {"name": "lunge", "source": "synthetic:lunge,reps=3", **running},
     ]
     table = pipeline.run("status", "--name", "floor")
     assert table.returncode == 0 and "lunge" in table.stdout and "squat" in table.stdout
