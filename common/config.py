@@ -48,6 +48,43 @@ class Station:
     still finds what it was."""
 
 
+@dataclass(frozen=True)
+class Strap:
+    """A heart-rate strap or watch (Bluetooth LE Heart Rate Service) and
+    whose heart it reads: a member's (wherever they are checked in), or a
+    station's (the person training there)."""
+
+    address: str
+    """Its Bluetooth address, as `pipeline wearables scan` lists it."""
+    member: str = ""
+    station: str = ""
+
+
+STRAP_ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+MAX_STRAPS = 16
+
+
+def make_straps(texts: list[str]) -> tuple[Strap, ...]:
+    """Straps for `--strap` values: `ADDRESS=MEMBER` or `ADDRESS@STATION`."""
+    straps = []
+    for text in texts:
+        address, sep, owner = text.partition("=")
+        if not sep:
+            address, sep, owner = text.partition("@")
+        if not sep or not owner or not STRAP_ADDRESS.match(address):
+            raise UserError(
+                f"--strap {text!r}: give ADDRESS=MEMBER or ADDRESS@STATION, "
+                "ADDRESS as `pipeline wearables scan` lists it (AA:BB:CC:DD:EE:FF)"
+            )
+        member, station = (owner, "") if "=" in text else ("", owner)
+        straps.append(Strap(address.upper(), member, station))
+    if len(straps) > MAX_STRAPS:
+        raise UserError(f"{len(straps)} straps: one pipeline reads at most {MAX_STRAPS}")
+    if len({s.address for s in straps}) < len(straps):
+        raise UserError("a strap is given twice")
+    return tuple(straps)
+
+
 # Stations one pipeline serves at most over its run (removed ones count);
 # also what any per-station table a peer's messages can grow is bounded by.
 MAX_STATIONS = 64
@@ -161,6 +198,10 @@ class PipelineConfig:
     """Look for members' check-in codes (QR) in the frames."""
     checkin_hold_s: float = 60.0
     """A checked-in person stays bound to their member until out of view this long."""
+    ble: str = ""
+    """The Bluetooth controller the straps are read through: a bumble transport
+    (`usb:0`, `hci-socket:0`, `tcp-client:HOST:PORT`); '' = no wearables."""
+    straps: tuple[Strap, ...] = ()
     topology: dict = field(default_factory=dict)
 
     @staticmethod
@@ -245,6 +286,7 @@ class PipelineConfig:
         data["stations"] = tuple(
             Station(**{**s, "policy": FlowPolicy(s["policy"])}) for s in data["stations"]
         )
+        data["straps"] = tuple(Strap(**s) for s in data.get("straps", ()))
         return cls(**data)
 
     def gpu_for_worker(self, index: int) -> str | None:

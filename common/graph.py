@@ -5,6 +5,7 @@ pattern, which side binds, high-water mark).
     capture --work (ROUTER/DEALER, credits)--> segment x workers
         --segmented (PUSH/PULL)--> joints (re-orders) --joined (PUSH/PULL)--> score
         --results, tap (XPUB/SUB) + snapshot (ROUTER/REQ)--> sinks
+    wearables (heart-rate straps) --snapshot (REQ/ROUTER)--> score
     every stage --reports (PUSH/PULL)--> supervisor <--control (REQ/ROUTER)-- CLI
 
 The supervisor plans its children from `STAGES`, the stage entry point looks
@@ -68,6 +69,11 @@ class StageKind:
     not read while nobody can process its frames yet)."""
     uses_gpu: bool = False
     """Each process is pinned to one of `--gpus`."""
+    needed: Callable[[PipelineConfig], bool] = lambda config: True
+    """Whether a pipeline with this config runs it at all."""
+    in_flow: bool = True
+    """Frames pass through it (capture to the sinks); else it runs beside
+    them and is stopped once the score stage has finished."""
 
     def port(self, role: str) -> Port:
         for port in self.ports:
@@ -181,6 +187,16 @@ STAGES = (
             Port("snapshot", transport.REQ, binds=False, hwm=1),
         ),
     ),
+    # Heart-rate straps (Bluetooth LE): each reading is a request on the
+    # score stage's snapshot socket, so it needs no port of its own.
+    StageKind(
+        "wearables",
+        "repcoach.launch.entries:run_wearables",
+        Count.ONE,
+        (Port("snapshot", transport.REQ, binds=False, hwm=1),),
+        needed=lambda config: bool(config.straps),
+        in_flow=False,
+    ),
 )
 
 SUPERVISOR = StageKind(
@@ -193,7 +209,7 @@ SUPERVISOR = StageKind(
     ),
 )
 
-FLOW = tuple(stage.kind for stage in STAGES)
+FLOW = tuple(stage.kind for stage in STAGES if stage.in_flow)
 """Stage kinds in the order frames flow."""
 
 ENTRIES = Registry("stage", {stage.kind: stage.entry for stage in STAGES})
@@ -203,7 +219,7 @@ def stage_kind(kind: str) -> StageKind:
     for stage in (*STAGES, SUPERVISOR):
         if stage.kind == kind:
             return stage
-    raise UserError(f"unknown stage {kind!r}; valid: {', '.join(FLOW)}")
+    raise UserError(f"unknown stage {kind!r}; valid: {', '.join(s.kind for s in STAGES)}")
 
 
 def open_port(

@@ -425,10 +425,12 @@ class PersonScore:
     form_score: float | None = None
     last_cue: str | None = None
     member: str = ""  # who checked in as this person ('' = a guest)
+    heart_rate: int | None = None  # beats per minute from their strap (None: none, or a gap)
 
     def to_wire(self) -> dict:
         return {
             "member": self.member,
+            "hr": self.heart_rate,
             "track": self.track_id,
             "angles": self.angles,
             "exercise": self.exercise,
@@ -462,6 +464,7 @@ class PersonScore:
             form_score=_optional(d, "form", float, "score"),
             last_cue=_optional(d, "cue", str, "score"),
             member=_bounded_text(d, "member", "score"),
+            heart_rate=_optional(d, "hr", int, "score"),
         )
 
 
@@ -659,6 +662,50 @@ class FramePacket:
 
     def replace(self, **changes: Any) -> FramePacket:
         return dataclasses.replace(self, **changes)
+
+
+MAX_RR = 16  # RR intervals one heart-rate notification carries at most (~20 bytes)
+
+
+@dataclass(frozen=True)
+class HeartRateSample:
+    """A reading of a strap (the wearables stage to the score stage, on its
+    request socket): beats per minute and the RR intervals sent with it
+    (seconds), or `bpm` None while the strap is out of reach (a gap, shown
+    as such). `member` or `station` says whose heart it is (`Strap`)."""
+
+    strap: str
+    member: str
+    station: str
+    bpm: int | None
+    rr: tuple[float, ...]
+    t_wall: float
+
+    def to_plain(self) -> dict:
+        return {"heart_rate": dataclasses.asdict(self) | {"rr": list(self.rr)}}
+
+    @classmethod
+    def from_plain(cls, d: Any) -> HeartRateSample:
+        body = d.get("heart_rate") if isinstance(d, dict) else None
+        if not isinstance(body, dict):
+            raise MessageError("malformed", "not a heart-rate sample")
+        where = "heart_rate"
+        bpm = _optional(body, "bpm", int, where)
+        if bpm is not None and not 0 < bpm < 300:
+            raise MessageError("malformed", f"{where}.bpm {bpm}")
+        rr = _field(body, "rr", list, where)
+        if len(rr) > MAX_RR or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 65 for v in rr
+        ):
+            raise MessageError("malformed", f"{where}.rr must be up to {MAX_RR} intervals (s)")
+        return cls(
+            strap=_bounded_text(body, "strap", where),
+            member=_bounded_text(body, "member", where),
+            station=_bounded_text(body, "station", where),
+            bpm=bpm,
+            rr=tuple(float(v) for v in rr),
+            t_wall=_field(body, "t_wall", float, where),
+        )
 
 
 # Why a station's stream ended (`EndOfStream.reason`), besides "source failed: ...".

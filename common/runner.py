@@ -35,6 +35,7 @@ from repcoach.common.messages import (
     EndOfStream,
     FrameMeta,
     FramePacket,
+    HeartRateSample,
     MessageError,
     PersonScore,
     SessionState,
@@ -435,9 +436,12 @@ class OrderedStage:
 @runtime_checkable
 class ChecksIn(Protocol):
     """Scoring logic that binds people to members (`Coach`): `check_in`
-    returns None when done, else why not (one line)."""
+    returns None when done, else why not (one line); `heart_rate` gives a
+    strap's reading to its person, False if they are not in view."""
 
     def check_in(self, track: int, member: str) -> str | None: ...
+
+    def heart_rate(self, sample: HeartRateSample) -> bool: ...
 
 
 class ScoringLogic(Protocol):
@@ -604,7 +608,7 @@ class Publisher:
                 if body == SNAPSHOT:
                     reply = [b"", *(part for st in self.states() for part in st.to_wire())]
                 else:
-                    reply = [b"", encode_plain(self._check_in(body))]
+                    reply = [b"", encode_plain(self._request(body))]
                 transport.route(self.snapshots, identity, reply)
         if self.inbox in ready and self._take(transport.receive(self.inbox, ctx.rejects)):
             return True
@@ -655,18 +659,35 @@ class Publisher:
         )
         return all(s.counters.ended for s in self.stations.values())
 
-    def _check_in(self, body: bytes) -> dict:
-        """A check-in made by hand (the dashboard): {"station", "person",
-        "member"}; the answer says done or why not."""
+    def _request(self, body: bytes) -> dict:
+        """A request other than a snapshot: a check-in made by hand (the
+        dashboard) or a strap's heart-rate reading; the answer says done or
+        why not."""
         try:
             request = decode_plain(body)
+            if isinstance(request, dict) and "heart_rate" in request:
+                return self._heart_rate(HeartRateSample.from_plain(request))
         except MessageError as error:
             self.ctx.rejects.reject(error)
-            return {"error": "not a check-in request"}
+            return {"error": "malformed request"}
         fields = request.get("check_in") if isinstance(request, dict) else None
         if not isinstance(fields, dict):
             self.ctx.rejects.reject(MessageError("unknown-type", f"request {short(body[:20])}"))
             return {"error": "not a check-in request"}
+        return self._check_in(fields)
+
+    def _heart_rate(self, sample: HeartRateSample) -> dict:
+        """Give a strap's reading to its station's person, or to wherever its
+        member is checked in."""
+        sessions = list(self.stations.values())
+        if sample.station:
+            sessions = [self.stations[sample.station]] if sample.station in self.stations else []
+        for session in sessions:
+            if isinstance(session.logic, ChecksIn) and session.logic.heart_rate(sample):
+                return {"taken": True}
+        return {"taken": False}  # nobody it belongs to is in view now
+
+    def _check_in(self, fields: dict) -> dict:
         session = self.stations.get(fields.get("station"))
         if session is None or not isinstance(session.logic, ChecksIn):
             return {"error": f"no station {short(fields.get('station'))} that checks people in"}

@@ -28,6 +28,7 @@ from repcoach.common.config import (
     PipelineConfig,
     Station,
     make_stations,
+    make_straps,
 )
 from repcoach.common.endpoints import Topology, check_name, run_dir
 from repcoach.common.errors import UserError
@@ -52,6 +53,8 @@ app.add_typer(keys_app, name="keys")
 source_app = typer.Typer(help="Add or remove a running pipeline's stations.", no_args_is_help=True)
 app.add_typer(source_app, name="source")
 members_app = typer.Typer(help="Members and their check-in codes.", no_args_is_help=True)
+wearables_app = typer.Typer(help="Heart-rate straps and watches.", no_args_is_help=True)
+app.add_typer(wearables_app, name="wearables")
 app.add_typer(members_app, name="members")
 service_app = typer.Typer(help="Run the pipeline as a systemd service.", no_args_is_help=True)
 app.add_typer(service_app, name="service")
@@ -347,6 +350,20 @@ def up(
             min=1, max=86400, help="A check-in ends once its person is out of view this long (s)."
         ),
     ] = 60.0,
+    ble: Annotated[
+        str | None,
+        typer.Option(
+            help="Bluetooth controller for heart-rate straps, a bumble transport: "
+            "usb:0, hci-socket:0, tcp-client:HOST:PORT."
+        ),
+    ] = None,
+    strap: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A heart-rate strap: ADDRESS=MEMBER (theirs wherever they check in) or "
+            "ADDRESS@STATION (whoever trains there); repeatable; see `pipeline wearables scan`."
+        ),
+    ] = None,
     insecure: InsecureOption = False,
     name: NameOption = "default",
 ) -> None:
@@ -410,6 +427,7 @@ def up(
         check_target(report)
     for spec in sinks:
         check_sink(spec)
+    straps = _straps(strap or [], ble, stations)
     history_db = str(history or default_history_path()) if keep_history else ""
     # Last of the checks: it creates the member (and the database) if new.
     member, level_name = _member(profile, level, Path(history_db) if keep_history else None)
@@ -442,6 +460,8 @@ def up(
         history_db=history_db,
         checkin=checkin,
         checkin_hold_s=checkin_hold,
+        ble=ble or "",
+        straps=straps,
         topology=topology.to_dict(),
     )
     metrics_server = None
@@ -471,6 +491,22 @@ def up(
         if index in fresh:
             typer.echo(f"report written to {index}")
     raise typer.Exit(code)
+
+
+def _straps(texts: list[str], ble: str | None, stations: tuple[Station, ...]) -> tuple:
+    """The `--strap` values, checked: a controller to read them through, and
+    stations that exist."""
+    straps = make_straps(texts)
+    if straps and not ble:
+        raise UserError("--strap needs --ble: the Bluetooth controller to read it through")
+    names = {s.name for s in stations}
+    for item in straps:
+        if item.station and item.station not in names:
+            raise UserError(
+                f"--strap {item.address}@{item.station}: no station {item.station!r} "
+                f"(stations: {', '.join(sorted(names))})"
+            )
+    return straps
 
 
 def _typed_or(ctx: typer.Context, parameter: str, typed, from_file):
@@ -802,6 +838,29 @@ def _wait_for_station(
         + ("end of stream" if until_ended else "frame")
         + f" analysed yet after {timeout_s:.0f} s; `pipeline status` shows when there is"
     )
+
+
+@wearables_app.command("scan")
+def wearables_scan(
+    ble: Annotated[
+        str,
+        typer.Option(help="The Bluetooth controller: usb:0, hci-socket:0, tcp-client:HOST:PORT."),
+    ],
+    seconds: Annotated[float, typer.Option(min=1, max=60, help="How long to listen.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the heart-rate straps and watches in range (Heart Rate Service)."""
+    import asyncio
+
+    from repcoach.stages.wearables import scan
+
+    found = asyncio.run(scan(ble, seconds))
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    for item in found:
+        typer.echo(f"{item['address']}  {item['rssi']:>4} dBm  {item['name']}")
+    typer.echo(f"{len(found)} heart-rate device(s) heard in {seconds:g} s")
 
 
 @members_app.command("qr")

@@ -157,3 +157,9 @@ def run_sink(ctx: StageContext, index: int, sink: Spec | None) -> None:
     feed = "results" if ctx.supervised else "tap"
     station = station_of(sink, ctx.config.station_names)
     run_loop(ctx, SinkFeed(make_sink(sink), ctx, feed=feed, station=station))
+
+
+def run_wearables(ctx: StageContext, index: int, sink: Spec | None) -> None:
+    from repcoach.stages.wearables import Wearables
+
+    Wearables(ctx).run()

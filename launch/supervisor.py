@@ -142,6 +142,8 @@ class Supervisor:
         base = [sys.executable, "-m", "repcoach.launch.stage"]
         children = []
         for stage in reversed(graph.STAGES):
+            if not stage.needed(self.config):
+                continue
             for index, label, spec_file in self._instances(stage, sinks):
                 name = stage.process_name(index, label)
                 gpu = self.config.gpu_for_worker(index) if stage.uses_gpu else None
@@ -361,10 +363,12 @@ class Supervisor:
         stages before it have all ended cleanly, it has had all there is."""
         streams = [c for c in self.children if c.name in ("capture", "joints")]
         ended = all(c.finished and c.exit_code == 0 for c in streams)
+        scored = all(c.finished for c in self.children if c.name == "score")
         for c in self.children:
             if not c.alive() or c.name in self.released:
                 continue
-            idle_worker = c.kind == "segment" and ended
+            beside = c.kind not in graph.FLOW and scored  # the straps: nobody left to tell
+            idle_worker = c.kind == "segment" and ended or beside
             if idle_worker or (c.kind != "segment" and c.restarts and self._upstream_finished(c)):
                 self.released.add(c.name)
                 c.signal(signal.SIGTERM)
@@ -403,6 +407,7 @@ class Supervisor:
         progress = tuple(
             (c.name, c.process.pid if c.process else 0, c.finished, self._frames_out(c.name))
             for c in self.children
+            if c.kind in graph.FLOW  # heart-rate readings are no frames
         )
         if progress != self.progress:
             self.progress, self.progress_at = progress, now
@@ -430,7 +435,7 @@ class Supervisor:
             if c.alive() and c.name in self.reports and now - self.reports[c.name][0] > SILENT_S
         ]
         if silent:
-            child, age = min(silent, key=lambda row: graph.FLOW.index(row[0].kind))
+            child, age = min(silent, key=lambda row: _flow_position(row[0].kind))
             return f"{child.name} has not reported for {age:.0f} s"
         order = graph.FLOW[:-1]  # sinks put out no frames
         totals = {
@@ -443,8 +448,8 @@ class Supervisor:
         return f"capture: {totals['capture']} frames read"
 
     def _upstream_finished(self, c: Child) -> bool:
-        position = graph.FLOW.index(c.kind)
-        if position == 0:
+        position = _flow_position(c.kind)
+        if position == 0 or position == len(graph.FLOW):
             return False
         upstream = [x for x in self.children if x.kind == graph.FLOW[position - 1]]
         return bool(upstream) and all(x.finished and x.exit_code == 0 for x in upstream)
@@ -568,6 +573,11 @@ def _control_request(parts: list[bytes]) -> tuple[bytes, bytes]:
     if len(parts) != 3 or parts[1] != b"":
         raise MessageError("malformed", f"control request of {len(parts)} part(s)")
     return parts[0], parts[2]
+
+
+def _flow_position(kind: str) -> int:
+    """Where frames reach `kind` (stages beside the flow: after them all)."""
+    return graph.FLOW.index(kind) if kind in graph.FLOW else len(graph.FLOW)
 
 
 def describe_exit(code: int | None) -> str:

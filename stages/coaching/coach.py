@@ -35,12 +35,14 @@ from repcoach.common.messages import (
     EventKind,
     FeedbackEvent,
     FramePacket,
+    HeartRateSample,
     PersonJoints,
     PersonScore,
 )
 from repcoach.stages.coaching.activity import TrainingGate
 from repcoach.stages.coaching.athlete import Athlete, Note
 from repcoach.stages.coaching.checkin import CheckIns
+from repcoach.stages.coaching.heart import HeartTrace
 from repcoach.stages.coaching.mirror import MirrorWatch
 from repcoach.stages.coaching.recognize import Recognizer
 from repcoach.stages.coaching.registry import ExerciseRegistry, registry
@@ -77,6 +79,7 @@ class _Person:
     member: str = ""  # the profile this person trains as ('' = a guest)
     checked_in: bool = False  # `member` came from a code shown here (it may end)
     gate: TrainingGate | None = None
+    heart: HeartTrace = field(default_factory=lambda: HeartTrace())
 
 
 class Coach:
@@ -181,6 +184,25 @@ class Coach:
             if other.member == member:  # the member moved to another body
                 other.member, other.checked_in = "", False
         person.member, person.checked_in = member, True
+
+    def heart_rate(self, sample: HeartRateSample) -> bool:
+        """A strap's reading: for the person checked in as its member, or (a
+        station's strap) the person training here. False if nobody it
+        belongs to is in view."""
+        person = self._wearer(sample.member)
+        if person is None:
+            return False
+        person.heart.add(sample.t_wall, sample.bpm)
+        return True
+
+    def _wearer(self, member: str) -> _Person | None:
+        present = [self._people[t] for t in sorted(self._present) if t in self._people]
+        if member:
+            return next((p for p in present if p.member == member), None)
+        training = [p for p in present if p.gate is not None and p.gate.established]
+        if training:
+            return max(training, key=lambda p: p.gate.reps if p.gate else 0)
+        return present[0] if len(present) == 1 else None
 
     def _member_of(self, track: int) -> str:
         person = self._people.get(track)
@@ -321,6 +343,8 @@ class Coach:
             data.setdefault("tracks", list(person.tracks))
         if person is not None and person.member:
             data["member"] = person.member
+        if person is not None and note.kind in (EventKind.REP, EventKind.PARTIAL_REP):
+            data.update(person.heart.during(meta.t_wall, meta.pts, data))
         return FeedbackEvent(
             event_id=f"{self.session_id or meta.source_id}:{meta.seq}:{self._events}",
             kind=note.kind,
@@ -335,14 +359,14 @@ class Coach:
     def _score(self, track: int, person: _Person) -> PersonScore:
         athlete = person.athlete
         training = person.gate is None or person.gate.established
-        member = person.member
+        who = {"member": person.member, "heart_rate": person.heart.now()}
         if athlete is None or not training:
             if person.recognizer is None:
-                return PersonScore(track_id=track, exercise="", phase=IDLE, member=member)
+                return PersonScore(track_id=track, exercise="", phase=IDLE, **who)
             moving = person.recognizer.moving()
-            return PersonScore(track_id=track, phase=RECOGNISING if moving else IDLE, member=member)
+            return PersonScore(track_id=track, phase=RECOGNISING if moving else IDLE, **who)
         return PersonScore(
-            member=member,
+            **who,
             track_id=track,
             angles=dict(athlete.angles),
             exercise=athlete.spec.name,

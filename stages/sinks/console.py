@@ -31,6 +31,12 @@ REFRESH_S = 0.25
 PLAIN_EVERY_S = 5.0
 
 
+def _who(person) -> str:
+    """A person's number, the member they checked in as, their heart rate."""
+    heart = f"\u2665{person.heart_rate}" if person.heart_rate else ""
+    return " ".join(part for part in (str(person.track_id), person.member, heart) if part)
+
+
 class ConsoleSink:
     topics = (b"res",)
 
@@ -86,7 +92,7 @@ class ConsoleSink:
             angles = " ".join(f"{k}={v:.0f}" for k, v in sorted(person.angles.items())[:4])
             form = "" if person.form_score is None else f"{person.form_score:.0f}"
             table.add_row(
-                f"{person.track_id} {person.member}".strip(),
+                _who(person),
                 person.exercise or NOT_TRAINING.get(person.phase, "-"),
                 str(person.reps),
                 str(person.partial_reps),

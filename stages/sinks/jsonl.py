@@ -32,6 +32,7 @@ def frame_record(packet: FramePacket) -> dict:
                 "box": [round(v, 1) for v in p.box],
                 "score": round(p.score, 3),
                 "angles": scores[p.track_id].angles if p.track_id in scores else {},
+                "hr": scores[p.track_id].heart_rate if p.track_id in scores else None,
             }
             for p in packet.persons
         ],

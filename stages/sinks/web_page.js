@@ -83,7 +83,8 @@ function showPerson(person) {
     cards.set(person.id, card);
   }
   card.style.setProperty("--colour", person.colour);
-  card.querySelector(".who").textContent = person.member || `Person ${person.id}`;
+  const heart = person.heart_rate ? ` \u2665 ${person.heart_rate}` : "";
+  card.querySelector(".who").textContent = (person.member || `Person ${person.id}`) + heart;
   card.querySelector(".exercise").textContent = title(person.exercise) || NOT_TRAINING[person.phase] || "exercise not recognised yet";
   card.querySelector(".reps").textContent = String(person.reps);
   card.querySelector(".partial").textContent = person.partial ? `+${person.partial} partial` : "";

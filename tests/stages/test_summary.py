@@ -54,6 +54,7 @@ def test_summary_lists_reps_with_details_per_person_and_exercise(tmp_path):
     }
     assert second["exercises"][0]["exercise"] == "lunge"
     # Present but never coached: listed, with what they were doing instead.
-    assert third == {"id": 3, "training": False, "state": "idle", "exercises": []}
-    assert fourth == {"id": 4, "training": False, "state": "reflection", "exercises": []}
+    guest = {"member": None, "training": False, "exercises": []}
+    assert third == {"id": 3, "state": "idle", **guest}
+    assert fourth == {"id": 4, "state": "reflection", **guest}
     assert not list(tmp_path.glob(".summary.json.*")), "no temporary files left behind"

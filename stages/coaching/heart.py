@@ -1,0 +1,46 @@
+"""A person's heart rate from their strap (`stages/wearables.py`): the
+latest reading for the live view, and the readings during each rep."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping
+from statistics import fmean
+from typing import Any
+
+STALE_S = 5.0  # a reading older than this is not shown as the person's heart rate now
+KEPT = 600  # readings kept per person (about 10 minutes at one a second)
+
+
+class HeartTrace:
+    """Readings as (wall time, beats per minute or None for a gap)."""
+
+    def __init__(self) -> None:
+        self.readings: deque[tuple[float, int | None]] = deque(maxlen=KEPT)
+
+    def add(self, t_wall: float, bpm: int | None) -> None:
+        self.readings.append((t_wall, bpm))
+
+    def now(self, at: float | None = None) -> int | None:
+        """The heart rate to show now: None with no strap, during a gap, or
+        when the last reading is stale (never a value carried over)."""
+        if not self.readings:
+            return None
+        t_wall, bpm = self.readings[-1]
+        return bpm if (time.time() if at is None else at) - t_wall <= STALE_S else None
+
+    def during(self, t_wall: float, pts: float, rep: Mapping[str, Any]) -> dict[str, int]:
+        """Mean and peak heart rate over a rep (its `start_pts`..`end_pts`,
+        placed in wall time by the frame at `pts` captured at `t_wall`);
+        nothing when no reading fell in it."""
+        start, end = rep.get("start_pts"), rep.get("end_pts")
+        if not isinstance(start, (int, float)) or not isinstance(end, (int, float)):
+            return {}
+        offset = t_wall - pts
+        beats = [
+            b for t, b in self.readings if b is not None and start + offset <= t <= end + offset
+        ]
+        if not beats:
+            return {}
+        return {"hr_mean": round(fmean(beats)), "hr_peak": max(beats)}

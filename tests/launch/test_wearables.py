@@ -1,0 +1,81 @@
+"""Heart rate from a Bluetooth LE strap, end to end: bumble's software
+controllers on a virtual link, an emulated strap that notifies a rising
+heart rate and drops out for a while, and the real pipeline reading it
+through `--ble tcp-client:...`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from repcoach.common.history import History
+from tests.conftest import free_port, read_jsonl
+
+pytest.importorskip("bumble", reason="bumble (Bluetooth LE) is not installed")
+
+STRAP = Path(__file__).with_name("strap_emulator.py")
+ADDRESS = "C0:11:22:33:44:55"
+
+
+@pytest.fixture
+def strap():
+    port = free_port()
+    emulator = subprocess.Popen(
+        [sys.executable, str(STRAP), str(port), ADDRESS, "--drop-after", "3", "--away", "2.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert emulator.stdout.readline().strip() == "ready"
+        yield port, emulator
+    finally:
+        emulator.kill()
+        emulator.wait(10)
+
+
+def test_a_strap_feeds_heart_rate_into_the_session_and_a_gap_is_shown(pipeline, tmp_path, strap):
+    port, emulator = strap
+    ble = f"tcp-client:127.0.0.1:{port}"
+    scan = pipeline.run("wearables", "scan", "--ble", ble, "--seconds", "2", "--json")
+    assert scan.returncode == 0, scan.stderr
+    assert [(d["address"], d["name"]) for d in json.loads(scan.stdout)] == [(ADDRESS, "Test Strap")]
+
+    events = tmp_path / "events.jsonl"
+    result = pipeline.run(
+        "up", "--source", "synthetic:squat,reps=4", "--realtime", "--profile", "alice",
+        "--ble", ble, "--strap", f"{ADDRESS}=alice", "--no-console",
+        "--sink", f"jsonl:path={events},frames=1", timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    emulator.kill()
+    sent = [json.loads(line) for line in emulator.stdout.read().splitlines()]
+    beats = {e["bpm"] for e in sent if "bpm" in e}
+    assert any(e.get("dropped") for e in sent) and any(e.get("back") for e in sent)
+
+    records = read_jsonl(events)
+    shown = [f["people"][0]["hr"] for f in records if f["type"] == "frame" and f["people"]]
+    values = [h for h in shown if h is not None]
+    assert len(set(values)) >= 4, "the heart rate changes as the strap says"
+    assert set(values) <= beats, "every value shown was sent: none invented"
+    # The strap went away and came back: a stretch without a value between two with.
+    first, last = shown.index(values[0]), len(shown) - 1 - shown[::-1].index(values[-1])
+    assert None in shown[first:last], "the gap is shown while the strap is away"
+
+    reps = [r["data"] for r in records if r["type"] == "event" and r["kind"] == "rep"]
+    measured = [r for r in reps if "hr_mean" in r]
+    assert len(reps) == 4 and measured
+    assert all(r["hr_mean"] in range(min(beats), max(beats) + 1) for r in measured)
+    assert all(r["hr_peak"] >= r["hr_mean"] and r["hr_peak"] in beats for r in measured)
+
+    history = History.open(Path(pipeline.env["REPCOACH_DATA_DIR"]) / "history.sqlite")
+    try:
+        session = history.session("last")["id"]
+        stored = [r["detail"].get("hr_peak") for r in history.reps(session)]
+    finally:
+        history.close()
+    assert [p for p in stored if p] == [r["hr_peak"] for r in measured]
