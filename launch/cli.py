@@ -384,6 +384,8 @@ def up(
         workers = _typed_or(ctx, "workers", workers, gym.workers)
         realtime = _typed_or(ctx, "realtime", realtime, gym.realtime)
         checkin_hold = _typed_or(ctx, "checkin_hold", checkin_hold, gym.checkin_hold_s)
+        ble = _typed_or(ctx, "ble", ble, gym.ble)
+        strap = _typed_or(ctx, "strap", strap, list(gym.straps) or None)
         station_sinks = [_station_sink(text, station) for text, station in gym.sinks]
     elif sources:
         stations = make_stations(sources)

@@ -8,6 +8,7 @@ the standard library's TOML parser.
     summary = "summary.json"     # as --summary: every station's, in one file
     sinks = ["jsonl:path=events.jsonl"]   # as --sink, serving every station
     checkin_hold_s = 60          # as --checkin-hold: a check-in ends out of view this long
+    ble = "usb:0"                # as --ble: the Bluetooth controller for heart-rate straps
 
     [[station]]
     name = "rack1"               # what status, summaries and events call it
@@ -18,6 +19,10 @@ the standard library's TOML parser.
     [[station]]
     name = "door"
     source = "camera0"
+
+    [[strap]]                    # as --strap: a member's, or a station's
+    address = "C4:2F:90:11:22:33"
+    member = "alice"             # or: station = "rack1"
 
 A key the file does not know is an error in one line, as is a wrong type.
 """
@@ -45,10 +50,12 @@ _TOP = {
     "realtime": bool,
     "summary": str,
     "checkin_hold_s": float,
+    "ble": str,
 }
+_STRAP = {"address": str, "member": str, "station": str}
 _STATION = {"name": str, "source": str, "exercise": str}
 # Keys read apart from the plain ones above (lists, checked where they are read).
-_TOP_LISTS, _STATION_LISTS = {"sinks", "station"}, {"sinks"}
+_TOP_LISTS, _STATION_LISTS = {"sinks", "station", "strap"}, {"sinks"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,9 @@ class GymFile:
     realtime: bool | None = None
     summary: Path | None = None
     checkin_hold_s: float | None = None
+    ble: str | None = None
+    straps: tuple[str, ...] = ()
+    """As `--strap` says them: ADDRESS=MEMBER or ADDRESS@STATION."""
     sinks: tuple[tuple[str, str | None], ...] = ()
     """(`--sink` text, the station it serves alone or None for all)."""
 
@@ -83,6 +93,22 @@ def _sinks(table: dict, where: str) -> list[str]:
     if not isinstance(sinks, list) or not all(isinstance(s, str) for s in sinks):
         raise UserError(f'{where}: sinks must be a list of texts like "jsonl:path=events.jsonl"')
     return sinks
+
+
+def _straps(tables: object, where: str) -> tuple[str, ...]:
+    """Each [[strap]] as `--strap` would say it."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise UserError(f'{where}: give each strap as [[strap]] with address = "..."')
+    texts = []
+    for number, table in enumerate(tables, 1):
+        here = f"{where}, strap {number}"
+        _checked(table, _STRAP, set(), here)
+        owners = [k for k in ("member", "station") if k in table]
+        if "address" not in table or len(owners) != 1:
+            raise UserError(f"{here}: give its address and either member or station")
+        mark = "=" if owners[0] == "member" else "@"
+        texts.append(f"{table['address']}{mark}{table[owners[0]]}")
+    return tuple(texts)
 
 
 def read_gym_file(path: Path) -> GymFile:
@@ -122,5 +148,7 @@ def read_gym_file(path: Path) -> GymFile:
         realtime=data.get("realtime"),
         summary=Path(data["summary"]) if "summary" in data else None,
         checkin_hold_s=data.get("checkin_hold_s"),
+        ble=data.get("ble"),
+        straps=_straps(data.get("strap", []), where),
         sinks=tuple(sinks),
     )

@@ -34,6 +34,17 @@ def test_stations_options_and_sinks(tmp_path):
     assert gym.sinks == (("console", None), ("video:path=r.mp4", "rack1"))
 
 
+def test_heart_rate_straps_and_check_in(tmp_path):
+    gym = _read(
+        tmp_path,
+        'ble = "usb:0"\ncheckin_hold_s = 90\n[[station]]\nname = "rack1"\nsource = "camera0"\n'
+        '[[strap]]\naddress = "C0:11:22:33:44:55"\nmember = "alice"\n'
+        '[[strap]]\naddress = "C0:11:22:33:44:66"\nstation = "rack1"\n',
+    )
+    assert (gym.ble, gym.checkin_hold_s) == ("usb:0", 90)
+    assert gym.straps == ("C0:11:22:33:44:55=alice", "C0:11:22:33:44:66@rack1")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -49,6 +60,13 @@ def test_stations_options_and_sinks(tmp_path):
          "station 'a' is named twice"),
         ('[[station]]\nname = "rack one"\nsource = "x"\n', "station name 'rack one': use up to 32"),
         ("[[station]\n", "is not valid TOML"),
+        ('checkin_hold_s = 0\n[[station]]\nsource = "x"\n', "checkin_hold_s must be 1 to 86400"),
+        ('[[station]]\nsource = "x"\n[[strap]]\naddress = "C0:11:22:33:44:55"\n',
+         "strap 1: give its address and either member or station"),
+        ('[[station]]\nsource = "x"\n[[strap]]\naddress = "x"\nmember = "a"\nstation = "b"\n',
+         "strap 1: give its address and either member or station"),
+        ('[[station]]\nsource = "x"\n[[strap]]\naddress = 1\nmember = "a"\n',
+         "strap 1: address must be a str"),
     ],
 )  # fmt: skip
 def test_a_wrong_file_is_one_line(tmp_path, text, message):
