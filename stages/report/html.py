@@ -126,6 +126,12 @@ def _totals(g: Group) -> str:
     tempos = [(r["tempo_down_s"] or 0) + (r["tempo_up_s"] or 0) for r in g.full_reps]
     if tempos:
         items.append((f"{median(tempos):.1f} s", "median rep time"))
+    means = [_beats(r, "hr_mean") for r in g.reps]
+    peaks = [_beats(r, "hr_peak") for r in g.reps]
+    means, peaks = [m for m in means if m is not None], [p for p in peaks if p is not None]
+    if means and peaks:
+        heart = f"{round(sum(means) / len(means))} / {max(peaks)}"
+        items.append((heart, "heart rate over the set, mean / peak"))
     faults = list(s.get("faults", {}).items())[:3]
     common = ", ".join(f"{human(f)} ×{n}" for f, n in faults) if faults else "none"
     items.append((common, "most common faults"))
@@ -139,12 +145,27 @@ def _image(name: str | None, alt: str) -> str:
     return f'<img src="{escape(name)}" alt="{escape(alt)}" loading="lazy">'
 
 
+def _beats(rep: dict, key: str) -> int | None:
+    """A rep's `hr_mean` or `hr_peak` (from the person's strap), if it has one."""
+    value = (rep.get("detail") or {}).get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _heart(rep: dict) -> str:
+    """A rep's heart rate: mean / peak, or blank."""
+    mean, peak = _beats(rep, "hr_mean"), _beats(rep, "hr_peak")
+    return f"{mean} / {peak}" if mean is not None and peak is not None else ""
+
+
 def _rep_table(g: Group) -> str:
     away, back = human(g.words.away), human(g.words.back)
+    heart = any(_heart(r) for r in g.reps)
     head = _row(
         "th",
         ["Rep", "Partial?", "Start – end", f"{away} (s)", f"{back} (s)", "Range of motion"]
-        + ["Score", "Faults"],
+        + ["Score"]
+        + (["Heart rate (mean / peak)"] if heart else [])
+        + ["Faults"],
         text_last=True,
     )
     rows = []
@@ -158,7 +179,7 @@ def _rep_table(g: Group) -> str:
             _number(rep["tempo_up_s"], 2),
             _rom(rep["rom"], rep["rom_unit"]),
             _number(rep["score"], 0),
-        ]
+        ] + ([_heart(rep)] if heart else [])
         faults = _fault_list(rep["faults"], g.words.cues)
         css = "rep partial" if partial else "rep"
         rows.append(f'<tr class="{css}">{_cells(cells)}<td class="text">{faults}</td></tr>')

@@ -49,7 +49,8 @@ def test_a_strap_feeds_heart_rate_into_the_session_and_a_gap_is_shown(pipeline, 
     result = pipeline.run(
         "up", "--source", "synthetic:squat,reps=4", "--realtime", "--profile", "alice",
         "--ble", ble, "--strap", f"{ADDRESS}=alice", "--no-console",
-        "--sink", f"jsonl:path={events},frames=1", timeout=300,
+        "--sink", f"jsonl:path={events},frames=1", "--report", str(tmp_path / "report"),
+        timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     emulator.kill()
@@ -79,3 +80,6 @@ def test_a_strap_feeds_heart_rate_into_the_session_and_a_gap_is_shown(pipeline, 
     finally:
         history.close()
     assert [p for p in stored if p] == [r["hr_peak"] for r in measured]
+    report = (tmp_path / "report" / "index.html").read_text()
+    assert "Heart rate (mean / peak)" in report and "heart rate over the set" in report
+    assert f"{measured[0]['hr_mean']} / {measured[0]['hr_peak']}" in report
