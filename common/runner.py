@@ -434,10 +434,11 @@ class OrderedStage:
 
 
 @runtime_checkable
-class ChecksIn(Protocol):
-    """Scoring logic that binds people to members (`Coach`): `check_in`
-    returns None when done, else why not (one line); `heart_rate` gives a
-    strap's reading to its person, False if they are not in view."""
+class BindsPeople(Protocol):
+    """Scoring logic that knows who people are (`Coach`): `check_in` binds
+    a person to a member, None when done, else why not (one line);
+    `heart_rate` gives a strap's reading to its wearer, False if they are
+    not in view."""
 
     def check_in(self, track: int, member: str) -> str | None: ...
 
@@ -683,13 +684,13 @@ class Publisher:
         if sample.station:
             sessions = [self.stations[sample.station]] if sample.station in self.stations else []
         for session in sessions:
-            if isinstance(session.logic, ChecksIn) and session.logic.heart_rate(sample):
+            if isinstance(session.logic, BindsPeople) and session.logic.heart_rate(sample):
                 return {"taken": True}
         return {"taken": False}  # nobody it belongs to is in view now
 
     def _check_in(self, fields: dict) -> dict:
         session = self.stations.get(fields.get("station"))
-        if session is None or not isinstance(session.logic, ChecksIn):
+        if session is None or not isinstance(session.logic, BindsPeople):
             return {"error": f"no station {short(fields.get('station'))} that checks people in"}
         track, member = fields.get("person"), fields.get("member")
         if type(track) is not int or not isinstance(member, str):
