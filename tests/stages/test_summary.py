@@ -46,6 +46,7 @@ def test_summary_lists_reps_with_details_per_person_and_exercise(tmp_path):
     first, second, third, fourth = document["people"]
     assert first == {
         "id": 1,
+        "member": None,
         "training": True,
         "state": "training",
         "exercises": [
