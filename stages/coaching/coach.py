@@ -79,7 +79,11 @@ class _Person:
     member: str = ""  # the profile this person trains as ('' = a guest)
     checked_in: bool = False  # `member` came from a code shown here (it may end)
     gate: TrainingGate | None = None
-    heart: HeartTrace = field(default_factory=lambda: HeartTrace())
+    heart: HeartTrace = field(default_factory=HeartTrace)
+
+
+def _checked_in(member: str, **data: str) -> Note:
+    return Note(EventKind.CHECK_IN, f"Hi {member}, you're checked in.", data=data)
 
 
 class Coach:
@@ -174,9 +178,8 @@ class Coach:
         if person is None or track not in self._present:
             return f"person {track} is not in view here"
         self._bind(person, member)
-        self._by_hand = [(t, m) for t, m in self._by_hand if t != track][:MAX_PEOPLE] + [
-            (track, member)
-        ]
+        if len(self._by_hand) < MAX_PEOPLE:  # announced with the next frame
+            self._by_hand.append((track, member))
         return None
 
     def _bind(self, person: _Person, member: str) -> None:
@@ -216,10 +219,7 @@ class Coach:
         assert checkins is not None
         for track, member in self._by_hand:
             if self._member_of(track) == member:
-                note = Note(
-                    EventKind.CHECK_IN, f"Hi {member}, you're checked in.", data={"by": "hand"}
-                )
-                events.append(self._event(packet, track, note))
+                events.append(self._event(packet, track, _checked_in(member, by="hand")))
         self._by_hand.clear()
         for code in packet.codes:
             member = checkins.member_of(code)
@@ -228,8 +228,7 @@ class Coach:
             if person is None or person.member == member:
                 continue
             self._bind(person, member)
-            note = Note(EventKind.CHECK_IN, f"Hi {member}, you're checked in.")
-            events.append(self._event(packet, track, note))
+            events.append(self._event(packet, track, _checked_in(member)))
         for person in self._people.values():
             if person.checked_in and pts - person.last_pts > checkins.hold_s:
                 note = Note(EventKind.CHECK_OUT, f"{person.member} checked out.")
