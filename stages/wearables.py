@@ -33,6 +33,9 @@ HEART_RATE_MEASUREMENT = 0x2A37
 CONNECT_TIMEOUT_S = 10.0
 SETUP_TIMEOUT_S = 10.0  # service discovery and subscription after connecting
 BACKOFF = (1.0, 30.0)  # first and longest wait between reconnection attempts
+# Readings on their way to the score stage at most: straps send about one a
+# second each, so a backlog beyond this means a hostile strap or a stuck stage.
+MAX_IN_FLIGHT = 64
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,9 @@ class Wearables:
             t_wall=time.time(),
         )
         self.ctx.stats.received()
+        if len(self.sending) >= MAX_IN_FLIGHT:  # a strap notifying far too fast, or score stuck
+            self.ctx.stats.drop("backlog")
+            return
         task = asyncio.create_task(self._deliver(sample))
         self.sending.add(task)
         task.add_done_callback(self.sending.discard)
