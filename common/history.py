@@ -7,14 +7,15 @@ transaction, so a crash mid-session keeps every rep already counted. Readers
 file; WAL mode lets them read while a session is being written.
 
 Tables:
-  members(name, level, created)
+  members(name, level, created, max_hr)   max_hr: for the report's heart-rate zones
   sessions(id, member, level, source, station, started, ended, frames,
            duration_s, status)           status: running | ended | stopped
   reps(event_id, session, person, member, exercise, kind, number, start_frame,
        end_frame, start_pts, bottom_pts, end_pts, tempo_down_s, tempo_up_s,
        rom, rom_unit, seconds, score, faults, detail)
                                           kind: rep | partial_rep | hold
-  angles(session, person, pts, exercise, angles)   ~10 samples/s per person
+  angles(session, person, pts, exercise, angles, heart_rate)
+                                          ~10 samples/s per person
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import Any, NamedTuple
 
 from repcoach.common.atomic import disk_full
 from repcoach.common.endpoints import data_root
@@ -47,12 +48,13 @@ class Level(str, Enum):
 LEVELS = tuple(level.value for level in Level)
 DEFAULT_LEVEL = Level.INTERMEDIATE.value
 REP_KINDS = (EventKind.REP, EventKind.PARTIAL_REP, EventKind.HOLD)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS members (
     name TEXT PRIMARY KEY,
     level TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    max_hr INTEGER
 );
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -89,10 +91,18 @@ CREATE TABLE IF NOT EXISTS angles (
     person INTEGER NOT NULL,
     pts REAL NOT NULL,
     exercise TEXT,
-    angles TEXT NOT NULL
+    angles TEXT NOT NULL,
+    heart_rate INTEGER
 );
 CREATE INDEX IF NOT EXISTS angles_by_session ON angles(session, person, pts);
 """
+MIGRATIONS = {  # version -> what takes a file of the version before to it
+    2: [  # heart rate from wearables
+        "ALTER TABLE members ADD COLUMN max_hr INTEGER",
+        "ALTER TABLE angles ADD COLUMN heart_rate INTEGER",
+    ],
+}
+MAX_HR = (100, 230)  # a maximum heart rate outside this is a typo
 
 
 def default_history_path() -> Path:
@@ -118,6 +128,17 @@ class Baseline:
     reps: int
 
 
+class AngleSample(NamedTuple):
+    """A person's joint angles at one moment, and their heart rate then
+    (from their strap; None without one or during a gap)."""
+
+    person: int
+    pts: float
+    exercise: str | None  # None: auto mode did not know it yet
+    angles: dict[str, float]
+    heart_rate: int | None = None
+
+
 class History:
     """The history database. Open with `History.open(path)`; every public
     write is one transaction."""
@@ -136,7 +157,7 @@ class History:
             )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = open_database(path, SCHEMA, SCHEMA_VERSION)
+            db = open_database(path, SCHEMA, SCHEMA_VERSION, migrations=MIGRATIONS)
         except (OSError, sqlite3.Error) as exc:
             reason = f"{exc}" + (", no space left on device" if disk_full(path.parent) else "")
             raise UserError(f"history database {path} cannot be used ({reason})") from None
@@ -165,6 +186,19 @@ class History:
             [(name, level, time.time())],
         )
         return level
+
+    def set_max_hr(self, name: str, bpm: int) -> None:
+        """Save the member's maximum heart rate (the report's zones are
+        fractions of it); the member must exist."""
+        low, high = MAX_HR
+        if not low <= bpm <= high:
+            raise UserError(f"a maximum heart rate of {bpm} is not plausible; give {low}-{high}")
+        self._write("UPDATE members SET max_hr = ? WHERE name = ?", [(bpm, name)])
+
+    def max_hr(self, name: str | None) -> int | None:
+        """The member's maximum heart rate, None when not set."""
+        row = self.db.execute("SELECT max_hr FROM members WHERE name = ?", (name,)).fetchone()
+        return row["max_hr"] if row is not None else None
 
     def members(self) -> list[str]:
         return [r["name"] for r in self.db.execute("SELECT name FROM members ORDER BY name")]
@@ -224,11 +258,14 @@ class History:
             "INSERT OR IGNORE INTO reps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", [row]
         )
 
-    def add_angles(self, session: str, samples: Iterable[tuple[int, float, str | None, dict]]):
-        """(person, pts, exercise, {angle: degrees}) samples, one transaction."""
-        rows = [(session, p, pts, ex, json.dumps(a)) for p, pts, ex, a in samples]
+    def add_angles(self, session: str, samples: Iterable[AngleSample]) -> None:
+        """Angle samples, one transaction."""
+        rows = [
+            (session, s.person, s.pts, s.exercise, json.dumps(s.angles), s.heart_rate)
+            for s in samples
+        ]
         if rows:
-            self._write("INSERT INTO angles VALUES (?, ?, ?, ?, ?)", rows)
+            self._write("INSERT INTO angles VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     # --- reading
 
@@ -265,13 +302,13 @@ class History:
         rows = self.db.execute(sql + " ORDER BY person, end_pts, number", args)
         return [_rep_dict(r) for r in rows]
 
-    def angles(self, session: str) -> list[tuple[int, float, str | None, dict]]:
+    def angles(self, session: str) -> list[AngleSample]:
         rows = self.db.execute(
-            "SELECT person, pts, exercise, angles FROM angles WHERE session = ? "
+            "SELECT person, pts, exercise, angles, heart_rate FROM angles WHERE session = ? "
             "ORDER BY person, pts",
             (session,),
         )
-        return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+        return [AngleSample(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
 
     def baselines(self, member: str, before: str | None = None) -> dict[str, Baseline]:
         """Per exercise, the member's last session with full reps of it
@@ -329,6 +366,8 @@ def exercise_summary(session: Mapping[str, Any], exercise: str, reps: list[dict]
     roms = [r["rom"] for r in measured]
     unit = measured[0]["rom_unit"] if measured else None
     tempos = [(r["tempo_down_s"] or 0) + (r["tempo_up_s"] or 0) for r in full]
+    means = [b for b in (beats(r, "hr_mean") for r in reps) if b]  # partial reps too: effort
+    peaks = [b for b in (beats(r, "hr_peak") for r in reps) if b]
     return {
         "session": session["id"],
         "started": session["started"],
@@ -343,7 +382,17 @@ def exercise_summary(session: Mapping[str, Any], exercise: str, reps: list[dict]
         "rom_unit": unit,
         "median_tempo_s": round(median(tempos), 2) if tempos else None,
         "faults": dict(sorted(faults.items(), key=lambda kv: -kv[1])),
+        "hr_mean": round(sum(means) / len(means)) if means else None,
+        "hr_peak": max(peaks) if peaks else None,
     }
+
+
+def beats(rep: Mapping[str, Any], key: str) -> int | None:
+    """A rep's `hr_mean` or `hr_peak` (from the wearer's strap), if it has one."""
+    value = rep["detail"].get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return int(value)
 
 
 def _in_usual_unit(reps: list) -> list:

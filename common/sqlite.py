@@ -9,14 +9,16 @@ database and the webhook sink's queue).
   writers that both started by reading) and rolls back on any error,
   including a COMMIT that fails on a full disk.
 - A schema version in `PRAGMA user_version`: a file written by a newer
-  release is refused with a clear message instead of being misread.
+  release is refused with a clear message instead of being misread; one
+  written by an older release is brought up to date by the caller's
+  migrations, in one transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 
@@ -25,13 +27,21 @@ class NewerSchema(sqlite3.DatabaseError):
 
 
 def open_database(
-    path: Path, schema: str, version: int, *, timeout_s: float = 10.0, threads: bool = False
+    path: Path,
+    schema: str,
+    version: int,
+    *,
+    migrations: Mapping[int, Sequence[str]] | None = None,
+    timeout_s: float = 10.0,
+    threads: bool = False,
 ) -> sqlite3.Connection:
     """Opens (creating if needed) the database at `path` with `schema`
     (idempotent `CREATE ... IF NOT EXISTS` statements) at schema `version`.
-    `threads`: the connection may be used from several threads (the caller
-    serialises them). Raises sqlite3.Error (`NewerSchema` for a file of a
-    later version); the connection is closed then."""
+    `migrations[v]`: the statements that take a file of version v - 1 to v
+    (run on files older than `version`, never on a new one, which `schema`
+    makes whole). `threads`: the connection may be used from several threads
+    (the caller serialises them). Raises sqlite3.Error (`NewerSchema` for a
+    file of a later version); the connection is closed then."""
     db = sqlite3.connect(
         path, timeout=timeout_s, isolation_level=None, check_same_thread=not threads
     )
@@ -44,6 +54,12 @@ def open_database(
                 f"its schema is version {found}, this release reads up to {version}: "
                 "use the release that wrote it, or another file"
             )
+        if 0 < found < version:
+            with transaction(db):
+                for step in range(found + 1, version + 1):
+                    for statement in (migrations or {}).get(step, ()):
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {int(version)}")
         db.executescript(schema)
         if found < version:
             db.execute(f"PRAGMA user_version = {int(version)}")

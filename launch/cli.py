@@ -597,14 +597,16 @@ def _bind_topology(bind: str | None, insecure: bool, name: str) -> Topology:
     return topology
 
 
-def _member(profile: str | None, level: Level | None, history: Path | None) -> tuple[str, str]:
+def _member(
+    profile: str | None, level: Level | None, history: Path | None, what: str = "--profile"
+) -> tuple[str, str]:
     """The member's name and strictness level. With a history database a new
     member is created there and `--level` saved to their profile; without
     one (`--no-history`) nothing is read or written."""
     from repcoach.common.history import DEFAULT_LEVEL, History
 
     if profile and not re.fullmatch(r"[\w .'-]{1,64}", profile):
-        raise UserError(f"--profile {profile!r}: use letters, digits, spaces, '.', '-' or '_'")
+        raise UserError(f"{what} {profile!r}: use letters, digits, spaces, '.', '-' or '_'")
     if not profile or history is None:
         return profile or "", level.value if level else DEFAULT_LEVEL
     db = History.open(history)
@@ -882,7 +884,7 @@ def members_qr(
     from repcoach.common.member_codes import MemberCodes, qr_image, qr_text
 
     code = MemberCodes(create=True).code_for(member)
-    _member(member, level, history or default_history_path())
+    _member(member, level, history or default_history_path(), what="member name")
     if out is None:
         typer.echo(qr_text(code))
         typer.echo(f"{member}'s check-in code (show it to a station's camera)")
@@ -896,6 +898,36 @@ def members_qr(
     except OSError as error:
         raise UserError(write_failure(out, error)) from None
     typer.echo(f"{member}'s check-in code written to {out}")
+
+
+@members_app.command("set")
+def members_set(
+    member: Annotated[str, typer.Argument(help="The member's name (made a member if new).")],
+    level: Annotated[
+        Level | None, typer.Option(help="Strictness of the coaching (form rules).")
+    ] = None,
+    max_hr: Annotated[
+        int | None,
+        typer.Option(
+            help="Maximum heart rate (bpm): the report's heart-rate zones are shares of it."
+        ),
+    ] = None,
+    history: HistoryOption = None,
+) -> None:
+    """Save a member's profile: strictness level, maximum heart rate."""
+    from repcoach.common.history import History, default_history_path
+
+    path = history or default_history_path()
+    name, level_name = _member(member, level, path, what="member name")
+    db = History.open(path)
+    try:
+        if max_hr is not None:
+            db.set_max_hr(name, max_hr)
+        saved = db.max_hr(name)
+    finally:
+        db.close()
+    heart = f", maximum heart rate {saved} bpm" if saved else ", no maximum heart rate"
+    typer.echo(f"{name}: level {level_name}{heart}")
 
 
 @app.command("stage", hidden=True)

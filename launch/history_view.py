@@ -20,7 +20,7 @@ def progress_table(rows: list[dict], member: str | None) -> Table:
     table = Table(title=title if rows else f"{title}: no sessions recorded yet")
     for column in ("date", "session", "member", "exercise", "reps", "partial", "score"):
         table.add_column(column)
-    for column in ("range", "tempo s", "faults"):
+    for column in ("range", "tempo s", "heart rate", "faults"):
         table.add_column(column)
     previous: dict[tuple, dict] = {}
     for row in rows:
@@ -41,6 +41,7 @@ def progress_table(rows: list[dict], member: str | None) -> Table:
             score + _change(row["mean_score"], before.get("mean_score")),
             rom + _change(row["median_rom"], before.get("median_rom")),
             "" if row["median_tempo_s"] is None else f"{row['median_tempo_s']:.1f}",
+            f"{row['hr_mean']} / {row['hr_peak']}" if row["hr_mean"] else "",  # mean / peak
             faults or "-",
         )
     return table

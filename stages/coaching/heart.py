@@ -1,11 +1,13 @@
 """A person's heart rate from their strap (`stages/wearables.py`): the
-latest reading for the live view, and the readings during each rep."""
+latest reading for the live view, the readings during each rep, and the
+heart-rate zones the report counts time in."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from statistics import fmean
 from typing import Any
 
@@ -44,3 +46,32 @@ class HeartTrace:
         if not beats:
             return {}
         return {"hr_mean": round(fmean(beats)), "hr_peak": max(beats)}
+
+
+# The common five-zone scale: each zone starts at this fraction of the
+# member's maximum heart rate (below the first: resting, no zone).
+ZONES = (
+    (0.5, "very light"),
+    (0.6, "light"),
+    (0.7, "moderate"),
+    (0.8, "hard"),
+    (0.9, "maximum"),
+)
+
+
+def zone_of(bpm: float, max_hr: int) -> int:
+    """1-5 for the zone `bpm` is in, 0 below zone 1."""
+    return sum(bpm >= start * max_hr for start, _ in ZONES)
+
+
+def time_in_zones(
+    times: Sequence[float], bpms: Sequence[float], max_hr: int, gap_s: float
+) -> list[float]:
+    """Seconds spent in each zone (index 0: below zone 1) over a trace of
+    readings at `times` (NaN: none). Each reading holds until the next one,
+    at most `gap_s`: time nobody measured is in no zone."""
+    seconds = [0.0] * (len(ZONES) + 1)
+    for (t, bpm), t_next in zip(zip(times, bpms, strict=True), times[1:], strict=False):
+        if not (math.isnan(t) or math.isnan(bpm) or math.isnan(t_next)):
+            seconds[zone_of(bpm, max_hr)] += min(t_next - t, gap_s)
+    return seconds

@@ -4,12 +4,15 @@ goes through `escape`."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from html import escape
 from statistics import median
 
-from repcoach.stages.report.model import Group, ReportData, human
+from repcoach.common.history import beats
+from repcoach.stages.coaching.heart import ZONES, time_in_zones
+from repcoach.stages.report.model import GAP_S, Group, ReportData, human
 from repcoach.stages.report.plots import rep_label
 
 GENERATOR = "repcoach session report"  # also marks a folder as ours to replace
@@ -86,6 +89,7 @@ def _group(g: Group, images: Mapping[str, str | None]) -> str:
     parts.append(_totals(g))
     parts.append(_image(images.get(f"angles-{g.key}"), f"{g.words.title}: angles over time"))
     parts.append(_late_trace_note(g))
+    parts.append(_zones(g))
     pair = [
         _image(images.get(f"scores-{g.key}"), "Form score per rep"),
         _image(images.get(f"tempo-{g.key}"), "Tempo per rep"),
@@ -116,6 +120,51 @@ def _late_trace_note(g: Group) -> str:
     )
 
 
+def _zones(g: Group) -> str:
+    """Time in each heart-rate zone, from the trace under the angles; a
+    line saying what is missing where the member's maximum is not known."""
+    if not any(b == b for b in g.heart):  # b == b: not NaN
+        return ""
+    if not g.max_hr:
+        need = "Time in heart-rate zones needs "
+        if g.member is None:
+            need += "a member's maximum heart rate; this person trained as a guest"
+        else:
+            who = escape(g.member)
+            need += (
+                f"{who}'s maximum heart rate: <code>pipeline members set {who} --max-hr BPM</code>"
+            )
+        return f'<p class="empty">{need}.</p>'
+    seconds = time_in_zones(g.times, g.heart, g.max_hr, GAP_S)
+    total = sum(seconds) or 1.0
+    body = "".join(
+        f'<tr><td class="text">{label}</td><td>{share}</td><td>{bpm}</td>'
+        f"<td>{duration(spent)}</td><td>{100 * spent / total:.0f}%</td></tr>"
+        for (label, share, bpm), spent in zip(_zone_rows(g.max_hr), seconds, strict=True)
+    )
+    head = (
+        '<tr><th class="text">Heart-rate zone</th><th>of maximum</th><th>bpm</th>'
+        "<th>time</th><th>share</th></tr>"
+    )
+    caption = f"Time in heart-rate zones (maximum {g.max_hr} bpm)"
+    return f"<table><caption>{caption}</caption>{head}{body}</table>"
+
+
+def _zone_rows(max_hr: int) -> list[tuple[str, str, str]]:
+    """(name, share of the maximum, beats per minute) below zone 1 and for
+    each zone; a zone's first beat is the first whole one at its start."""
+    firsts = [math.ceil(start * max_hr) for start, _ in ZONES]
+    rows = [("Below zone 1", f"under {ZONES[0][0]:.0%}", f"under {firsts[0]}")]
+    for number, (start, name) in enumerate(ZONES, 1):
+        if number < len(ZONES):
+            share = f"{start:.0%}-{ZONES[number][0]:.0%}"
+            bpm = f"{firsts[number - 1]}-{firsts[number] - 1}"
+        else:
+            share, bpm = f"{start:.0%}+", f"{firsts[number - 1]}+"
+        rows.append((f"Zone {number} ({name})", share, bpm))
+    return rows
+
+
 def _totals(g: Group) -> str:
     s = g.summary
     items = [(str(len(g.full_reps)), "reps"), (str(len(g.partial_reps)), "partial reps")]
@@ -126,12 +175,8 @@ def _totals(g: Group) -> str:
     tempos = [(r["tempo_down_s"] or 0) + (r["tempo_up_s"] or 0) for r in g.full_reps]
     if tempos:
         items.append((f"{median(tempos):.1f} s", "median rep time"))
-    means = [_beats(r, "hr_mean") for r in g.reps]
-    peaks = [_beats(r, "hr_peak") for r in g.reps]
-    means, peaks = [m for m in means if m is not None], [p for p in peaks if p is not None]
-    if means and peaks:
-        heart = f"{round(sum(means) / len(means))} / {max(peaks)}"
-        items.append((heart, "heart rate over the set, mean / peak"))
+    if s.get("hr_mean") and s.get("hr_peak"):
+        items.append((f"{s['hr_mean']} / {s['hr_peak']}", "heart rate over the set, mean / peak"))
     faults = list(s.get("faults", {}).items())[:3]
     common = ", ".join(f"{human(f)} ×{n}" for f, n in faults) if faults else "none"
     items.append((common, "most common faults"))
@@ -145,15 +190,9 @@ def _image(name: str | None, alt: str) -> str:
     return f'<img src="{escape(name)}" alt="{escape(alt)}" loading="lazy">'
 
 
-def _beats(rep: dict, key: str) -> int | None:
-    """A rep's `hr_mean` or `hr_peak` (from the person's strap), if it has one."""
-    value = (rep.get("detail") or {}).get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _heart(rep: dict) -> str:
     """A rep's heart rate: mean / peak, or blank."""
-    mean, peak = _beats(rep, "hr_mean"), _beats(rep, "hr_peak")
+    mean, peak = beats(rep, "hr_mean"), beats(rep, "hr_peak")
     return f"{mean} / {peak}" if mean is not None and peak is not None else ""
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from repcoach.common.history import History, exercise_summary
+from repcoach.common.history import AngleSample, History, exercise_summary
 
 GAP_S = 1.0  # angle samples further apart than this are not joined by a line
 
@@ -68,7 +68,9 @@ class Group:
     holds: list[dict] = field(default_factory=list)
     times: list[float] = field(default_factory=list)  # angle sample pts; NaN breaks a line
     angles: dict[str, list[float]] = field(default_factory=dict)  # name -> one value per time
+    heart: list[float] = field(default_factory=list)  # beats per minute per time; NaN: none
     member: str | None = None
+    max_hr: int | None = None  # the member's, for heart-rate zones
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -135,10 +137,11 @@ def load_report(history: History, session_id: str) -> ReportData:
         g = group(rep["person"], rep["exercise"])
         (g.holds if rep["kind"] == "hold" else g.reps).append(rep)
         g.member = g.member or rep["member"]
-    for person, pts, exercise, angles in history.angles(sid):
-        if exercise:  # samples before auto mode knew the exercise belong to none
-            _add_sample(group(alias.get(person, person), exercise), pts, angles)
+    for sample in history.angles(sid):
+        if sample.exercise:  # samples before auto mode knew the exercise belong to none
+            _add_sample(group(alias.get(sample.person, sample.person), sample.exercise), sample)
     for g in groups.values():
+        g.max_hr = history.max_hr(g.member) if g.member else None
         g.reps.sort(key=lambda r: (r["end_pts"] or 0.0, r["kind"]))
         g.summary = exercise_summary(session, g.exercise, g.reps + g.holds)
     ordered = sorted(groups.values(), key=lambda g: (g.person, _first_pts(g)))
@@ -157,12 +160,15 @@ def _track_aliases(reps: list[dict]) -> dict[int, int]:
     return alias
 
 
-def _add_sample(g: Group, pts: float, angles: Mapping[str, float]) -> None:
+def _add_sample(g: Group, sample: AngleSample) -> None:
+    pts, angles = sample.pts, sample.angles
     if g.times and pts - g.times[-1] > GAP_S:  # the person was away: break the lines
         g.times.append(math.nan)
+        g.heart.append(math.nan)
         for values in g.angles.values():
             values.append(math.nan)
     g.times.append(pts)
+    g.heart.append(math.nan if sample.heart_rate is None else float(sample.heart_rate))
     for name in angles.keys() | g.angles.keys():
         values = g.angles.setdefault(name, [math.nan] * (len(g.times) - 1))
         value = angles.get(name)

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from repcoach.stages.coaching.heart import ZONES
 from repcoach.stages.report.model import Group, human, safe_name
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ HOLD = "#1565c0"
 FAULT = "#c62828"
 DOWN, UP = "#5c6bc0", "#26a69a"
 TODAY = HOLD
+ZONE_COLOURS = ("#90caf9", "#a5d6a7", "#fff59d", "#ffcc80", "#ef9a9a")  # heart-rate zones 1-5
 
 
 def _figure(width_in: float, height_in: float) -> Figure:
@@ -50,11 +52,17 @@ def faults_text(faults: Sequence[str], sep: str = ", ") -> str:
 
 def angle_trace(group: Group, folder: Path) -> str | None:
     """Every angle over time, the counting measure in bold; reps shaded
-    (partial ones grey), a dashed line at each turning point, faults in red."""
+    (partial ones grey), a dashed line at each turning point, faults in red.
+    Under it, on the same time axis, the heart rate where a strap sent one."""
     if not any(not math.isnan(t) for t in group.times):
         return None
-    figure = _figure(11, 3.8)
-    ax = figure.add_subplot()
+    with_heart = any(not math.isnan(b) for b in group.heart)
+    figure = _figure(11, 5.6 if with_heart else 3.8)
+    if with_heart:
+        ax, heart_ax = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1.4))
+        _heart_trace(heart_ax, group)
+    else:
+        ax = figure.add_subplot()
     stressed = group.measure if group.measure in group.angles else None
     for name in sorted(group.angles, key=lambda n: (n != stressed, n)):
         bold = name == stressed or stressed is None
@@ -109,11 +117,42 @@ def angle_trace(group: Group, folder: Path) -> str | None:
         if hold["faults"]:
             label += ": " + faults_text(hold["faults"])
         ax.text(hold["start_pts"], 1.01, label, transform=top, fontsize=8, color=HOLD)
-    ax.set_xlabel("time in the session (s)")
+    if not with_heart:
+        ax.set_xlabel("time in the session (s)")
     ax.set_ylabel("degrees")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8, framealpha=0.8)
     return _save(figure, folder, f"angles-{group.key}.png")
+
+
+def _heart_trace(ax: Axes, group: Group) -> None:
+    """Beats per minute over time, reps shaded as above; with the member's
+    maximum heart rate, the zones as bands."""
+    for rep in group.reps:
+        if rep["start_pts"] is not None and rep["end_pts"] is not None:
+            colour = PARTIAL if rep["kind"] == "partial_rep" else FULL
+            ax.axvspan(rep["start_pts"], rep["end_pts"], color=colour, alpha=0.15, lw=0)
+    ax.plot(group.times, group.heart, color=FAULT, lw=1.5)  # NaN: a gap, never bridged
+    beats = [b for b in group.heart if not math.isnan(b)]
+    low, high = min(beats) - 10, max(beats) + 10
+    if group.max_hr:
+        bounds = [start * group.max_hr for start, _ in ZONES] + [group.max_hr * 1.05]
+        for number, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False), 1):
+            ax.axhspan(start, end, color=ZONE_COLOURS[number - 1], alpha=0.12, lw=0)
+            if low < (start + end) / 2 < high:
+                ax.text(
+                    1.002,
+                    (start + end) / 2,
+                    f"Z{number}",
+                    transform=ax.get_yaxis_transform(),
+                    fontsize=7,
+                    va="center",
+                    color="#616161",
+                )
+    ax.set_ylim(low, high)
+    ax.set_ylabel("heart rate (bpm)")
+    ax.set_xlabel("time in the session (s)")
+    ax.grid(alpha=0.3)
 
 
 def _rep_axis(ax: Axes, reps: list[dict]) -> list[int]:

@@ -17,7 +17,13 @@ from pathlib import Path
 from repcoach.common.atomic import disk_full
 from repcoach.common.config import MAX_STATIONS, station_session
 from repcoach.common.errors import UserError
-from repcoach.common.history import DEFAULT_LEVEL, REP_KINDS, History, check_level
+from repcoach.common.history import (
+    DEFAULT_LEVEL,
+    REP_KINDS,
+    AngleSample,
+    History,
+    check_level,
+)
 from repcoach.common.messages import EndOfStream, FramePacket, SessionState
 from repcoach.common.specs import Spec
 
@@ -46,7 +52,7 @@ class StationRecord:
         self._source_known = False
         self._angle_gap_s = 1.0 / angles_hz if angles_hz > 0 else float("inf")
         self._last_angle_pts: dict[int, float] = {}
-        self._angles: list[tuple[int, float, str | None, dict]] = []
+        self._angles: list[AngleSample] = []
         self._last_flush = time.monotonic()
         self._ended = False
         self.failure: str | None = None  # the first write the database refused
@@ -105,7 +111,11 @@ class StationRecord:
             last = self._last_angle_pts.get(score.track_id, -1e9)
             if score.angles and pts - last >= self._angle_gap_s:
                 self._last_angle_pts[score.track_id] = pts
-                self._angles.append((score.track_id, pts, score.exercise, dict(score.angles)))
+                self._angles.append(
+                    AngleSample(
+                        score.track_id, pts, score.exercise, dict(score.angles), score.heart_rate
+                    )
+                )
 
     def _flush_angles(self) -> None:
         self._guard(self.history.add_angles, self.session, list(self._angles))

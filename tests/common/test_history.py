@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from repcoach.common.errors import UserError
-from repcoach.common.history import History
+from repcoach.common.history import AngleSample, History
 
 
 def _rep(number: int, rom: float, score: float = 100.0, faults=(), member="alice") -> dict:
@@ -95,3 +95,24 @@ def test_rows_are_committed_as_they_are_written(history, tmp_path):
     other = sqlite3.connect(tmp_path / "h.sqlite")
     assert other.execute("SELECT count(*) FROM reps").fetchone()[0] == 1
     other.close()
+
+
+def test_a_database_of_the_first_schema_is_brought_up_to_date(tmp_path):
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE members (name TEXT PRIMARY KEY, level TEXT NOT NULL, created REAL NOT NULL);"
+        "CREATE TABLE angles (session TEXT NOT NULL, person INTEGER NOT NULL, pts REAL NOT NULL,"
+        " exercise TEXT, angles TEXT NOT NULL);"
+        "INSERT INTO members VALUES ('ann', 'beginner', 0);"
+        "INSERT INTO angles VALUES ('s', 1, 0.5, 'squat', '{\"knee\": 90}');"
+        "PRAGMA user_version = 1;"
+    )
+    old.close()
+    history = History.open(path)
+    assert history.angles("s") == [AngleSample(1, 0.5, "squat", {"knee": 90}, None)]
+    assert history.max_hr("ann") is None
+    history.set_max_hr("ann", 182)
+    history.add_angles("s", [AngleSample(1, 0.6, "squat", {"knee": 95}, 120)])
+    assert history.max_hr("ann") == 182 and history.angles("s")[-1].heart_rate == 120
+    assert history.member_level("ann") == "beginner"

@@ -35,3 +35,16 @@ def test_a_failed_transaction_leaves_nothing_behind(tmp_path):
         db.execute("INSERT INTO t VALUES (NULL)")  # NOT NULL: the whole block goes
     assert [r[0] for r in db.execute("SELECT x FROM t")] == [1]
     assert not db.in_transaction
+
+
+def test_an_older_file_is_migrated_once_and_a_new_one_never(tmp_path):
+    open_database(tmp_path / "old.db", SCHEMA, 1).execute("INSERT INTO t VALUES (7)")
+    v2 = "CREATE TABLE IF NOT EXISTS t (x INTEGER NOT NULL, y TEXT);"
+    migrations = {2: ["ALTER TABLE t ADD COLUMN y TEXT"]}
+    for _ in range(2):  # the second open finds version 2: nothing to do
+        db = open_database(tmp_path / "old.db", v2, 2, migrations=migrations)
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert list(db.execute("SELECT x, y FROM t")) == [(7, None)]
+        db.close()
+    new = open_database(tmp_path / "new.db", v2, 2, migrations=migrations)
+    assert [r[1] for r in new.execute("PRAGMA table_info(t)")] == ["x", "y"]

@@ -79,6 +79,8 @@ def test_reps_already_counted_survive_a_crash_mid_session(pipeline, run_root):
         (["up", "--source", "synthetic:squat", "--no-history", "--report", "r"], "--report needs"),
         (["up", "--source", "synthetic:squat", "--profile", "a,b"], "--profile 'a,b'"),
         (["up", "--source", "synthetic:squat", "--level", "olympian"], "'olympian' is not one of"),
+        (["members", "set", "ann", "--max-hr", "20"], "maximum heart rate of 20 is not plausible"),
+        (["members", "set", "a;b"], "member name 'a;b': use letters"),
     ],
 )
 def test_history_bad_input_is_one_line(pipeline, run_root, args, message):

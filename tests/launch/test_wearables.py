@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 
 from repcoach.common.history import History
@@ -45,6 +46,7 @@ def test_a_strap_feeds_heart_rate_into_the_session_and_a_gap_is_shown(pipeline, 
     assert scan.returncode == 0, scan.stderr
     assert [(d["address"], d["name"]) for d in json.loads(scan.stdout)] == [(ADDRESS, "Test Strap")]
 
+    assert pipeline.run("members", "set", "alice", "--max-hr", "150").returncode == 0
     events = tmp_path / "events.jsonl"
     result = pipeline.run(
         "up", "--source", "synthetic:squat,reps=4", "--realtime", "--profile", "alice",
@@ -77,9 +79,25 @@ def test_a_strap_feeds_heart_rate_into_the_session_and_a_gap_is_shown(pipeline, 
     try:
         session = history.session("last")["id"]
         stored = [r["detail"].get("hr_peak") for r in history.reps(session)]
+        trace = [s.heart_rate for s in history.angles(session)]
     finally:
         history.close()
     assert [p for p in stored if p] == [r["hr_peak"] for r in measured]
+    kept = [h for h in trace if h is not None]
+    assert set(kept) <= beats and len(set(kept)) >= 4, "the trace the report draws"
+    assert None in trace, "no reading (the strap away, or not yet there) is kept as none"
+
     report = (tmp_path / "report" / "index.html").read_text()
     assert "Heart rate (mean / peak)" in report and "heart rate over the set" in report
     assert f"{measured[0]['hr_mean']} / {measured[0]['hr_peak']}" in report
+    assert "Time in heart-rate zones (maximum 150 bpm)" in report
+    assert "Zone 2 (light)</td><td>60%-70%</td><td>90-104</td>" in report
+    trace_png = next((tmp_path / "report").glob("angles-*.png"))
+    assert cv2.imread(str(trace_png)).shape[0] > 500, "the heart-rate panel under the angles"
+
+    mean = round(sum(r["hr_mean"] for r in measured) / len(measured))
+    [row] = json.loads(pipeline.run("history", "--profile", "alice", "--json").stdout)
+    assert (row["hr_mean"], row["hr_peak"]) == (mean, max(r["hr_peak"] for r in measured))
+    pipeline.env["COLUMNS"] = "200"  # one line per row
+    table = pipeline.run("history", "--profile", "alice").stdout
+    assert f"{mean} / {row['hr_peak']}" in table

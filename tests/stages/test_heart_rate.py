@@ -3,6 +3,7 @@ sample the score stage takes, `--strap` values, and a person's trace."""
 
 from __future__ import annotations
 
+import math
 import struct
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from repcoach.common.config import make_straps
 from repcoach.common.errors import UserError
 from repcoach.common.messages import HeartRateSample, MessageError
-from repcoach.stages.coaching.heart import HeartTrace
+from repcoach.stages.coaching.heart import HeartTrace, time_in_zones, zone_of
 from repcoach.stages.wearables import Measurement, parse_measurement
 
 
@@ -82,3 +83,18 @@ def test_a_trace_shows_no_value_in_a_gap_or_when_stale():
     rep = {"start_pts": 1.5, "end_pts": 3.5}
     assert trace.during(t_wall=104.0, pts=4.0, rep=rep) == {"hr_mean": 135, "hr_peak": 140}
     assert trace.during(t_wall=104.0, pts=4.0, rep={}) == {}
+
+
+def test_zones_are_shares_of_the_maximum():
+    assert [zone_of(bpm, 200) for bpm in (99, 100, 119, 120, 140, 160, 180, 230)] == [
+        0, 1, 1, 2, 3, 4, 5, 5,
+    ]  # fmt: skip
+
+
+def test_time_in_zones_counts_measured_time_only():
+    nan = math.nan
+    times = [0.0, 0.1, 0.2, 0.3, nan, 5.0, 5.1, 9.0]
+    bpms = [110, 110, 150, nan, nan, 185, 185, 185]  # a gap, a break, a long silence
+    seconds = time_in_zones(times, bpms, 200, gap_s=1.0)
+    assert seconds == pytest.approx([0, 0.2, 0, 0.1, 0, 0.1 + 1.0])
+    assert time_in_zones([], [], 200, 1.0) == [0.0] * 6

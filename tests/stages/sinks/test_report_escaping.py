@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from html.parser import HTMLParser
 
-from repcoach.common.history import History
+from repcoach.common.history import AngleSample, History
 from repcoach.stages.report import write_report
 
 EXERCISE = '../../evil"><script>alert("exercise")</script>'
@@ -42,7 +42,7 @@ def record(history: History, session: str, started_offset: float) -> None:
             "faults": [FAULT],
         }
         history.add_rep(session, f"{session}:{rep}:0", "rep", 1, detail)
-    samples = [(1, t / 10, EXERCISE, {"knee": 90.0 + t}) for t in range(80)]
+    samples = [AngleSample(1, t / 10, EXERCISE, {"knee": 90.0 + t}) for t in range(80)]
     history.add_angles(session, samples)
     history.update_session(session, 240, 8.0, "ended")
     history.db.execute(
