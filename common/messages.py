@@ -108,6 +108,15 @@ def _bounded_text(d: dict, key: str, where: str) -> str:
     return value
 
 
+def _rr_ms(d: dict) -> tuple[int, ...]:
+    value = d.get("rr") or []  # absent from a peer before heart rate had RR intervals
+    if not isinstance(value, list) or len(value) > MAX_RR or not all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65_000 for v in value
+    ):
+        raise MessageError("malformed", f"score.rr must be up to {MAX_RR} intervals (ms)")
+    return tuple(value)
+
+
 def _codes(d: dict) -> tuple:
     value = _field(d, "codes", list, "frame")
     if len(value) > MAX_CODES:
@@ -426,11 +435,13 @@ class PersonScore:
     last_cue: str | None = None
     member: str = ""  # who checked in as this person ('' = a guest)
     heart_rate: int | None = None  # beats per minute from their strap (None: none, or a gap)
+    rr_ms: tuple[int, ...] = ()  # the RR intervals (ms) the strap sent with that reading
 
     def to_wire(self) -> dict:
         return {
             "member": self.member,
             "hr": self.heart_rate,
+            "rr": list(self.rr_ms),
             "track": self.track_id,
             "angles": self.angles,
             "exercise": self.exercise,
@@ -465,6 +476,7 @@ class PersonScore:
             last_cue=_optional(d, "cue", str, "score"),
             member=_bounded_text(d, "member", "score"),
             heart_rate=_optional(d, "hr", int, "score"),
+            rr_ms=_rr_ms(d),
         )
 
 

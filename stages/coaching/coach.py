@@ -195,7 +195,7 @@ class Coach:
         person = self._wearer(sample.member)
         if person is None:
             return False
-        person.heart.add(sample.t_wall, sample.bpm)
+        person.heart.add(sample.t_wall, sample.bpm, sample.rr)
         return True
 
     def _wearer(self, member: str) -> _Person | None:
@@ -358,7 +358,11 @@ class Coach:
     def _score(self, track: int, person: _Person) -> PersonScore:
         athlete = person.athlete
         training = person.gate is None or person.gate.established
-        who = {"member": person.member, "heart_rate": person.heart.now()}
+        who = {
+            "member": person.member,
+            "heart_rate": person.heart.now(),
+            "rr_ms": person.heart.rr_now(),
+        }
         if athlete is None or not training:
             if person.recognizer is None:
                 return PersonScore(track_id=track, exercise="", phase=IDLE, **who)

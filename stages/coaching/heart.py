@@ -16,13 +16,16 @@ KEPT = 600  # readings kept per person (about 10 minutes at one a second)
 
 
 class HeartTrace:
-    """Readings as (wall time, beats per minute or None for a gap)."""
+    """Readings as (wall time, beats per minute or None for a gap), and the
+    RR intervals that came with the last one."""
 
     def __init__(self) -> None:
         self.readings: deque[tuple[float, int | None]] = deque(maxlen=KEPT)
+        self._rr_ms: tuple[int, ...] = ()
 
-    def add(self, t_wall: float, bpm: int | None) -> None:
+    def add(self, t_wall: float, bpm: int | None, rr: Sequence[float] = ()) -> None:
         self.readings.append((t_wall, bpm))
+        self._rr_ms = tuple(round(1000 * s) for s in rr) if bpm is not None else ()
 
     def now(self, at: float | None = None) -> int | None:
         """The heart rate to show now: None with no strap, during a gap, or
@@ -31,6 +34,10 @@ class HeartTrace:
             return None
         t_wall, bpm = self.readings[-1]
         return bpm if (time.time() if at is None else at) - t_wall <= STALE_S else None
+
+    def rr_now(self, at: float | None = None) -> tuple[int, ...]:
+        """The RR intervals (ms) of the reading `now` shows; none with it."""
+        return self._rr_ms if self.now(at) is not None else ()
 
     def during(self, t_wall: float, pts: float, rep: Mapping[str, Any]) -> dict[str, int]:
         """Mean and peak heart rate over a rep (its `start_pts`..`end_pts`,

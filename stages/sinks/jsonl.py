@@ -33,6 +33,7 @@ def frame_record(packet: FramePacket) -> dict:
                 "score": round(p.score, 3),
                 "angles": scores[p.track_id].angles if p.track_id in scores else {},
                 "hr": scores[p.track_id].heart_rate if p.track_id in scores else None,
+                "rr_ms": list(scores[p.track_id].rr_ms) if p.track_id in scores else [],
             }
             for p in packet.persons
         ],

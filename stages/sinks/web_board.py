@@ -8,7 +8,7 @@ The document (`/state.json`; `/events` sends it in two parts):
              joined_late (the dashboard started mid-session, so reps counted
              before then are in the counters but not in the table),
              reps_before_join, missed (results this dashboard never received)
-    people   [{id, member, heart_rate, colour, exercise, reps, partial, form_score,
+    people   [{id, member, heart_rate, rr_ms, colour, exercise, reps, partial, form_score,
               phase, last_cue}]
     reps     [{event_id, person, exercise, rep, partial, score, faults,
                tempo_down_s, tempo_up_s, pts, text}]   oldest first
@@ -43,6 +43,7 @@ def person_record(score: PersonScore) -> dict[str, Any]:
         "id": score.track_id,
         "member": score.member or None,  # checked in with their code
         "heart_rate": score.heart_rate,  # from their strap; None: none, or a gap
+        "rr_ms": list(score.rr_ms),  # the beat-to-beat intervals sent with it, if any
         "colour": colour_hex(score.track_id),
         "exercise": score.exercise,
         "reps": score.reps,

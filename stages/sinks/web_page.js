@@ -83,7 +83,8 @@ function showPerson(person) {
     cards.set(person.id, card);
   }
   card.style.setProperty("--colour", person.colour);
-  const heart = person.heart_rate ? ` \u2665 ${person.heart_rate}` : "";
+  const rr = person.rr_ms && person.rr_ms.length ? ` \u00b7 RR ${person.rr_ms[person.rr_ms.length - 1]} ms` : "";
+  const heart = person.heart_rate ? ` \u2665 ${person.heart_rate}${rr}` : "";
   card.querySelector(".who").textContent = (person.member || `Person ${person.id}`) + heart;
   card.querySelector(".exercise").textContent = title(person.exercise) || NOT_TRAINING[person.phase] || "exercise not recognised yet";
   card.querySelector(".reps").textContent = String(person.reps);

@@ -92,6 +92,18 @@ def test_full_mask_pastes_the_crop_back_in_place():
         EndOfStream("cam", 41, 42, 3, "end of source"),
         EndOfStream("cam", 41, 42, 3, "end of source", station="door"),
         SessionState("cam", 40, 2, 90, 41, 1.4, 1.0, True, "stopped", (PersonScore(1),)),
+        SessionState(
+            "cam",
+            40,
+            2,
+            90,
+            41,
+            1.4,
+            1.0,
+            False,
+            "",
+            (PersonScore(2, member="ann", heart_rate=131, rr_ms=(458, 461)),),
+        ),
         StageReport("joints", 1, 5, 5, {"stale": 1}, {}, 0, 29.5, 3.0, 9.0, 100.0, 120.0),
         StageReport(
             "score",
@@ -224,3 +236,10 @@ def test_an_event_of_an_unknown_kind_or_severity_is_malformed():
         FeedbackEvent.from_wire(wire | {"kind": "teapot"})
     with pytest.raises(MessageError, match=r"event severity 'x+\.\.\.x+' unknown"):
         FeedbackEvent.from_wire(wire | {"sev": "x" * 1000})
+
+
+@pytest.mark.parametrize("rr", [[0], [70_000], [1.5], [True], "500", list(range(1, 40))])
+def test_a_score_with_bad_rr_intervals_is_malformed(rr):
+    wire = PersonScore(2, heart_rate=120).to_wire() | {"rr": rr}
+    with pytest.raises(MessageError, match="score.rr"):
+        PersonScore.from_wire(wire)

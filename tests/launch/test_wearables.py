@@ -68,6 +68,10 @@ def test_a_strap_feeds_heart_rate_into_the_session_and_a_gap_is_shown(pipeline, 
     # The strap went away and came back: a stretch without a value between two with.
     first, last = shown.index(values[0]), len(shown) - 1 - shown[::-1].index(values[-1])
     assert None in shown[first:last], "the gap is shown while the strap is away"
+    people = [f["people"][0] for f in records if f["type"] == "frame" and f["people"]]
+    paired = [(p["hr"], p["rr_ms"]) for p in people if p["hr"] is not None]
+    assert all(len(rr) == 1 and abs(rr[0] - 60_000 / hr) <= 2 for hr, rr in paired), paired[:5]
+    assert all(p["rr_ms"] == [] for p in people if p["hr"] is None)
 
     reps = [r["data"] for r in records if r["type"] == "event" and r["kind"] == "rep"]
     measured = [r for r in reps if "hr_mean" in r]

@@ -78,8 +78,12 @@ def test_a_trace_shows_no_value_in_a_gap_or_when_stale():
     assert trace.now(at=110.0) is None  # stale: never carried over
     trace.add(101.0, None)
     assert trace.now(at=101.5) is None  # the strap went away
-    trace.add(102.0, 130)
+    assert trace.rr_now(at=101.5) == ()
+    trace.add(102.0, 130, rr=(0.4619, 0.4600))
+    assert trace.rr_now(at=102.5) == (462, 460)
     trace.add(103.0, 140)
+    assert trace.rr_now(at=103.5) == ()  # that reading came without intervals
+    assert trace.rr_now(at=120.0) == ()
     rep = {"start_pts": 1.5, "end_pts": 3.5}
     assert trace.during(t_wall=104.0, pts=4.0, rep=rep) == {"hr_mean": 135, "hr_peak": 140}
     assert trace.during(t_wall=104.0, pts=4.0, rep={}) == {}
