@@ -33,6 +33,11 @@ tcp on loopback, PUSH -> PULL, every variant with pyzmq's default HWM (1000):
   product curve the product's sockets as `pipeline up --bind` opens them:
                 CURVE, ZAP handler (`ThreadAuthenticator`), MAXMSGSIZE
 
+  Each runs on two links: loopback (one host), and, where network namespaces
+  can be made (root), two "hosts" (namespaces) joined by a veth pair shaped
+  to 1 Gbit/s (tc's token bucket): the edge box and a GPU host on gigabit ethernet,
+  the case CURVE is there for (on one host the pipeline uses ipc).
+
   Goal: product curve's one-way p50 at 640x480 within 1.3x of product tcp.
   The floor under any CURVE socket: libzmq encrypts and decrypts each part
   whole with libsodium's XSalsa20-Poly1305 (crypto_box_afternm), measured
@@ -67,6 +72,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import multiprocessing as mp
 import os
@@ -98,6 +104,12 @@ PACE_FPS = 30.0
 HOP_GOAL_RATIO = 1.25
 CURVE_GOAL_RATIO = 1.3
 IPC, TCP, CURVE = "ipc", "tcp", "curve"  # how a hop's two processes are linked
+LOOPBACK, GIGABIT = "loopback", "1 Gbit/s veth"  # what a tcp hop runs over
+# A token bucket at 1 Gbit/s; its bucket holds one 64 KiB segment (veth
+# passes whole GSO segments) and a little more, so a frame leaves at the
+# line's pace rather than in one burst.
+SHAPER = ("tbf", "rate", "1gbit", "burst", "96kb", "latency", "100ms")
+CLONE_NEWNET = 0x40000000  # <sched.h>
 PIPELINE_GOAL_FPS = 300.0
 BURST_WARMUP = 20  # first frames of a burst: connection set-up, not throughput
 PACED_WARMUP = 3
@@ -188,6 +200,7 @@ HOP_VARIANTS = (
 CURVE_VARIANTS = tuple(
     HopVariant(path, RAW_HWM, RAW_HWM, link) for path in (RAW, PRODUCT) for link in (TCP, CURVE)
 )
+PRODUCT_TCP = HopVariant(PRODUCT, RAW_HWM, RAW_HWM, TCP)
 
 
 @dataclass(frozen=True)
@@ -204,6 +217,14 @@ class HopPlan:
     tcp_port: int = 0  # tcp variants: first of consecutive free loopback ports
     # CURVE variants: (receiver public, receiver secret, sender public, sender secret)
     keys: tuple[bytes, ...] = ()
+    # Over a veth pair: the receiver's and the sender's network namespace,
+    # and the receiver's address there.
+    namespaces: tuple[str, str] = ("", "")
+    host: str = "127.0.0.1"
+
+    @property
+    def via(self) -> str:
+        return GIGABIT if self.namespaces[0] else LOOPBACK
 
     @property
     def per_round(self) -> int:
@@ -212,7 +233,62 @@ class HopPlan:
     def endpoint(self, index: int, variant: HopVariant) -> str:
         if variant.link == IPC:
             return f"ipc://{self.folder}/hop-{self.width}-{index}.sock"
-        return f"tcp://127.0.0.1:{self.tcp_port + index}"
+        return f"tcp://{self.host}:{self.tcp_port + index}"
+
+
+def enter_namespace(name: str) -> None:
+    """Moves this process (still single-threaded: before any zmq context)
+    into network namespace `name` (made by `ip netns add`)."""
+    if not name:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(f"/run/netns/{name}") as handle:
+        if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"cannot enter network namespace {name}")
+
+
+class GigabitLink:
+    """Two network namespaces joined by a veth pair, each end shaped to
+    1 Gbit/s: the receiver's (10.232.X.1) and the sender's (10.232.X.2)."""
+
+    def __init__(self) -> None:
+        tag = os.getpid() % 100000
+        self.receiver, self.sender = f"rcbR{tag}", f"rcbS{tag}"
+        self.address = f"10.232.{tag % 200 + 20}.1"
+        self._ends = (
+            (self.receiver, f"rcbr{tag}", self.address),
+            (self.sender, f"rcbs{tag}", f"10.232.{tag % 200 + 20}.2"),
+        )
+
+    def __enter__(self) -> GigabitLink:
+        (ns_a, veth_a, _), (ns_b, veth_b, _) = self._ends
+        try:
+            for args in (
+                ("netns", "add", ns_a),
+                ("netns", "add", ns_b),
+                ("link", "add", veth_a, "type", "veth", "peer", "name", veth_b),
+                ("link", "set", veth_a, "netns", ns_a),
+                ("link", "set", veth_b, "netns", ns_b),
+            ):
+                _run("ip", *args)
+            for ns, veth, address in self._ends:
+                _run("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", veth)
+                _run("ip", "-n", ns, "link", "set", veth, "up")
+                _run("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", veth, "root", *SHAPER)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for ns, _, _ in self._ends:  # deleting a namespace deletes its veth end too
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=30)
+
+
+def _run(*command: str) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}: {done.stderr.strip()}")
 
 
 def _curve(plan: HopPlan, bind: bool) -> transport.Curve:
@@ -296,6 +372,7 @@ def _turns(plan: HopPlan, variants: tuple[HopVariant, ...]) -> list[tuple[int, i
 
 
 def hop_sender(plan: HopPlan, variants: tuple[HopVariant, ...], barrier) -> None:
+    enter_namespace(plan.namespaces[1])
     sockets = [_hop_socket(v, plan, i, zmq.PUSH) for i, v in enumerate(variants)]
     frames = sample_frames(plan.width, plan.height)
     for _, v in _turns(plan, variants):
@@ -315,6 +392,7 @@ def hop_sender(plan: HopPlan, variants: tuple[HopVariant, ...], barrier) -> None
 
 
 def hop_receiver(plan: HopPlan, variants: tuple[HopVariant, ...], barrier, results) -> None:
+    enter_namespace(plan.namespaces[0])
     # Product sockets first: a product CURVE socket starts the ZAP handler.
     order = sorted(range(len(variants)), key=lambda i: variants[i].path != PRODUCT)
     opened = {i: _hop_socket(variants[i], plan, i, zmq.PULL) for i in order}
@@ -359,6 +437,7 @@ class HopResult:
     latency_p50_ms: float  # over the paced frames of every round
     latency_p95_ms: float
     link: str = IPC
+    via: str = LOOPBACK  # tcp links: loopback or a shaped veth pair
 
     @property
     def label(self) -> str:
@@ -385,6 +464,7 @@ def _hop_result(size: str, plan: HopPlan, variant: HopVariant, stamps: np.ndarra
         latency_p50_ms=round(float(np.percentile(latency_ms, 50)), 3),
         latency_p95_ms=round(float(np.percentile(latency_ms, 95)), 3),
         link=variant.link,
+        via=plan.via,
     )
 
 
@@ -485,31 +565,47 @@ def free_port_block(count: int) -> int:
 def measure_curve(scale: Scale, folder: Path) -> list[HopResult]:
     results = []
     server, client = zmq.curve_keypair(), zmq.curve_keypair()
-    for size, (width, height) in SIZES.items():
-        paced = -(-scale.paced // scale.hop_rounds)
-        plan = HopPlan(
-            width,
-            height,
-            scale.burst[size],
-            paced,
-            scale.hop_rounds,
-            str(folder),
-            tcp_port=free_port_block(len(CURVE_VARIANTS)),
-            keys=(*server, *client),
-        )
-        measured = run_hops(plan, size, CURVE_VARIANTS)
-        results += measured
-        print(
-            f"  tcp hop {size}: "
-            + ", ".join(
-                f"{r.label} {r.fps:.0f} fps p50 {r.latency_p50_ms:.2f} ms" for r in measured
-            )
-        )
+    with contextlib.ExitStack() as stack:
+        links = [("", "", "127.0.0.1")]
+        try:
+            link = stack.enter_context(GigabitLink())
+            links.append((link.receiver, link.sender, link.address))
+        except (OSError, RuntimeError) as error:
+            print(f"  no {GIGABIT} run: {error} (it needs root and iproute2's ip and tc)")
+        for receiver_ns, sender_ns, host in links:
+            for size, (width, height) in SIZES.items():
+                paced = -(-scale.paced // scale.hop_rounds)
+                plan = HopPlan(
+                    width,
+                    height,
+                    scale.burst[size],
+                    paced,
+                    scale.hop_rounds,
+                    str(folder),
+                    tcp_port=free_port_block(len(CURVE_VARIANTS)),
+                    keys=(*server, *client),
+                    namespaces=(receiver_ns, sender_ns),
+                    host=host,
+                )
+                # The product refuses plain tcp off loopback: over the veth its
+                # CURVE hop is held against raw pyzmq's plain one (stricter).
+                variants = tuple(
+                    v for v in CURVE_VARIANTS if host == "127.0.0.1" or v != PRODUCT_TCP
+                )
+                measured = run_hops(plan, size, variants)
+                results += measured
+                print(
+                    f"  tcp hop {size} over {plan.via}: "
+                    + ", ".join(
+                        f"{r.label} {r.fps:.0f} fps p50 {r.latency_p50_ms:.2f} ms" for r in measured
+                    )
+                )
     return results
 
 
 @dataclass(frozen=True)
 class CurveRatio:
+    via: str  # LOOPBACK or GIGABIT
     size: str
     path: str  # RAW or PRODUCT: CURVE against plain tcp on the same path
     throughput: float  # median over rounds of plain fps / CURVE fps
@@ -527,23 +623,30 @@ class CurveRatio:
 
 def curve_ratios(results: list[HopResult]) -> list[CurveRatio]:
     ratios = []
-    for size in SIZES:
-        raw_tcp = next(r for r in results if (r.size, r.path, r.link) == (size, RAW, TCP))
-        raw_curve = next(r for r in results if (r.size, r.path, r.link) == (size, RAW, CURVE))
-        for path in (RAW, PRODUCT):
-            plain = next(r for r in results if (r.size, r.path, r.link) == (size, path, TCP))
-            curve = next(r for r in results if (r.size, r.path, r.link) == (size, path, CURVE))
-            ratios.append(
-                CurveRatio(
-                    size=size,
-                    path=path,
-                    throughput=paired_ratio(plain.fps_rounds, curve.fps_rounds),
-                    latency_p50=round(curve.latency_p50_ms / plain.latency_p50_ms, 3),
-                    latency_p95=round(curve.latency_p95_ms / plain.latency_p95_ms, 3),
-                    p50_vs_raw_tcp=round(curve.latency_p50_ms / raw_tcp.latency_p50_ms, 3),
-                    p50_vs_raw_curve=round(curve.latency_p50_ms / raw_curve.latency_p50_ms, 3),
+    for via in dict.fromkeys(r.via for r in results):
+        for size in SIZES:
+
+            def find(path: str, link: str, size: str = size, via: str = via) -> HopResult:
+                found = [
+                    r for r in results if (r.via, r.size, r.path, r.link) == (via, size, path, link)
+                ]
+                return found[0] if found else find(RAW, link)  # no product plain tcp off loopback
+
+            raw_tcp, raw_curve = find(RAW, TCP), find(RAW, CURVE)
+            for path in (RAW, PRODUCT):
+                plain, curve = find(path, TCP), find(path, CURVE)
+                ratios.append(
+                    CurveRatio(
+                        via=via,
+                        size=size,
+                        path=path,
+                        throughput=paired_ratio(plain.fps_rounds, curve.fps_rounds),
+                        latency_p50=round(curve.latency_p50_ms / plain.latency_p50_ms, 3),
+                        latency_p95=round(curve.latency_p95_ms / plain.latency_p95_ms, 3),
+                        p50_vs_raw_tcp=round(curve.latency_p50_ms / raw_tcp.latency_p50_ms, 3),
+                        p50_vs_raw_curve=round(curve.latency_p50_ms / raw_curve.latency_p50_ms, 3),
+                    )
                 )
-            )
     return ratios
 
 
@@ -551,14 +654,16 @@ def print_curve(results: list[HopResult], ratios: list[CurveRatio]) -> None:
     from rich.table import Table
 
     table = Table(
-        title="One hop over tcp on loopback, 2 processes, HWM 1000 (fps: best burst; "
+        title="One hop over tcp, 2 processes, HWM 1000 (fps: best burst; "
         f"latency: paced at {PACE_FPS:.0f} fps)"
     )
-    columns = ("frame", "path", "link", "fps best", "median", "GB/s", "p50 ms", "p95 ms")
+    columns = ("over", "frame", "path", "link", "fps best", "median", "GB/s", "p50 ms", "p95 ms")
     for column in columns:
-        table.add_column(column, justify="left" if column in ("frame", "path", "link") else "right")
+        left = column in ("over", "frame", "path", "link")
+        table.add_column(column, justify="left" if left else "right")
     for r in results:
         table.add_row(
+            r.via,
             r.size,
             r.path,
             r.link,
@@ -571,13 +676,14 @@ def print_curve(results: list[HopResult], ratios: list[CurveRatio]) -> None:
     goal = Table(
         title=f"CURVE vs plain tcp, same path (goal: product p50 <= {CURVE_GOAL_RATIO}x at 640x480)"
     )
-    for column in ("frame", "path", "fps tcp/curve*", "p50 curve/tcp", "p95 curve/tcp"):
+    for column in ("over", "frame", "path", "fps tcp/curve*", "p50 curve/tcp", "p95 curve/tcp"):
         goal.add_column(column)
     goal.add_column("p50 / raw tcp")
     goal.add_column("p50 / raw curve")
     goal.add_column("goal")
     for r in ratios:
         goal.add_row(
+            r.via,
             r.size,
             r.path,
             f"{r.throughput:.2f}",
@@ -591,6 +697,11 @@ def print_curve(results: list[HopResult], ratios: list[CurveRatio]) -> None:
     console.print(table)
     console.print(goal)
     console.print("* median over rounds of the ratio within a round (the variants take turns)")
+    if any(r.via == GIGABIT for r in results):
+        console.print(
+            f"over the {GIGABIT}, the product's CURVE hop is held against raw pyzmq's plain "
+            "tcp hop: the product refuses plain tcp off loopback"
+        )
 
 
 # --- part 2: whole pipeline and the raw chain

@@ -5,9 +5,12 @@ through `--ble tcp-client:...`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -39,6 +42,20 @@ def strap():
         emulator.wait(10)
 
 
+def _dashboard_heart(port: int, up: subprocess.Popen) -> tuple[int, list[int]] | None:
+    """The first heart rate (and its RR intervals) the dashboard's state shows."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and up.poll() is None:
+        url = f"http://127.0.0.1:{port}/state.json"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as reply:
+            for person in json.load(reply)["people"]:
+                if person["heart_rate"]:
+                    assert person["member"] == "alice"
+                    return person["heart_rate"], person["rr_ms"]
+        time.sleep(0.2)
+    return None
+
+
 def test_a_strap_feeds_heart_rate_into_the_session_and_a_gap_is_shown(pipeline, tmp_path, strap):
     port, emulator = strap
     ble = f"tcp-client:127.0.0.1:{port}"
@@ -47,14 +64,18 @@ def test_a_strap_feeds_heart_rate_into_the_session_and_a_gap_is_shown(pipeline, 
     assert [(d["address"], d["name"]) for d in json.loads(scan.stdout)] == [(ADDRESS, "Test Strap")]
 
     assert pipeline.run("members", "set", "alice", "--max-hr", "150").returncode == 0
-    events = tmp_path / "events.jsonl"
-    result = pipeline.run(
+    events, port = tmp_path / "events.jsonl", free_port()
+    up = pipeline.start(
         "up", "--source", "synthetic:squat,reps=4", "--realtime", "--profile", "alice",
-        "--ble", ble, "--strap", f"{ADDRESS}=alice", "--no-console",
+        "--ble", ble, "--strap", f"{ADDRESS}=alice", "--no-console", "--sink", f"web:port={port}",
         "--sink", f"jsonl:path={events},frames=1", "--report", str(tmp_path / "report"),
-        timeout=300,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    on_dashboard = _dashboard_heart(port, up)
+    _, err = up.communicate(timeout=300)
+    assert up.returncode == 0, err
+    assert on_dashboard is not None, "the dashboard shows the heart rate"
+    bpm, rr_ms = on_dashboard
+    assert len(rr_ms) == 1 and abs(rr_ms[0] - 60_000 / bpm) <= 2
     emulator.kill()
     sent = [json.loads(line) for line in emulator.stdout.read().splitlines()]
     beats = {e["bpm"] for e in sent if "bpm" in e}
