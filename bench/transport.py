@@ -108,6 +108,7 @@ LOOPBACK, GIGABIT = "loopback", "1 Gbit/s veth"  # what a tcp hop runs over
 # A token bucket at 1 Gbit/s; its bucket holds one 64 KiB segment (veth
 # passes whole GSO segments) and a little more, so a frame leaves at the
 # line's pace rather than in one burst.
+GIGABIT_GBIT_S = 1.0
 SHAPER = ("tbf", "rate", "1gbit", "burst", "96kb", "latency", "100ms")
 CLONE_NEWNET = 0x40000000  # <sched.h>
 PIPELINE_GOAL_FPS = 300.0
@@ -574,6 +575,13 @@ def measure_curve(scale: Scale, folder: Path) -> list[HopResult]:
             print(f"  no {GIGABIT} run: {error} (it needs root and iproute2's ip and tc)")
         for receiver_ns, sender_ns, host in links:
             for size, (width, height) in SIZES.items():
+                needs_gbit_s = width * height * 3 * 8 * PACE_FPS / 1e9
+                if receiver_ns and needs_gbit_s > GIGABIT_GBIT_S:
+                    print(
+                        f"  {size} over {GIGABIT}: not measured, {PACE_FPS:.0f} raw frames a "
+                        f"second need {needs_gbit_s:.2f} Gbit/s, more than the link carries"
+                    )
+                    continue
                 paced = -(-scale.paced // scale.hop_rounds)
                 plan = HopPlan(
                     width,
@@ -624,13 +632,15 @@ class CurveRatio:
 def curve_ratios(results: list[HopResult]) -> list[CurveRatio]:
     ratios = []
     for via in dict.fromkeys(r.via for r in results):
-        for size in SIZES:
+        for size in dict.fromkeys(r.size for r in results if r.via == via):
 
             def find(path: str, link: str, size: str = size, via: str = via) -> HopResult:
                 found = [
                     r for r in results if (r.via, r.size, r.path, r.link) == (via, size, path, link)
                 ]
-                return found[0] if found else find(RAW, link)  # no product plain tcp off loopback
+                if found or path == RAW:
+                    return found[0]
+                return find(RAW, link)  # the product has no plain tcp off loopback
 
             raw_tcp, raw_curve = find(RAW, TCP), find(RAW, CURVE)
             for path in (RAW, PRODUCT):
