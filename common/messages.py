@@ -110,8 +110,10 @@ def _bounded_text(d: dict, key: str, where: str) -> str:
 
 def _rr_ms(d: dict) -> tuple[int, ...]:
     value = d.get("rr") or []  # absent from a peer before heart rate had RR intervals
-    if not isinstance(value, list) or len(value) > MAX_RR or not all(
-        isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65_000 for v in value
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_RR
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65_000 for v in value)
     ):
         raise MessageError("malformed", f"score.rr must be up to {MAX_RR} intervals (ms)")
     return tuple(value)
