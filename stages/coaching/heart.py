@@ -78,7 +78,8 @@ def time_in_zones(
     readings at `times` (NaN: none). Each reading holds until the next one,
     at most `gap_s`: time nobody measured is in no zone."""
     seconds = [0.0] * (len(ZONES) + 1)
-    for (t, bpm), t_next in zip(zip(times, bpms, strict=True), times[1:], strict=False):
+    for i in range(len(times) - 1):
+        t, bpm, t_next = times[i], bpms[i], times[i + 1]
         if not (math.isnan(t) or math.isnan(bpm) or math.isnan(t_next)):
             seconds[zone_of(bpm, max_hr)] += min(t_next - t, gap_s)
     return seconds
