@@ -344,9 +344,16 @@ class OrderedStage:
         # the workers can have in flight). Lossless: frames cannot be skipped,
         # and a slow worker holding a chunk lets the others run ahead of it by
         # more than capture has in flight, so the bound is a generous count.
+        # A restarted lossless stage is the exception: the frames that were on
+        # their way to its predecessor are gone, so a gap that holds the line
+        # for a quarter of the stall timeout is given up (counted as lost;
+        # the run already fails for the restart) instead of stalling it.
         config = self.ctx.config
+        gap_timeout_s = 2 * config.max_age_s if live else None
+        if restarted and not live:
+            gap_timeout_s = config.stall_s / 4
         return Reorderer(
-            gap_timeout_s=2 * config.max_age_s if live else None,
+            gap_timeout_s=gap_timeout_s,
             resume=restarted,
             growth_per_s=LIVE_SEQ_PER_S if live else 0.0,
             max_held=config.workers * MAX_CREDITS + 24 if live else MAX_HELD,

@@ -120,19 +120,41 @@ def _file_run_under_way(pipeline, video, stage: str, *options: str):
     return up, stage_report(status, stage)["report"]["pid"]
 
 
-def test_a_score_stage_killed_mid_file_fails_the_run(pipeline, video, tmp_path):
-    """The restarted score stage finishes the file, but what the dead one held
-    is gone: `up` says so and exits non-zero instead of "summary written"."""
+def test_capture_killed_mid_file_resumes_and_loses_nothing(pipeline, video, tmp_path):
+    """Capture restarts where the file was: every frame once, the run succeeds."""
+    summary, events = tmp_path / "summary.json", tmp_path / "frames.jsonl"
+    up, pid = _file_run_under_way(
+        pipeline,
+        video,
+        "capture",
+        "--summary",
+        str(summary),
+        "--sink",
+        f"jsonl:path={events},frames=1",
+    )
+    os.kill(pid, signal.SIGKILL)
+    assert up.wait(120) == 0, up.stderr.read()
+    assert "restarting capture (restart 1)" in up.stderr.read()
+    assert frame_seqs(read_jsonl(events)) == list(range(600))
+    document = json.loads(summary.read_text())
+    assert (document["frames"], document["dropped"]) == (600, 0)
+
+
+@pytest.mark.parametrize("stage", ["joints", "score"])
+def test_an_ordered_stage_killed_mid_file_fails_the_run(pipeline, video, tmp_path, stage):
+    """The restarted stage finishes the file, but what the dead one held (its
+    re-order buffer, the coaching state) is gone: `up` says so and exits
+    non-zero instead of "summary written", and the books still add up."""
     summary = tmp_path / "summary.json"
-    up, score = _file_run_under_way(pipeline, video, "score", "--summary", str(summary))
-    os.kill(score, signal.SIGKILL)
+    up, pid = _file_run_under_way(pipeline, video, stage, "--summary", str(summary))
+    os.kill(pid, signal.SIGKILL)
     assert up.wait(120) == 1
     out, err = up.stdout.read(), up.stderr.read()
     assert "summary written" not in out
     assert (
         err.strip()
         .splitlines()[-1]
-        .startswith("error: stage score (1 restart(s)) crashed mid-file")
+        .startswith(f"error: stage {stage} (1 restart(s)) crashed mid-file")
     ), err
     document = json.loads(summary.read_text())
     assert document["frames"] + document["dropped"] == 600
