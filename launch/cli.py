@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 
 from repcoach.common import transport
-from repcoach.common.atomic import atomic_file, write_failure
+from repcoach.common.atomic import atomic_file, write_failure, write_json_atomic
 from repcoach.common.config import (
     FlowPolicy,
     PipelineConfig,
@@ -476,9 +476,11 @@ def up(
     # "written" only for a file this run replaced, never for a stale one
     before = {p: _file_id(p) for p in (summary, *reports) if p}
     code = supervisor.run()
-    if supervisor.failure:
-        raise UserError(supervisor.failure)
     fresh = [p for p, seen in before.items() if p.exists() and _file_id(p) != seen]
+    if supervisor.failure:
+        if summary in fresh:
+            _add_warning(summary, supervisor.failure)
+        raise UserError(supervisor.failure)
     if summary is not None and summary in fresh:
         typer.echo(f"summary written to {summary}")
         with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -493,6 +495,15 @@ def up(
         if index in fresh:
             typer.echo(f"report written to {index}")
     raise typer.Exit(code)
+
+
+def _add_warning(summary: Path, failure: str) -> None:
+    """Say in a summary written by a failed run why its numbers are not
+    whole (its `warning`), keeping what it holds."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        document = json.loads(summary.read_text())
+        document["warning"] = "; ".join(w for w in (document.get("warning"), failure) if w)
+        write_json_atomic(summary, document)
 
 
 def _straps(texts: list[str], ble: str | None, stations: tuple[Station, ...]) -> tuple:

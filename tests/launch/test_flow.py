@@ -158,6 +158,7 @@ def test_an_ordered_stage_killed_mid_file_fails_the_run(pipeline, video, tmp_pat
     ), err
     document = json.loads(summary.read_text())
     assert document["frames"] + document["dropped"] == 600
+    assert document["warning"].startswith(f"stage {stage} (1 restart(s)) crashed mid-file")
 
 
 def test_a_stage_that_hangs_mid_file_ends_the_run_as_failed(pipeline, video, tmp_path):
