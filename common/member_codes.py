@@ -14,6 +14,7 @@ import hmac
 import os
 import secrets
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,13 @@ PREFIX = "repcoach:member:"
 TAG_CHARS = 16
 MEMBER_NAME_CHARS = 64
 KEY_FILE = "member-codes.key"
+# A code whose centre is this far from a body (in body heights) is nobody's;
+# the workers look that far around each person, plus this much for the
+# code itself around its centre.
+REACH = 0.5
+CODE_ROOM = 0.25
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in frame pixels
 
 
 def key_path() -> Path:
@@ -118,8 +126,19 @@ class CodeScanner:
     def __init__(self) -> None:
         self._detector = cv2.QRCodeDetectorAruco()
 
-    def scan(self, frame: np.ndarray) -> list[tuple[str, float, float]]:
-        """(text, x, y) of each code in view, x and y its centre in pixels."""
+    def scan(
+        self, frame: np.ndarray, near: Sequence[Box] | None = None
+    ) -> list[tuple[str, float, float]]:
+        """(text, x, y) of each code in view, x and y its centre in frame
+        pixels. With `near` (people's boxes), only where a code one of them
+        holds can be (`search_area`): nothing with nobody in view."""
+        x0 = y0 = 0
+        if near is not None:
+            area = search_area(near, frame.shape[1], frame.shape[0])
+            if area is None:
+                return []
+            x0, y0, x1, y1 = area
+            frame = np.ascontiguousarray(frame[y0:y1, x0:x1])
         try:
             found, texts, corners, _ = self._detector.detectAndDecodeMulti(frame)
         except cv2.error:
@@ -128,8 +147,24 @@ class CodeScanner:
             return []
         centres = np.asarray(corners, dtype=np.float64).reshape(-1, 4, 2).mean(axis=1)
         codes = [
-            (text, float(x), float(y))
+            (text, float(x + x0), float(y + y0))
             for text, (x, y) in zip(texts, centres, strict=True)
             if text.startswith(PREFIX)
         ]
         return codes[: self.MAX_CODES]
+
+
+def search_area(boxes: Sequence[Box], width: int, height: int) -> Box | None:
+    """The part of a frame where a code held by one of these people can be:
+    around each, as far as a code's centre can lie and still be theirs
+    (`REACH` body heights), plus room for the code itself; None with nobody."""
+    if not boxes:
+        return None
+    corners = []
+    for x0, y0, x1, y1 in boxes:
+        margin = (REACH + CODE_ROOM) * max(y1 - y0, 1.0)
+        corners.append((x0 - margin, y0 - margin, x1 + margin, y1 + margin))
+    x0, y0 = min(c[0] for c in corners), min(c[1] for c in corners)
+    x1, y1 = max(c[2] for c in corners), max(c[3] for c in corners)
+    area = (max(int(x0), 0), max(int(y0), 0), min(int(x1) + 1, width), min(int(y1) + 1, height))
+    return area if area[2] > area[0] and area[3] > area[1] else None

@@ -208,7 +208,8 @@ class SegmentWorker:
                 continue
             ctx.stats.received()
             if id(message) in found:
-                persons, codes = found[id(message)], self._codes(message)
+                persons = found[id(message)]
+                codes = self._codes(message, persons)
                 result = self.demand.pass_on(message.replace(persons=tuple(persons), codes=codes))
             else:
                 ctx.stats.drop("stale")
@@ -219,12 +220,14 @@ class SegmentWorker:
             transport.send(self.work, done(message.meta.seq, message.meta.station))
         return stop
 
-    def _codes(self, frame: FramePacket) -> tuple[ShownCode, ...]:
-        """Check-in codes in view, looked for on every `CODE_SCAN_EVERY`th
-        frame (by its number, so a file's are the same every run)."""
+    def _codes(self, frame: FramePacket, persons: list) -> tuple[ShownCode, ...]:
+        """Check-in codes held by the people found, looked for on every
+        `CODE_SCAN_EVERY`th frame (by its number, so a file's are the same
+        every run) and only around them (a code nobody holds binds nobody)."""
         if self.scanner is None or frame.meta.seq % CODE_SCAN_EVERY:
             return ()
-        return tuple(ShownCode(*code) for code in self.scanner.scan(frame.pixels))
+        near = [p.box for p in persons]
+        return tuple(ShownCode(*code) for code in self.scanner.scan(frame.pixels, near))
 
     def _segment(self, frames: list[FramePacket]) -> dict[int, list]:
         """Each frame's people, by `id(frame)`: in one pass for a batching

@@ -15,13 +15,12 @@ from collections.abc import Callable
 import numpy as np
 
 from repcoach.common.errors import UserError
-from repcoach.common.member_codes import MEMBER_NAME_CHARS, MemberCodes
+from repcoach.common.member_codes import MEMBER_NAME_CHARS, REACH, MemberCodes
 from repcoach.common.messages import PersonJoints, ShownCode
 
 log = logging.getLogger(__name__)
 
 VISIBLE = 0.3  # landmarks at least this visible outline a body
-REACH = 0.5  # a code this far from a body (in body heights) is nobody's
 
 
 class CheckIns:

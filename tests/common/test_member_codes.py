@@ -59,6 +59,14 @@ def test_the_printed_and_drawn_codes_scan(codes):
     other = qr_image("https://example.com/menu", module_px=4)
     frame[300 : 300 + other.shape[0], 20 : 20 + other.shape[1]] = other[..., None]
     assert [text for text, _, _ in CodeScanner().scan(frame)] == [code]
+    # Looked for only around people: near one, found where it is; far from
+    # everyone (or with nobody in view), not looked for at all.
+    h = card.shape[0]
+    holder = (200 + h + 10, 100, 200 + h + 10 + h, 100 + 3 * h)  # beside the card
+    near = CodeScanner().scan(frame, near=[holder])
+    assert [text for text, _, _ in near] == [code] and np.allclose(near[0][1:], found[0][1:])
+    assert CodeScanner().scan(frame, near=[(600, 400, 630, 470)]) == []
+    assert CodeScanner().scan(frame, near=[]) == []
     # The terminal rendering: two module rows per line, light modules drawn.
     lines = qr_text(code).splitlines()
     assert len(lines) == (card.shape[0] // 4 + 1) // 2
