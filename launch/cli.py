@@ -878,9 +878,12 @@ def wearables_scan(
     typer.echo(f"{len(found)} heart-rate device(s) heard in {seconds:g} s")
 
 
+MemberArgument = Annotated[str, typer.Argument(help="The member's name (made a member if new).")]
+
+
 @members_app.command("qr")
 def members_qr(
-    member: Annotated[str, typer.Argument(help="The member's name (made a member if new).")],
+    member: MemberArgument,
     out: Annotated[
         Path | None, typer.Option(help="Save the code as a PNG here instead of printing it.")
     ] = None,
@@ -913,7 +916,7 @@ def members_qr(
 
 @members_app.command("set")
 def members_set(
-    member: Annotated[str, typer.Argument(help="The member's name (made a member if new).")],
+    member: MemberArgument,
     level: Annotated[
         Level | None, typer.Option(help="Strictness of the coaching (form rules).")
     ] = None,
