@@ -319,9 +319,7 @@ def up(
     profile: Annotated[
         str | None, typer.Option(help="Member the station's person trains as (history, level).")
     ] = None,
-    level: Annotated[
-        Level | None, typer.Option(help="Strictness; saved to the member's profile.")
-    ] = None,
+    level: MemberLevelOption = None,
     history: HistoryOption = None,
     keep_history: Annotated[
         bool, typer.Option("--history/--no-history", help="Record reps in the history database.")
@@ -879,6 +877,9 @@ def wearables_scan(
 
 
 MemberArgument = Annotated[str, typer.Argument(help="The member's name (made a member if new).")]
+MemberLevelOption = Annotated[
+    Level | None, typer.Option(help="Strictness of the coaching; saved to the member's profile.")
+]
 
 
 @members_app.command("qr")
@@ -887,9 +888,7 @@ def members_qr(
     out: Annotated[
         Path | None, typer.Option(help="Save the code as a PNG here instead of printing it.")
     ] = None,
-    level: Annotated[
-        Level | None, typer.Option(help="Strictness; saved to the member's profile.")
-    ] = None,
+    level: MemberLevelOption = None,
     history: HistoryOption = None,
 ) -> None:
     """Issue a member's check-in code: shown to a station's camera, it makes
@@ -917,9 +916,7 @@ def members_qr(
 @members_app.command("set")
 def members_set(
     member: MemberArgument,
-    level: Annotated[
-        Level | None, typer.Option(help="Strictness of the coaching (form rules).")
-    ] = None,
+    level: MemberLevelOption = None,
     max_hr: Annotated[
         int | None,
         typer.Option(
