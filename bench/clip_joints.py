@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from repcoach.common.chunks import Chunker, continues
+from repcoach.common.landmarks import Landmark as L
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket, PersonJoints
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,9 +195,29 @@ def video_joints(path: Path, use_cache: bool = True) -> ClipJoints:
     return clip
 
 
+def torso_centres(document: dict) -> list[list[list[float] | None]]:
+    """Per person of a synthetic truth document, per frame: the middle of
+    their shoulders and hips in the image, or None where they are not in the
+    picture (fewer than two of those joints visible)."""
+    torso = [L.LEFT_SHOULDER, L.RIGHT_SHOULDER, L.LEFT_HIP, L.RIGHT_HIP]
+    centres: list[list[list[float] | None]] = [[] for _ in document["people"]]
+    for frame in document["frames"]:
+        seen = {p["person"]: p for p in frame["people"]}
+        for index, track in enumerate(centres):
+            person = seen.get(index)
+            visible = [m for m in torso if person is not None and person["visible"][m]]
+            if len(visible) < 2:
+                track.append(None)
+                continue
+            xy = np.array([person["joints_xy"][m] for m in visible], dtype=np.float64)
+            track.append([round(float(v), 1) for v in xy.mean(axis=0)])
+    return centres
+
+
 def synthetic_joints(spec: str, use_cache: bool = True) -> tuple[ClipJoints, dict]:
     """Joints of every frame of a rendered synthetic clip (cached), and its
-    truth document without the per-frame part."""
+    truth document without the per-frame part, plus `centres` (see
+    `torso_centres`)."""
     import json
 
     from repcoach.stages.synthetic import SyntheticSource
@@ -211,10 +232,13 @@ def synthetic_joints(spec: str, use_cache: bool = True) -> tuple[ClipJoints, dic
     truth_path = cached.with_suffix(".json")
     if use_cache and cached.exists() and truth_path.exists():
         hit = ClipJoints.load(cached, spec, key)
-        if hit is not None:
-            return hit, json.loads(truth_path.read_text())
+        truth = json.loads(truth_path.read_text())
+        if hit is not None and "centres" in truth:
+            return hit, truth
     clip = run_vision(spec, source.fps, (image for image, _ in source.frames()))
-    truth = {k: v for k, v in source.truth_document().items() if k != "frames"}
+    document = source.truth_document()
+    truth = {k: v for k, v in document.items() if k != "frames"}
+    truth["centres"] = torso_centres(document)
     clip.save(cached, key)
     truth_path.write_text(json.dumps(truth))
     return clip, truth

@@ -279,7 +279,9 @@ class Athlete:
         if movement.full and not movement.cut:  # a cut rep's range or tempo is not all seen
             baseline = self.baselines[index]
             tempo = movement.seconds_away + movement.seconds_back
-            compared, comparison = baseline.add(movement.range, tempo, movement.depth)
+            compared, comparison = baseline.add(
+                movement.range, tempo, movement.depth, clean=not verdict.faults
+            )
             detail.update(compared)
             self.counters[index].reference = baseline.depth
         self.log.append(detail)

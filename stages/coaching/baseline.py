@@ -1,10 +1,10 @@
 """A person's own range of motion and tempo, learnt from their first reps.
 
-The first `CALIBRATION_REPS` full reps of an exercise set the baseline; when
-they are done the set is compared with the member's last session (from the
-history database), and every later rep with the baseline: a rep clearly
-shallower or faster than the person's own norm gets a cue, even when it
-passes the exercise's fixed thresholds. The calibrated `depth` (how far the
+The first `CALIBRATION_REPS` clean full reps (no form fault flagged) of an
+exercise set the baseline; when they are done the set is compared with the
+member's last session (from the history database), and every later rep with
+the baseline: a rep clearly shallower or faster than the person's own norm
+gets a cue, even when it passes the exercise's fixed thresholds. The calibrated `depth` (how far the
 turn lies past the rest boundary) is what the rep counter holds later reps
 against: one clearly short of it is a partial rep (see `reps.py`).
 """
@@ -52,10 +52,15 @@ class PersonalBaseline:
         return max(DEGREE_MARGIN, share) if self.unit == "deg" else share
 
     def add(
-        self, rom: float, tempo_s: float, depth: float | None = None
+        self, rom: float, tempo_s: float, depth: float | None = None, clean: bool = True
     ) -> tuple[dict, Comparison | None]:
-        """The rep's comparison data (for its detail) and a cue, if any."""
+        """The rep's comparison data (for its detail) and a cue, if any.
+        `clean`: no form fault was flagged on it. Only clean reps calibrate:
+        a faulty one is not the person's own range (a knee past the toes
+        deepens a lunge, a swung curl travels further)."""
         if self.calibrating:
+            if not clean:
+                return {"calibration": False}, None
             self._roms.append(rom)
             self._tempos.append(tempo_s)
             if depth is not None:

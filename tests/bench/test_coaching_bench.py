@@ -106,3 +106,39 @@ def test_auto_is_exact_only_with_the_right_exercise(tmp_path):
     run.summary = summary((1, "lunge", 3, 0))
     assert not score(run, label, "squat", auto=True).exact
     assert score(run, label, "squat", auto=False).exact
+
+
+def test_floor_attributes_each_rep_and_cue_to_the_person_it_was_about():
+    """Two rendered people; the coach's person changed track id mid-clip
+    (its rep names both ids). Reps go where their frames' joints lie, a cue a
+    rep earned goes with that rep, any other cue where its frame's joints lie."""
+    import numpy as np
+
+    from bench.clip_joints import ClipJoints
+    from bench.coaching_floor import attribute
+    from repcoach.common.messages import EventKind, FeedbackEvent, PersonJoints
+
+    def at(track: int, x: float) -> PersonJoints:
+        xy = np.tile(np.float32([x, 200.0]), (33, 1))
+        return PersonJoints(track, xy, np.ones(33, np.float32), np.zeros((33, 3), np.float32))
+
+    frames = tuple((at(1, 100.0), at(2 if i < 5 else 7, 400.0)) for i in range(10))
+    clip = ClipJoints("floor", 30.0, 640, 480, frames)
+    centres = [[[100.0, 200.0]] * 10, [[405.0, 200.0]] * 10]
+
+    def event(kind: EventKind, track: int, seq: int, **data) -> FeedbackEvent:
+        return FeedbackEvent(f"e{seq}", kind, track, seq, seq / 30.0, "", data=data)
+
+    given = attribute(
+        clip,
+        centres,
+        [
+            event(EventKind.REP, 7, 9, start_frame=2, end_frame=8, tracks=[2, 7], exercise="squat"),
+            event(EventKind.CUE, 7, 9, rep=1),
+            event(EventKind.PARTIAL_REP, 1, 9, start_frame=0, end_frame=9),
+            event(EventKind.CUE, 1, 4),
+            event(EventKind.PERSON_ENTER, 1, 0),
+        ],
+    )
+    assert [(g.reps, g.partial, g.cues) for g in given] == [(0, 1, 1), (1, 0, 1)]
+    assert given[1].exercise == "squat"

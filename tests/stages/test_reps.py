@@ -215,6 +215,29 @@ def test_the_first_reps_calibrate_and_are_never_short():
     assert len(reps_of(events)) == 4
 
 
+def swung_curls(tops: list[float], swing: float = 40.0) -> list[PersonJoints]:
+    """Curls whose upper arm swings forward by `swing` degrees at the top
+    (the elbow still closes to each `tops` angle)."""
+    frames = []
+    for top in tops:
+        for phase in rep_wave(1):
+            upper = 180.0 - swing * phase
+            frames.append(to_joints(side_pose(upper_arm=upper, forearm=upper - (180 - top) * phase)))
+    return frames
+
+
+def test_swung_reps_do_not_set_the_own_range():
+    """Three swung curls close the elbow to 20 degrees, the strict ones after
+    them to 60: the swung reps are flagged, and the person's range comes from
+    the strict ones, so none of those is short of it."""
+    coach = Coach("bicep_curl")
+    events = run(coach, swung_curls([20.0] * 3) + curls([60.0] * 4))
+    reps = reps_of(events)
+    assert [("elbow_swing" in r["faults"]) for r in reps] == [True] * 3 + [False] * 4
+    assert reps_of(events, "partial_rep") == []
+    assert [r["calibration"] for r in reps] == [False] * 3 + [True] * 3 + [False]
+
+
 def get_cue(exercise: str, key: str) -> str:
     return registry().get(exercise).cues[key]
 
@@ -363,13 +386,15 @@ def test_clip_opening_at_the_top_and_ending_at_the_top(clips):
 @pytest.mark.slow
 @pytest.mark.clips
 def test_clip_ending_at_the_top_of_a_curl(clips):
-    """Four complete curls, then a fifth held at the top as the clip ends:
-    the label counts 4 and notes a counter may say 5; the top is reached
-    and held, so the fifth counts, marked as cut by the end."""
-    _, log = clip_log(clips, "curl_dumbbell_side_3bad_then_1good.mp4")
+    """Four complete curls, then a fifth still rising in the last frame: the
+    label counts 4. The first three swing the elbows (flagged), so they do
+    not set his own range; the fifth's top is not seen (no hold, no turn),
+    so it is reported as a partial rep cut by the end, not counted."""
+    label, log = clip_log(clips, "curl_dumbbell_side_3bad_then_1good.mp4")
     reps = main_person(log)
-    assert [r["cut"] for r in reps] == [None] * 4 + ["end"]
-    assert not any(r["partial"] for r in reps)
+    assert [(r["partial"], r["cut"]) for r in reps] == [(False, None)] * 4 + [(True, "end")]
+    assert [bool(r["faults"]) for r in reps[:4]] == [True, True, True, False]
+    assert sum(not r["partial"] for r in reps) == label["reps"]
 
 
 @pytest.mark.slow
