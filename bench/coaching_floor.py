@@ -7,10 +7,11 @@ given and with `auto`.
 Every rep, partial rep and cue the coach gives is attributed to the rendered
 person it was about: over the rep's frames (a cue: its frame; a cue a rep
 earned: that rep's person) the joints of the coached track, whichever ids it
-had, lie nearest that person's torso in the truth. Per clip: each athlete's reps and partial reps against the truth
-(auto: and the exercise named), reps, partial reps and cues given to people
-who do not exercise, and the people the coach kept against the people
-rendered (a mirror twin is rendered, and shown as a reflection).
+had, lie nearest that person's torso in the truth. Per clip: each athlete's
+reps and partial reps against the truth (auto: and the exercise named),
+reps, partial reps and cues given to people who do not exercise, and the
+people the coach kept against the people rendered (a mirror twin is
+rendered, and shown as a reflection).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bench.clip_joints import ClipJoints, synthetic_joints
 from repcoach.common.landmarks import Landmark as L
 from repcoach.common.messages import EventKind, FeedbackEvent
 from repcoach.stages.coaching import Coach
+from repcoach.stages.coaching.coach import AUTO
 
 # One case per way of being in view without training, across exercises and
 # views; the last is the pipeline test's gym floor (tests/launch/test_gym_floor.py).
@@ -123,6 +125,33 @@ def _truth_count(person: dict) -> tuple[int, int]:
     return full, len(person["reps"]) - full
 
 
+@dataclass(frozen=True)
+class FloorRun:
+    """One mode's run of one rendered floor, held against its truth."""
+
+    exact: bool  # every athlete's reps and partial reps (auto: and exercise) as rendered
+    counted: str  # each athlete's count, "reps+partialp", comma-separated
+    to_others: int  # reps, partial reps and cues given to people not exercising
+    kept: int  # people the coach kept
+
+
+def judge_floor(clip: ClipJoints, truth: dict, exercise: str) -> FloorRun:
+    given, kept = coach_floor(clip, truth, exercise)
+    athletes = [p for p in truth["people"] if p["exercising"]]
+    mine = [given[a["person"]] for a in athletes]
+    exact = all(
+        (g.reps, g.partial) == _truth_count(a) and (exercise != AUTO or g.exercise == a["exercise"])
+        for g, a in zip(mine, athletes, strict=True)
+    )
+    idle = [given[p["person"]] for p in truth["people"] if not p["exercising"]]
+    return FloorRun(
+        exact,
+        ",".join(f"{g.reps}+{g.partial}p" for g in mine),
+        sum(g.reps + g.partial + g.cues for g in idle),
+        kept,
+    )
+
+
 def floor(specs: tuple[str, ...]) -> dict:
     """Prints one line per spec and the totals; returns the totals."""
     print("\nGym floor, rendered (athletes among people who do not exercise; BlazePose):")
@@ -130,47 +159,27 @@ def floor(specs: tuple[str, ...]) -> dict:
         f"{'spec':60s} {'truth':>9s} {'given':>9s} {'auto':>9s}  "
         f"{'to others (given/auto)':24s} {'people':>6s}"
     )
-    exact = auto_exact = others_total = 0
+    exact = auto_exact = to_others = 0
     for spec in specs:
         clip, truth = synthetic_joints(spec)
-        people = truth["people"]
-        athletes = [p for p in people if p["exercising"]]
-        runs = {}
-        for mode in ("given", "auto"):
-            exercise = athletes[0]["exercise"] if mode == "given" else "auto"
-            if mode == "given" and len({a["exercise"] for a in athletes}) > 1:
-                exercise = "auto"  # athletes on different exercises: only auto can coach both
-            runs[mode] = coach_floor(clip, truth, exercise)
-        counts = {}
-        for mode, (given, kept) in runs.items():
-            ok = all(
-                (given[a["person"]].reps, given[a["person"]].partial) == _truth_count(a)
-                and (mode == "given" or given[a["person"]].exercise == a["exercise"])
-                for a in athletes
-            )
-            idle = [given[p["person"]] for p in people if not p["exercising"]]
-            to_others = sum(g.reps + g.partial + g.cues for g in idle)
-            counts[mode] = (ok, to_others, kept, given)
-        exact += counts["given"][0]
-        auto_exact += counts["auto"][0]
-        others_total += counts["given"][1] + counts["auto"][1]
-
-        def shown(given: list[Given]) -> str:
-            return ",".join(f"{given[a['person']].reps}+{given[a['person']].partial}p" for a in athletes)
-
+        athletes = [p for p in truth["people"] if p["exercising"]]
+        # Athletes on different exercises: only auto can coach them all.
+        named = {a["exercise"] for a in athletes}
+        given = judge_floor(clip, truth, named.pop() if len(named) == 1 else AUTO)
+        auto = judge_floor(clip, truth, AUTO)
+        exact += given.exact
+        auto_exact += auto.exact
+        to_others += given.to_others + auto.to_others
         truth_shown = ",".join(f"{f}+{p}p" for f, p in map(_truth_count, athletes))
-        missed = [mode for mode in ("given", "auto") if not counts[mode][0]]
+        missed = [mode for mode, run in (("given", given), ("auto", auto)) if not run.exact]
         print(
-            f"{spec[:60]:60s} {truth_shown:>9s} {shown(counts['given'][3]):>9s} "
-            f"{shown(counts['auto'][3]):>9s}  "
-            f"{counts['given'][1]:>11d}/{counts['auto'][1]:<12d} "
-            f"{counts['given'][2]:>2d}/{len(people)}"
+            f"{spec[:60]:60s} {truth_shown:>9s} {given.counted:>9s} {auto.counted:>9s}  "
+            f"{given.to_others:>11d}/{auto.to_others:<12d} {given.kept:>2d}/{len(truth['people'])}"
             f"{'  <- ' + ','.join(missed) if missed else ''}"
         )
     n = len(specs)
     print(
         f"gym floor: athletes exact {exact}/{n} (exercise given), {auto_exact}/{n} (auto, and "
-        f"the exercise named); reps, partial reps and cues to people not exercising: "
-        f"{others_total}"
+        f"the exercise named); reps, partial reps and cues to people not exercising: {to_others}"
     )
-    return {"clips": n, "exact": exact, "auto_exact": auto_exact, "to_others": others_total}
+    return {"clips": n, "exact": exact, "auto_exact": auto_exact, "to_others": to_others}

@@ -222,7 +222,8 @@ def swung_curls(tops: list[float], swing: float = 40.0) -> list[PersonJoints]:
     for top in tops:
         for phase in rep_wave(1):
             upper = 180.0 - swing * phase
-            frames.append(to_joints(side_pose(upper_arm=upper, forearm=upper - (180 - top) * phase)))
+            forearm = upper - (180 - top) * phase
+            frames.append(to_joints(side_pose(upper_arm=upper, forearm=forearm)))
     return frames
 
 
