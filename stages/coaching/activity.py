@@ -16,15 +16,19 @@ held here, provisional. Each finished rep is weighed as evidence:
   rep of guessed joints is no evidence.
 
 A person becomes *established* as training once `ESTABLISH_REPS` such reps
-(full or partial: shallow reps are training too) follow each other in a rhythm: each starts within
-`RHYTHM_GAP_S` of the previous one's end, and their durations are within a
-factor `RHYTHM_RATIO`. One rep alone is no evidence (a bystander bends down
-once to pick something up); repetition is. At that moment every held note is
-released: the first rep is never lost, it is published one rep late (its
-event carries the frames it happened in). A provisional rep that nothing
-follows in rhythm (the next rep starts more than `RHYTHM_GAP_S` after it) is
-dropped with its notes. A hold (plank) is established
-once the athlete holds the position (`Athlete.holds`).
+(full or partial: shallow reps are training too) follow each other in a
+rhythm: each starts within `RHYTHM_GAP_S` of the previous one's end, and
+their durations are within a factor `RHYTHM_RATIO`. One rep alone is no
+evidence (a bystander bends down once to pick something up); repetition is.
+A rep without evidence among them is skipped, neither counted nor breaking
+the series: its joints were not all this person's (the tracker gave the id
+to someone emerging from behind while the athlete went unseen). At that
+moment every held note of a rep with evidence is released: the first rep is
+never lost, it is published one rep late (its event carries the frames it
+happened in). A provisional rep that nothing follows in rhythm (the next
+rep starts more than `RHYTHM_GAP_S` after it) is dropped with its notes. A
+hold (plank) is established once the athlete holds the position
+(`Athlete.holds`).
 
 Once established, a person stays established while tracked: rest pauses
 between reps and sets do not reset them.
@@ -134,7 +138,8 @@ class TrainingGate:
             self.discard()  # long idle: whatever was held is stale
         if (athlete.spec.is_hold and athlete.holds > 0) or self._series():
             self.established = True
-            held = [n for r in self._reps for n in r.notes] + [
+            self._drop([r for r in self._reps if not r.evidence])
+            held = [n for r in self._reps if r.evidence for n in r.notes] + [
                 n
                 for n in self._loose
                 if n.kind in (EventKind.EXERCISE, EventKind.HOLD, EventKind.CUE)
@@ -189,9 +194,14 @@ class TrainingGate:
         )
 
     def _series(self) -> bool:
-        """The last `ESTABLISH_REPS` reps are evidence, and in rhythm."""
-        last = self._reps[-ESTABLISH_REPS:]
-        if len(last) < ESTABLISH_REPS or not all(r.evidence for r in last):
+        """The newest rep is evidence, and with the evidence reps before it
+        makes `ESTABLISH_REPS` in rhythm. A rep without evidence between them
+        neither counts nor breaks the series: its joints were not this
+        person's throughout (the track jumped onto someone passing behind)."""
+        if not self._reps or not self._reps[-1].evidence:
+            return False
+        last = [r for r in self._reps if r.evidence][-ESTABLISH_REPS:]
+        if len(last) < ESTABLISH_REPS:
             return False
         for a, b in zip(last, last[1:], strict=False):
             if b.start_pts - a.end_pts > RHYTHM_GAP_S:

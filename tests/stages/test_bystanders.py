@@ -106,6 +106,22 @@ def test_a_walker_is_not_counted():
     assert len(reps_of(in_place)) == 4
 
 
+def test_a_rep_measured_across_a_track_jump_neither_counts_nor_breaks_the_set():
+    """Mid-way through rep 2 the track's joints jump 290 px aside and stay
+    there to its end (the tracker gave the id to someone emerging from
+    behind while the athlete went unseen): that rep is no evidence of this
+    person, so it is not counted, but it does not cost them the set either."""
+    reps = [squat_frames([1.0]) for _ in range(3)]
+    half = len(reps[1]) // 2
+    reps[1] = reps[1][:half] + moved(reps[1][half:], dx=-290.0)
+    coach = Coach("squat")
+    events = run(coach, [frame for rep in reps for frame in rep])
+    counted = reps_of(events)
+    assert [r["rep"] for r in counted] == [1, 2]
+    assert [r["start_frame"] // len(reps[0]) for r in counted] == [0, 2]  # reps 1 and 3
+    assert coach.people()[0].reps == 2
+
+
 def test_joints_outside_the_picture_are_no_evidence():
     """A person in the foreground whose hips lie below the frame edge:
     BlazePose guesses them, and reps of guessed joints establish nothing."""

@@ -228,11 +228,11 @@ def swung_curls(tops: list[float], swing: float = 40.0) -> list[PersonJoints]:
 
 
 def test_swung_reps_do_not_set_the_own_range():
-    """Three swung curls close the elbow to 20 degrees, the strict ones after
-    them to 60: the swung reps are flagged, and the person's range comes from
+    """Three swung curls close the elbow to 30 degrees, the strict ones after
+    them to 65: the swung reps are flagged, and the person's range comes from
     the strict ones, so none of those is short of it."""
     coach = Coach("bicep_curl")
-    events = run(coach, swung_curls([20.0] * 3) + curls([60.0] * 4))
+    events = run(coach, swung_curls([30.0] * 3, swing=30.0) + curls([65.0] * 4))
     reps = reps_of(events)
     assert [("elbow_swing" in r["faults"]) for r in reps] == [True] * 3 + [False] * 4
     assert reps_of(events, "partial_rep") == []
