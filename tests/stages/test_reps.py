@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repcoach.common.landmarks import NUM_LANDMARKS
+from repcoach.common.landmarks import NUM_LANDMARKS, Landmark
 from repcoach.common.messages import PersonJoints
 from repcoach.stages.coaching import Coach
 from repcoach.stages.coaching.athlete import Athlete
@@ -354,14 +354,20 @@ def test_athlete_never_raises_on_random_joints(exercise, frames, t0):
 # --- the edges of shared clips (real vision, cached joints)
 
 
-def clip_log(clips: Path, name: str) -> tuple[dict, dict[int, list[dict]]]:
-    """The label and every person's rep log for one shared clip."""
+TORSO = [Landmark.LEFT_SHOULDER, Landmark.RIGHT_SHOULDER, Landmark.LEFT_HIP, Landmark.RIGHT_HIP]
+
+
+def clip_log(
+    clips: Path, name: str, exercise: str | None = None
+) -> tuple[dict, dict[int, list[dict]]]:
+    """The label and every person's rep log for one shared clip (with the
+    labelled exercise, or `exercise`)."""
     sys.path.insert(0, str(REPO))
     from bench.clip_joints import video_joints
 
     label = next(x for x in json.loads((clips / "labels.json").read_text()) if x["file"] == name)
     clip = video_joints(clips / name)
-    coach = Coach(label["exercise_id"])
+    coach = Coach(exercise or label["exercise_id"])
     for packet in clip.packets():
         coach.process(packet)
     coach.end(clip.eos())
@@ -413,6 +419,28 @@ def test_clip_ending_during_a_descent(clips):
     assert reps[-1]["cut"] == "end" and reps[-1]["partial"]
     cut = [r for reps in log.values() for r in reps if r["cut"] == "end"]
     assert cut and all(r["partial"] and r["bottom_frame"] >= 425 for r in cut)
+
+
+@pytest.mark.slow
+@pytest.mark.clips
+def test_clip_coach_beside_the_pec_deck_gets_nothing(clips):
+    """The coach stands in the left foreground the whole clip, sweeping his
+    arm through the fly in time with the athlete: he is tracked, and given
+    no rep or partial rep."""
+    sys.path.insert(0, str(REPO))
+    from bench.clip_joints import video_joints
+
+    name = "pecdeck_fly_front_coach_beside_8reps.mp4"
+    _, log = clip_log(clips, name, exercise="pec_deck_fly")
+    clip = video_joints(clips / name)
+    where: dict[int, list[float]] = {}
+    for joints in clip.frames:
+        for j in joints:
+            where.setdefault(j.track_id, []).append(float(j.image_xy[TORSO, 0].mean()))
+    coach = [t for t, xs in where.items() if np.median(xs) < clip.width / 3]
+    assert coach and max(len(where[t]) for t in coach) > 0.8 * len(clip.frames)
+    assert all(log.get(t, []) == [] for t in coach)
+    assert any(log.values())  # the athlete is coached
 
 
 @pytest.mark.slow
