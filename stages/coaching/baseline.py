@@ -4,9 +4,10 @@ The first `CALIBRATION_REPS` clean full reps (no form fault flagged) of an
 exercise set the baseline; when they are done the set is compared with the
 member's last session (from the history database), and every later rep with
 the baseline: a rep clearly shallower or faster than the person's own norm
-gets a cue, even when it passes the exercise's fixed thresholds. The calibrated `depth` (how far the
-turn lies past the rest boundary) is what the rep counter holds later reps
-against: one clearly short of it is a partial rep (see `reps.py`).
+gets a cue, even when it passes the exercise's fixed thresholds. The
+calibrated `depth` (how far the turn lies past the rest boundary) is what the
+rep counter holds later reps against: one clearly short of it is a partial
+rep (see `reps.py`).
 """
 
 from __future__ import annotations

@@ -513,6 +513,7 @@ def test_scoreboard_started_mid_session_says_how_many_reps_it_has_no_rows_for():
 
 @pytest.mark.slow
 def test_the_floor_shows_a_tile_per_station_and_their_counts_rise(pipeline, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -529,28 +530,36 @@ def test_the_floor_shows_a_tile_per_station_and_their_counts_rise(pipeline, tmp_
     try:
         driver.get(url)
         assert driver.title == "repcoach floor"
-        tiles = WebDriverWait(driver, 60, poll_frequency=0.5).until(
-            lambda d: (
-                len(d.find_elements(By.CSS_SELECTOR, ".tile")) == 2
-                and d.find_elements(By.CSS_SELECTOR, ".tile")
-            ),
-            "no tile per station",
+        # The page redraws its tiles as states arrive: an element read while
+        # it is replaced is stale, and the wait looks again.
+        settled = WebDriverWait(
+            driver, 120, poll_frequency=0.5, ignored_exceptions=(StaleElementReferenceException,)
         )
-        assert [t.get_attribute("data-station") for t in tiles] == ["rack1", "rack2"]
+
+        def stations() -> list[str]:
+            return [
+                t.get_attribute("data-station")
+                for t in driver.find_elements(By.CSS_SELECTOR, ".tile")
+            ]
+
+        settled.until(lambda d: stations() == ["rack1", "rack2"], "no tile per station")
 
         def reps(station: str) -> int:
             tile = driver.find_element(By.CSS_SELECTOR, f".tile[data-station='{station}']")
             counts = [e.text for e in tile.find_elements(By.CSS_SELECTOR, ".reps")]
             return max((int(c) for c in counts if c.isdigit()), default=0)
 
-        WebDriverWait(driver, 120, poll_frequency=0.5).until(
-            lambda d: reps("rack1") >= 1 and reps("rack2") >= 1, "no reps on both tiles"
+        def exercises() -> dict[str, str]:
+            return {
+                t.get_attribute("data-station"): t.find_element(By.CSS_SELECTOR, ".what").text
+                for t in driver.find_elements(By.CSS_SELECTOR, ".tile")
+            }
+
+        settled.until(lambda d: reps("rack1") >= 1 and reps("rack2") >= 1, "no reps on both tiles")
+        settled.until(
+            lambda d: exercises() == {"rack1": "squat", "rack2": "lunge"},
+            "the tiles do not name rack1's squat and rack2's lunge",
         )
-        exercises = {
-            t.get_attribute("data-station"): t.find_element(By.CSS_SELECTOR, ".what").text
-            for t in driver.find_elements(By.CSS_SELECTOR, ".tile")
-        }
-        assert exercises == {"rack1": "squat", "rack2": "lunge"}
         # Each tile's picture is that station's stream, and its page is its own.
         with urllib.request.urlopen(url + "stream.mjpg?station=rack2", timeout=30) as response:
             assert read_jpegs(response, 1)[0].shape[:2] == (480, 640)
