@@ -25,6 +25,8 @@ from repcoach.common.landmarks import Landmark as L
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket, PersonJoints
 
 REPO = Path(__file__).resolve().parents[1]
+# Shoulders and hips: where a person is, steadier than any one joint.
+TORSO = [L.LEFT_SHOULDER, L.RIGHT_SHOULDER, L.LEFT_HIP, L.RIGHT_HIP]
 # The code whose output is cached: a change to any of them invalidates the cache.
 _VISION_CODE = (
     "common/chunks.py",
@@ -199,13 +201,12 @@ def torso_centres(document: dict) -> list[list[list[float] | None]]:
     """Per person of a synthetic truth document, per frame: the middle of
     their shoulders and hips in the image, or None where they are not in the
     picture (fewer than two of those joints visible)."""
-    torso = [L.LEFT_SHOULDER, L.RIGHT_SHOULDER, L.LEFT_HIP, L.RIGHT_HIP]
     centres: list[list[list[float] | None]] = [[] for _ in document["people"]]
     for frame in document["frames"]:
         seen = {p["person"]: p for p in frame["people"]}
         for index, track in enumerate(centres):
             person = seen.get(index)
-            visible = [m for m in torso if person is not None and person["visible"][m]]
+            visible = [m for m in TORSO if person is not None and person["visible"][m]]
             if len(visible) < 2:
                 track.append(None)
                 continue

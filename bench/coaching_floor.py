@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.clip_joints import ClipJoints, synthetic_joints
-from repcoach.common.landmarks import Landmark as L
+from bench.clip_joints import TORSO, ClipJoints, synthetic_joints
 from repcoach.common.messages import EventKind, FeedbackEvent
 from repcoach.stages.coaching import Coach
 from repcoach.stages.coaching.coach import AUTO
@@ -40,7 +39,6 @@ FLOOR = (
     "squat+bicep_curl,reps=3,extra=walker,seed=58",
     "squat,reps=3,extra=bystander+walker,rest=2@1,mirror=1,seed=3",
 )
-TORSO = [L.LEFT_SHOULDER, L.RIGHT_SHOULDER, L.LEFT_HIP, L.RIGHT_HIP]
 COUNTED = (EventKind.REP, EventKind.PARTIAL_REP)
 
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repcoach.common.landmarks import NUM_LANDMARKS, Landmark
+from repcoach.common.landmarks import NUM_LANDMARKS
 from repcoach.common.messages import PersonJoints
 from repcoach.stages.coaching import Coach
 from repcoach.stages.coaching.athlete import Athlete
@@ -354,9 +354,6 @@ def test_athlete_never_raises_on_random_joints(exercise, frames, t0):
 # --- the edges of shared clips (real vision, cached joints)
 
 
-TORSO = [Landmark.LEFT_SHOULDER, Landmark.RIGHT_SHOULDER, Landmark.LEFT_HIP, Landmark.RIGHT_HIP]
-
-
 def clip_log(
     clips: Path, name: str, exercise: str | None = None
 ) -> tuple[dict, dict[int, list[dict]]]:
@@ -428,7 +425,7 @@ def test_clip_coach_beside_the_pec_deck_gets_nothing(clips):
     arm through the fly in time with the athlete: he is tracked, and given
     no rep or partial rep."""
     sys.path.insert(0, str(REPO))
-    from bench.clip_joints import video_joints
+    from bench.clip_joints import TORSO, video_joints
 
     name = "pecdeck_fly_front_coach_beside_8reps.mp4"
     _, log = clip_log(clips, name, exercise="pec_deck_fly")
