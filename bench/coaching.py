@@ -29,8 +29,8 @@ per exercise; `bench/plain_counter.py`) on the joints of the embedded vision,
 cached per clip by `bench/clip_joints.py` (the first run computes them: ~1-2
 min per clip on 2 cores).
 
-Synthetic athletes (28 rendered clips, `--more` for 14 others) and a
-rendered gym floor (9 clips: bystanders, walkers, rests, mirror twins, with
+Synthetic athletes (28 rendered clips, `--more` for 14 others), 8 filmed
+from behind, and a rendered gym floor (9 clips: bystanders, walkers, rests, mirror twins, with
 each rep and cue attributed to the person it was about): run in-process on
 cached joints, see `bench/coaching_synthetic.py` and `bench/coaching_floor.py`.
 """
@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.clip_joints import video_joints  # noqa: E402
 from bench.coaching_floor import FLOOR, floor  # noqa: E402
-from bench.coaching_synthetic import MORE, SYNTHETIC, synthetic  # noqa: E402
+from bench.coaching_synthetic import MORE, REAR, SYNTHETIC, synthetic  # noqa: E402
 from bench.labels import ClipLabel, load_labels  # noqa: E402
 from bench.pipeline_run import (  # noqa: E402
     CountedPerson,
@@ -407,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [w for w in args.only.split(",") if w]
         specs = tuple(s for s in SYNTHETIC if not wanted or any(w in s for w in wanted))
         figures["synthetic"]["main"] = synthetic(specs)
+        rear_specs = tuple(s for s in REAR if not wanted or any(w in s for w in wanted))
+        if rear_specs:
+            print("\nFilmed from behind:", end="")
+            figures["synthetic"]["rear"] = synthetic(rear_specs)
         floor_specs = tuple(s for s in FLOOR if not wanted or any(w in s for w in wanted))
         figures["synthetic"]["floor"] = floor(floor_specs)
         if args.more:

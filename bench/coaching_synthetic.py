@@ -71,6 +71,20 @@ MORE = (
     "jumping_jack,reps=4,view=front,fault=arms_not_overhead@1+feet_not_apart@3,seed=45",
 )
 
+# Filmed from behind (the issue's rear-view shoulder press was called a
+# push-up; a rendered rear-view squat was called a lunge until the hips'
+# split was measured in world coordinates). Run with the main set.
+REAR = (
+    "squat,reps=4,view=back,seed=50",
+    "shoulder_press,reps=4,view=back,seed=53",
+    "lateral_raise,reps=4,view=back,seed=54",
+    "jumping_jack,reps=4,view=back,seed=55",
+    "shoulder_press,reps=5,view=back,fault=no_lockout@2,seed=71",
+    "squat,reps=4,view=back,fault=knees_caving@2,seed=72",
+    "lateral_raise,reps=4,view=back,fault=arms_low@3,seed=73",
+    "squat,reps=3,view=back,extra=walker,seed=75",
+)
+
 
 @dataclass
 class Outcome:

@@ -8,7 +8,8 @@ looks upright on screen; the screen must agree, see `LYING_DEG`). Lying
 (torso near horizontal): push-up if the elbows move, plank if nothing does.
 Standing: jumping jack if arms and feet both swing, squat or lunge if the
 knees bend (lunge when the two hips are far apart in flexion, as in a split
-stance, where both are clearly seen), shoulder press or lateral raise if
+stance, where both are clearly seen; measured in world coordinates, since on
+screen a thigh pointing at or away from the camera folds), shoulder press or lateral raise if
 the arms rise (press when the elbows also straighten), bicep curl if only the
 elbows move. An answer must hold for `STABLE_S` before it is given.
 """
@@ -37,7 +38,11 @@ LYING_DEG = 50.0
 FORESHORTENED = 1.2
 # The hips' flexion is compared only where both sides are clearly seen: side
 # on, the far hip is hidden and BlazePose guesses it, and a guessed hip made a
-# side-view squat look like a split stance.
+# side-view squat look like a split stance. It is compared in world
+# coordinates: filmed from behind, a squatter's thighs point away from the
+# camera and the screen angles of the two hips differed by up to 53 degrees
+# (a rendered squat called a lunge); in the world they differ by under 30 in
+# squats and reach 60-71 in lunges (rendered and real).
 SPLIT_VISIBILITY = 0.8
 SPLIT_SHARE = 0.3  # share of the window both sides must be clearly seen in
 MOVING_DEG = 20.0  # a spread above this in any angle: the person is moving
@@ -52,8 +57,6 @@ def _measure(name: str, kind: str, joints: tuple[str, ...], side: str, per=None)
 FEATURES = (
     _measure("torso", "tilt", ("shoulder", "hip"), "mean"),
     _measure("knee", "angle", ("hip", "knee", "ankle"), "min"),
-    _measure("left_hip", "angle", ("left_shoulder", "left_hip", "left_knee"), "none"),
-    _measure("right_hip", "angle", ("right_shoulder", "right_hip", "right_knee"), "none"),
     _measure("arm", "angle", ("hip", "shoulder", "elbow"), "max"),
     _measure("elbow", "angle", ("shoulder", "elbow", "wrist"), "mean"),
     _measure("feet", "spread", ("left_ankle", "right_ankle"), "none", ("mid_shoulder", "mid_hip")),
@@ -77,6 +80,22 @@ def torso_lean_3d(joints: PersonJoints) -> float:
     return joint_angle(shoulders, hips, hips + _UP)
 
 
+def hip_split_3d(joints: PersonJoints) -> float:
+    """How differently the two hips are flexed (shoulder-hip-knee, degrees,
+    world coordinates); NaN unless both sides are clearly seen."""
+    if joints.visibility[_SPLIT_MARKS].min() < SPLIT_VISIBILITY:
+        return float("nan")
+    world = joints.world_xyz.astype(np.float64)
+    left, right = (
+        joint_angle(world[shoulder], world[hip], world[knee])
+        for shoulder, hip, knee in (
+            (L.LEFT_SHOULDER, L.LEFT_HIP, L.LEFT_KNEE),
+            (L.RIGHT_SHOULDER, L.RIGHT_HIP, L.RIGHT_KNEE),
+        )
+    )
+    return abs(left - right)
+
+
 class Recognizer:
     """Feed one person's joints frame by frame; `update` returns an exercise
     name once it is sure, else None."""
@@ -92,8 +111,7 @@ class Recognizer:
         values = {m.name: read(m, joints, "left") for m in FEATURES}
         values["torso_3d"] = torso_lean_3d(joints)
         values["ratio"] = view_ratio(joints)
-        both = joints.visibility[_SPLIT_MARKS].min() >= SPLIT_VISIBILITY
-        values["split"] = abs(values["left_hip"] - values["right_hip"]) if both else float("nan")
+        values["split"] = hip_split_3d(joints)
         self._frames.append((pts, values))
         while self._frames and pts - self._frames[0][0] > WINDOW_S:
             self._frames.popleft()

@@ -16,18 +16,21 @@ import numpy as np
 
 from repcoach.stages.synthetic.exercises import CameraAngle
 
-VIEWS = ("side", "front")
+VIEWS = ("side", "front", "back")
 
 
 def view_axes(view: str, angle: CameraAngle) -> np.ndarray:
     """Rows: image right, image up, towards the camera (all in the athlete's
     world frame). Side view looks at the athlete's right side, front view at
-    their face; `yaw` turns the camera towards the athlete's front-right."""
+    their face, back view at their back; `yaw` turns the camera towards the
+    athlete's front-right (back-left from behind)."""
     yaw, elevation = math.radians(angle.yaw), math.radians(angle.elevation)
     if view == "side":
         horizontal = np.array([math.sin(yaw), 0.0, math.cos(yaw)])
     else:
         horizontal = np.array([math.cos(yaw), 0.0, math.sin(yaw)])
+        if view == "back":
+            horizontal = -horizontal
     toward = horizontal * math.cos(elevation) + np.array([0.0, math.sin(elevation), 0.0])
     right = np.cross([0.0, 1.0, 0.0], toward)
     right /= np.linalg.norm(right)

@@ -75,6 +75,9 @@ _STAND = {
 _GUARD = {"upperarm_flex": 30, "upperarm_abd": 15, "forearm_flex": 125, "forearm_abd": -40}
 _SIDE = CameraAngle(yaw=0, elevation=4)
 _FRONT = CameraAngle(yaw=8, elevation=4)
+# From behind the knees and elbows of a lunge or a curl bend along the
+# camera's axis, out of the picture: those two are not offered from the back.
+_BACK = CameraAngle(yaw=8, elevation=4)
 _FLOOR_SIDE = CameraAngle(yaw=10, elevation=12)
 # "Front" for floor exercises is three-quarter: BlazePose finds no prone body
 # seen head-on (0 of 96 frames of a push-up), and flared elbows still show.
@@ -111,7 +114,7 @@ EXERCISES: Mapping[str, Exercise] = MappingProxyType(
         for ex in (
             Exercise(
                 "squat",
-                _views(side=_SIDE, front=_FRONT),
+                _views(side=_SIDE, front=_FRONT, back=_BACK),
                 top={**_STAND, **_GUARD, "thigh_abd": 9, "shin_abd": 4, "toe_out": 18},
                 bottom={
                     **_STAND,
@@ -175,7 +178,7 @@ EXERCISES: Mapping[str, Exercise] = MappingProxyType(
             ),
             Exercise(
                 "shoulder_press",
-                _views(front=_FRONT),
+                _views(front=_FRONT, back=_BACK),
                 top={
                     **_STAND,
                     "upperarm_flex": 25,
@@ -194,14 +197,14 @@ EXERCISES: Mapping[str, Exercise] = MappingProxyType(
             ),
             Exercise(
                 "lateral_raise",
-                _views(front=_FRONT),
+                _views(front=_FRONT, back=_BACK),
                 top={**_STAND, "upperarm_abd": 8, "forearm_abd": 10, "forearm_flex": 14},
                 bottom={**_STAND, "upperarm_abd": 86, "forearm_abd": 84, "forearm_flex": 14},
                 tempo=Tempo(down=1.0, hold=0.25, up=1.0, pause=0.3),
             ),
             Exercise(
                 "jumping_jack",
-                _views(front=_FRONT),
+                _views(front=_FRONT, back=_BACK),
                 top={**_STAND, "thigh_abd": 2, "shin_abd": 1, "upperarm_abd": 8},
                 bottom={
                     **_STAND,

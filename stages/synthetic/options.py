@@ -5,8 +5,8 @@
                                                   repeats the last exercise named)
 Options:
     reps=N        reps per athlete (1-50, default 3); ignored by holds
-    view=V        side or front (default: each exercise's own, e.g. front for
-                  jumping_jack); must suit every exercise
+    view=V        side, front or back (default: each exercise's own, e.g.
+                  front for jumping_jack); must suit every exercise
     fault=F       see `faults` (NAME, NAME@N, NAME@N-M, joined with +)
     people=N      1-3 athletes side by side (default: one per exercise named)
     fps=F         frames per second (5-120, default 30)
@@ -32,10 +32,12 @@ whether they exercise; non-exercisers have no reps. Person indexes: the
 athletes first, then the extras in the order named, then the mirror twin.
 
 Exercises and their views (the first is the default):
-    squat, lunge, bicep_curl   side, front
+    squat                      side, front, back
+    lunge, bicep_curl          side, front (from behind, the bending knee or
+                               elbow points along the camera's axis)
     pushup                     side, front (a three-quarter view from the
                                front-right: BlazePose finds no prone body head-on)
-    shoulder_press, lateral_raise, jumping_jack   front
+    shoulder_press, lateral_raise, jumping_jack   front, back
     plank                      side (a hold: no reps)
 Side views look at the athlete's right side, athlete facing image right.
 """

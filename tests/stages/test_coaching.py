@@ -719,3 +719,24 @@ def test_synthetic_athlete_end_to_end():
     reps = reps_of(events)
     assert len(reps) == len(truth["people"][0]["reps"]) == 2
     assert [r["faults"] for r in reps] == [["elbow_swing"], []]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("spec", "exercise", "reps"),
+    [
+        # From behind, the squatter's thighs point away from the camera and
+        # fold on screen: BlazePose drew one leg straight and the other bent,
+        # which the hips' screen angles read as a split stance (a lunge).
+        ("squat,reps=3,view=back,extra=walker,seed=75", "squat", 3),
+        ("lunge,reps=4,view=side,seed=5", "lunge", 4),
+    ],
+)
+def test_auto_tells_a_squat_from_a_lunge_through_the_real_vision(spec, exercise, reps):
+    clip, _ = _bench_clip_joints().synthetic_joints(spec)
+    coach = Coach("auto")
+    for packet in clip.packets():
+        coach.process(packet)
+    coach.end(clip.eos())
+    athlete = max(coach.people(), key=lambda p: p.reps)
+    assert (athlete.exercise, athlete.reps, athlete.partial_reps) == (exercise, reps, 0)

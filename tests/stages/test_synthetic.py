@@ -49,6 +49,20 @@ def test_options_shape_the_frames():
     assert source.athletes[0].view == "front"
 
 
+def test_a_back_view_shows_the_back():
+    """Filmed from behind: the face is hidden and the person's left side is
+    on the image's left, the mirror image of the front view."""
+    seen = {}
+    for view in ("front", "back"):
+        _, truth = next(iter(SyntheticSource.from_spec(f"squat,reps=1,view={view}").frames()))
+        person = truth.people[0]
+        left_first = person.joints_xy[L.LEFT_SHOULDER, 0] < person.joints_xy[L.RIGHT_SHOULDER, 0]
+        seen[view] = (bool(person.visible[L.NOSE]), bool(left_first))
+    assert seen == {"front": (True, False), "back": (False, True)}
+    with pytest.raises(UserError, match="does not suit bicep_curl; its views: side, front$"):
+        SyntheticSource.from_spec("bicep_curl,view=back")
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
