@@ -30,9 +30,11 @@ cached per clip by `bench/clip_joints.py` (the first run computes them: ~1-2
 min per clip on 2 cores).
 
 Synthetic athletes (28 rendered clips, `--more` for 14 others), 8 filmed
-from behind, and a rendered gym floor (9 clips: bystanders, walkers, rests, mirror twins, with
-each rep and cue attributed to the person it was about): run in-process on
-cached joints, see `bench/coaching_synthetic.py` and `bench/coaching_floor.py`.
+from behind, a rendered gym floor (9 clips: bystanders, walkers, rests,
+mirror twins, with each rep and cue attributed to the person it was about)
+and 8 clips with a spotter standing right behind the athlete: run
+in-process on cached joints, see `bench/coaching_synthetic.py` and
+`bench/coaching_floor.py`.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.clip_joints import video_joints  # noqa: E402
-from bench.coaching_floor import FLOOR, floor  # noqa: E402
+from bench.coaching_floor import FLOOR, SPOTTED, floor  # noqa: E402
 from bench.coaching_synthetic import MORE, REAR, SYNTHETIC, synthetic  # noqa: E402
 from bench.labels import ClipLabel, load_labels  # noqa: E402
 from bench.pipeline_run import (  # noqa: E402
@@ -413,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
             figures["synthetic"]["rear"] = synthetic(rear_specs)
         floor_specs = tuple(s for s in FLOOR if not wanted or any(w in s for w in wanted))
         figures["synthetic"]["floor"] = floor(floor_specs)
+        spotted = tuple(s for s in SPOTTED if not wanted or any(w in s for w in wanted))
+        if spotted:
+            title = "A spotter right behind the athlete, rendered (BlazePose)"
+            figures["synthetic"]["spotter"] = floor(spotted, title, "spotter")
         if args.more:
             print("\nMore synthetic clips (other seeds and fault mixes):", end="")
             figures["synthetic"]["more"] = synthetic(MORE)

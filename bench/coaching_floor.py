@@ -39,6 +39,19 @@ FLOOR = (
     "squat+bicep_curl,reps=3,extra=walker,seed=58",
     "squat,reps=3,extra=bystander+walker,rest=2@1,mirror=1,seed=3",
 )
+# Someone standing right behind the athlete, partly hidden by them (the
+# issue's squat with a second person behind), on each exercise that can be
+# filmed so.
+SPOTTED = (
+    "squat,reps=4,view=side,extra=spotter,seed=61",
+    "squat,reps=4,view=back,extra=spotter,seed=62",
+    "shoulder_press,reps=4,extra=spotter,seed=63",
+    "lunge,reps=4,view=side,extra=spotter,seed=64",
+    "bicep_curl,reps=4,view=side,extra=spotter,seed=65",
+    "pushup,reps=4,view=side,extra=spotter,seed=66",
+    "jumping_jack,reps=4,extra=spotter,seed=67",
+    "lateral_raise,reps=4,extra=spotter,seed=68",
+)
 COUNTED = (EventKind.REP, EventKind.PARTIAL_REP)
 
 
@@ -150,9 +163,13 @@ def judge_floor(clip: ClipJoints, truth: dict, exercise: str) -> FloorRun:
     )
 
 
-def floor(specs: tuple[str, ...]) -> dict:
+def floor(
+    specs: tuple[str, ...],
+    title: str = "Gym floor, rendered (athletes among people who do not exercise; BlazePose)",
+    name: str = "gym floor",
+) -> dict:
     """Prints one line per spec and the totals; returns the totals."""
-    print("\nGym floor, rendered (athletes among people who do not exercise; BlazePose):")
+    print(f"\n{title}:")
     print(
         f"{'spec':60s} {'truth':>9s} {'given':>9s} {'auto':>9s}  "
         f"{'to others (given/auto)':24s} {'people':>6s}"
@@ -177,7 +194,7 @@ def floor(specs: tuple[str, ...]) -> dict:
         )
     n = len(specs)
     print(
-        f"gym floor: athletes exact {exact}/{n} (exercise given), {auto_exact}/{n} (auto, and "
+        f"{name}: athletes exact {exact}/{n} (exercise given), {auto_exact}/{n} (auto, and "
         f"the exercise named); reps, partial reps and cues to people not exercising: {to_others}"
     )
     return {"clips": n, "exact": exact, "auto_exact": auto_exact, "to_others": to_others}

@@ -14,6 +14,11 @@ held here, provisional. Each finished rep is weighed as evidence:
   for most of the rep. A joint outside the image is BlazePose's guess (the
   hips of a coach standing in the foreground, cut by the frame edge), and a
   rep of guessed joints is no evidence.
+- **the body moves with it**, where the exercise says how (`hips_drop`: a
+  squat or lunge lowers the hips). A knee that bends under a still body is
+  another person's limb taken for a leg: BlazePose, on someone standing
+  right behind a push-up, drew their legs along the athlete's arm, and the
+  "knee" bent with each push-up while their hips stayed put.
 
 A person becomes *established* as training once `ESTABLISH_REPS` such reps
 (full or partial: shallow reps are training too) follow each other in a
@@ -186,7 +191,12 @@ class TrainingGate:
         measure = athlete.spec.measures[d["measure"]]
         refs = measure.joints + (measure.per or ())
         marks = {m for ref in refs for side in SIDES for m in ref.landmarks(side)}
-        evidence = bool(frames) and _in_place(frames) and _in_picture(frames, sorted(marks))
+        evidence = (
+            bool(frames)
+            and _in_place(frames)
+            and _in_picture(frames, sorted(marks))
+            and _hips_drop(frames) >= athlete.spec.hips_drop
+        )
         if self._reps and d["start_pts"] - self._reps[-1].end_pts > RHYTHM_GAP_S:
             self.discard()  # not one series: the earlier reps were something else
         self._reps.append(
@@ -224,6 +234,17 @@ def _in_place(frames: list[_Frame]) -> bool:
     moved = float(np.linalg.norm(frames[-1].hip - frames[0].hip))
     seconds = max(frames[-1].pts - frames[0].pts, 0.5)  # a rep lasts at least that
     return moved <= IN_PLACE * float(np.median(sizes)) * seconds
+
+
+def _hips_drop(frames: list[_Frame]) -> float:
+    """How far the hips went down over a rep (lowest against highest image
+    position, so a rep cut at the clip's start or end counts what it shows),
+    in body sizes; NaN without a body size."""
+    sizes = [f.size for f in frames if not math.isnan(f.size)]
+    if not sizes:
+        return math.nan
+    heights = [float(f.hip[1]) for f in frames]
+    return (max(heights) - min(heights)) / float(np.median(sizes))
 
 
 def _in_picture(frames: list[_Frame], marks: list[int]) -> bool:

@@ -188,6 +188,10 @@ class ExerciseSpec:
     side_joints: tuple[str, ...]  # sided joint names that pick the near side
     required: tuple[JointRef, ...]  # must be visible to count at all
     cues: Mapping[str, str]  # "out_of_view", "turn_side", "turn_front", "partial", "short"
+    # Body sizes (torso length or shoulder width) a rep lowers the hips by,
+    # at least; 0: no such check. A rep that does not is no evidence that
+    # the person trains (see `activity`).
+    hips_drop: float
     source: str  # the file it came from
 
     @property
@@ -388,7 +392,7 @@ def parse_exercise(data: Any, source: str) -> ExerciseSpec:
     """An `ExerciseSpec` from a decoded JSON document; `source` names it in errors."""
     f = _Field(source, "", data).obj(
         ("name", "title", "views", "measures", "phases", "required_joints"),
-        ("counting", "hold", "rules", "side_joints", "cues", "notes"),
+        ("counting", "hold", "rules", "side_joints", "cues", "hips_drop", "notes"),
     )
     name = f.child("name").text()
     views = f.child("views").views()
@@ -441,6 +445,9 @@ def parse_exercise(data: Any, source: str) -> ExerciseSpec:
     if f.get("cues"):
         c = f.child("cues").obj((), tuple(_DEFAULT_CUES))
         cues.update({k: c.child(k).text() for k in c.value})
+    hips_drop = f.child("hips_drop").number() if f.get("hips_drop") is not None else 0.0
+    if hips_drop < 0:
+        raise f.child("hips_drop").fail(f"must be 0 or more, got {hips_drop:g}")
     return ExerciseSpec(
         name=name,
         title=f.child("title").text(),
@@ -453,6 +460,7 @@ def parse_exercise(data: Any, source: str) -> ExerciseSpec:
         side_joints=side_joints,
         required=required,
         cues=MappingProxyType(cues),
+        hips_drop=hips_drop,
         source=source,
     )
 

@@ -18,6 +18,8 @@ Options:
                               hanging, swaying a little
                   walker      walks across the frame behind the athletes, in at
                               one edge and out at the other
+                  spotter     stands right behind the first athlete, off their
+                              middle, partly hidden by them, watching
     rest=S[@N|@N-M]  the athletes stand still S seconds (0.5-60) after rep N
                   (or reps N..M; default: after every rep but the last)
     mirror=N      a mirror twin of athlete N (1-based; 0: none, the default):
@@ -27,7 +29,7 @@ Options:
                   code beside their chest for the first 1.5 s (a code this
                   box issued: `pipeline members qr NAME`)
 
-Truth marks each person's `role` (athlete, bystander, walker, mirror) and
+Truth marks each person's `role` (athlete, bystander, walker, spotter, mirror) and
 whether they exercise; non-exercisers have no reps. Person indexes: the
 athletes first, then the extras in the order named, then the mirror twin.
 
@@ -69,7 +71,7 @@ OPTIONS = (
     "checkin",
 )
 MAX_PEOPLE = 3
-EXTRAS = ("bystander", "walker")
+EXTRAS = ("bystander", "walker", "spotter")
 MAX_EXTRAS = 3
 MAX_SIDE_BY_SIDE = 4  # athletes, bystanders and a mirror twin share the width
 

@@ -43,6 +43,8 @@ _MARGIN_M = 0.17  # room around the joints for head, limb widths and shoes
 # Scale of each kind of figure relative to the nearest athlete: smaller is
 # further back (feet higher in the frame, painted first).
 BYSTANDER_DEPTH = 0.88
+SPOTTER_DEPTH = 0.9
+SPOTTER_OFFSET_M = 0.3  # a spotter stands this far to one side of the athlete's middle
 WALKER_DEPTH = 0.8
 MIRROR_DEPTH = 0.78
 MIRROR_DIM = 0.8  # a reflection is darker than the person
@@ -272,7 +274,21 @@ class SyntheticSource:
         cameras: list[Camera | None] = [None] * len(people)
         for i, camera in zip(slots, placed, strict=True):
             cameras[i] = camera
+        for spotter in (p for p in people if p.role == "spotter"):
+            cameras[spotter.index] = self._behind(spotter, people, cameras[0], scale)
         return cameras, scale
+
+    def _behind(
+        self, spotter: Person, people: list[Person], athlete: Camera, scale: float
+    ) -> Camera:
+        """A spotter's camera: just behind the first athlete (smaller, feet a
+        little higher), off their middle towards the frame's roomier side, so
+        the athlete hides part of them."""
+        lens, (_, _, up_min, _) = self._lens(spotter, people)
+        s = scale * SPOTTER_DEPTH
+        side = 1.0 if athlete.origin[0] < self.width / 2 else -1.0
+        x = athlete.origin[0] + side * SPOTTER_OFFSET_M * s
+        return Camera(lens, s, (x, self.height * feet_row(SPOTTER_DEPTH) + up_min * s))
 
     # --- the walker ----------------------------------------------------------------
 

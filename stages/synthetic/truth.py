@@ -91,6 +91,7 @@ ROLES: Mapping[str, str] = {
     "athlete": "does the exercise: reps, rests and faults are in the truth",
     "bystander": "stands to one side and watches, swaying a little; no reps",
     "walker": "walks across the frame behind the athletes; no reps",
+    "spotter": "stands right behind the first athlete, partly hidden, and watches; no reps",
     "mirror": "an athlete's reflection in a wall mirror, in sync; not a person, no reps",
 }
 

@@ -215,3 +215,23 @@ def test_a_rear_view_press_is_not_a_push_up():
         joints = PersonJoints(1, joints.image_xy, joints.visibility, world)
         answer = recognizer.update(joints, i / FPS) or answer
     assert answer != "pushup"
+
+
+def test_a_knee_bending_under_still_hips_is_not_a_squat():
+    """Someone standing right behind a push-up: BlazePose drew their legs
+    along the athlete's arm, and that 'knee' bent with every push-up while
+    their hips stayed put. Squats lower the hips; this gets nothing."""
+    still = side_pose()
+    knee_only, squats = [], []
+    for phase in rep_wave(4):
+        pose = side_pose(shin=45 * phase, thigh=-90 * phase)
+        squats.append(to_joints(pose))
+        for name in ("hip", "shoulder", "elbow", "wrist"):
+            for side in ("left", "right"):
+                pose[f"{side}_{name}"] = still[f"{side}_{name}"]
+        pose["head"] = still["head"]
+        knee_only.append(to_joints(pose))
+    for exercise in ("squat", "auto"):
+        events = run(Coach(exercise), knee_only)
+        assert [e.kind for e in events] == ["person_enter"], exercise
+        assert len(reps_of(run(Coach(exercise), squats))) == 4, exercise

@@ -570,6 +570,8 @@ def _edit(doc: dict, path: str, value) -> dict:
         ("counting.0.end", 140, "counting[0].end", "thresholds must go"),
         ("measures.knee.joints", ["hip", "knee"], "measures.knee.joints", "takes 3 joints"),
         ("rules.0.colour", "red", "rules[0].colour", "is not a known field"),
+        ("hips_drop", -0.2, "hips_drop", "must be 0 or more, got -0.2"),
+        ("hips_drop", "low", "hips_drop", "must be a number"),
     ],
 )
 def test_bad_exercise_file_names_file_and_field(tmp_path, path, value, field, message):

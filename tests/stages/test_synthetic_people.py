@@ -96,7 +96,7 @@ def test_truth_records_roles_and_no_reps_for_non_exercisers(gym):
     assert people[1]["stance"] in ("arms_crossed", "hands_on_hips", "arms_down")
     assert people[2]["direction"] in ("left_to_right", "right_to_left")
     assert people[3]["mirror_of"] == 0
-    assert set(document["roles"]) == {"athlete", "bystander", "walker", "mirror"}
+    assert set(document["roles"]) == {"athlete", "bystander", "walker", "spotter", "mirror"}
     # Every frame keeps the joints of every rendered person.
     for frame, (_, truth) in zip(document["frames"], frames, strict=True):
         assert [p["role"] for p in frame["people"]] == [p["role"] for p in people]
@@ -105,6 +105,23 @@ def test_truth_records_roles_and_no_reps_for_non_exercisers(gym):
             assert np.isfinite(exact.joints_xy).all()
             if exact.role != "athlete":
                 assert person["rep"] == 0 and exact.exercise is None
+
+
+def test_a_spotter_stands_right_behind_the_athlete_partly_hidden():
+    source = SyntheticSource.from_spec("squat,reps=1,view=side,extra=spotter,seed=1")
+    athlete, spotter = source.people
+    assert (spotter.role, spotter.exercising) == ("spotter", False)
+    assert source.cameras[1].scale < source.cameras[0].scale  # further back: smaller
+    hidden = 0
+    for _, truth in source.frames():
+        mine, theirs = truth.people
+        assert mine.visible[[L.RIGHT_HIP, L.RIGHT_KNEE, L.RIGHT_ANKLE]].all()  # the near side
+        # On screen the two overlap side to side, the spotter's feet higher.
+        mine_x, theirs_x = mine.joints_xy[:, 0], theirs.joints_xy[:, 0]
+        assert max(mine_x.min(), theirs_x.min()) < min(mine_x.max(), theirs_x.max())
+        assert theirs.joints_xy[L.LEFT_ANKLE, 1] < mine.joints_xy[L.LEFT_ANKLE, 1]
+        hidden += not theirs.visible.all()
+    assert hidden > 0
 
 
 def test_extras_leave_the_athletes_reps_as_they_were():
