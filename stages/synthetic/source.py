@@ -43,7 +43,7 @@ _MARGIN_M = 0.17  # room around the joints for head, limb widths and shoes
 # Scale of each kind of figure relative to the nearest athlete: smaller is
 # further back (feet higher in the frame, painted first).
 BYSTANDER_DEPTH = 0.88
-SPOTTER_DEPTH = 0.9
+SPOTTER_DEPTH = 0.9  # of the athlete they stand behind
 SPOTTER_OFFSET_M = 0.3  # a spotter stands this far to one side of the athlete's middle
 WALKER_DEPTH = 0.8
 MIRROR_DEPTH = 0.78
@@ -285,10 +285,11 @@ class SyntheticSource:
         little higher), off their middle towards the frame's roomier side, so
         the athlete hides part of them."""
         lens, (_, _, up_min, _) = self._lens(spotter, people)
-        s = scale * SPOTTER_DEPTH
+        depth = athlete.scale / scale * SPOTTER_DEPTH
+        s = scale * depth
         side = 1.0 if athlete.origin[0] < self.width / 2 else -1.0
         x = athlete.origin[0] + side * SPOTTER_OFFSET_M * s
-        return Camera(lens, s, (x, self.height * feet_row(SPOTTER_DEPTH) + up_min * s))
+        return Camera(lens, s, (x, self.height * feet_row(depth) + up_min * s))
 
     # --- the walker ----------------------------------------------------------------
 
