@@ -195,7 +195,7 @@ class TrainingGate:
             bool(frames)
             and _in_place(frames)
             and _in_picture(frames, sorted(marks))
-            and _hips_drop(frames) >= athlete.spec.hips_drop
+            and _hips_lowered(frames, athlete.spec.hips_drop)
         )
         if self._reps and d["start_pts"] - self._reps[-1].end_pts > RHYTHM_GAP_S:
             self.discard()  # not one series: the earlier reps were something else
@@ -227,24 +227,26 @@ def _order(note: Note) -> int:
     return 0 if note.kind == EventKind.EXERCISE else 1
 
 
-def _in_place(frames: list[_Frame]) -> bool:
+def _body_size(frames: list[_Frame]) -> float:
+    """The median body size over the frames, pixels; NaN if never known."""
     sizes = [f.size for f in frames if not math.isnan(f.size)]
-    if not sizes:
-        return False
+    return float(np.median(sizes)) if sizes else math.nan
+
+
+def _in_place(frames: list[_Frame]) -> bool:
     moved = float(np.linalg.norm(frames[-1].hip - frames[0].hip))
     seconds = max(frames[-1].pts - frames[0].pts, 0.5)  # a rep lasts at least that
-    return moved <= IN_PLACE * float(np.median(sizes)) * seconds
+    return moved <= IN_PLACE * _body_size(frames) * seconds  # False without a size
 
 
-def _hips_drop(frames: list[_Frame]) -> float:
-    """How far the hips went down over a rep (lowest against highest image
-    position, so a rep cut at the clip's start or end counts what it shows),
-    in body sizes; NaN without a body size."""
-    sizes = [f.size for f in frames if not math.isnan(f.size)]
-    if not sizes:
-        return math.nan
+def _hips_lowered(frames: list[_Frame], need: float) -> bool:
+    """The hips went down by `need` body sizes over the rep (lowest against
+    highest image position, so a rep cut at the clip's start or end counts
+    what it shows); always true where the exercise needs nothing."""
+    if need <= 0:
+        return True
     heights = [float(f.hip[1]) for f in frames]
-    return (max(heights) - min(heights)) / float(np.median(sizes))
+    return max(heights) - min(heights) >= need * _body_size(frames)
 
 
 def _in_picture(frames: list[_Frame], marks: list[int]) -> bool:
