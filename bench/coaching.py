@@ -407,15 +407,17 @@ def main(argv: list[str] | None = None) -> int:
             figures["totals"] = summed
     if not args.no_synthetic:
         wanted = [w for w in args.only.split(",") if w]
-        specs = tuple(s for s in SYNTHETIC if not wanted or any(w in s for w in wanted))
-        figures["synthetic"]["main"] = synthetic(specs)
-        rear_specs = tuple(s for s in REAR if not wanted or any(w in s for w in wanted))
-        if rear_specs:
+
+        def only(specs: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(s for s in specs if not wanted or any(w in s for w in wanted))
+
+        figures["synthetic"]["main"] = synthetic(only(SYNTHETIC))
+        rear = only(REAR)
+        if rear:
             print("\nFilmed from behind:", end="")
-            figures["synthetic"]["rear"] = synthetic(rear_specs)
-        floor_specs = tuple(s for s in FLOOR if not wanted or any(w in s for w in wanted))
-        figures["synthetic"]["floor"] = floor(floor_specs)
-        spotted = tuple(s for s in SPOTTED if not wanted or any(w in s for w in wanted))
+            figures["synthetic"]["rear"] = synthetic(rear)
+        figures["synthetic"]["floor"] = floor(only(FLOOR))
+        spotted = only(SPOTTED)
         if spotted:
             title = "A spotter right behind the athlete, rendered (BlazePose)"
             figures["synthetic"]["spotter"] = floor(spotted, title, "spotter")
