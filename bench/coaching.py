@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.clip_joints import video_joints  # noqa: E402
 from bench.coaching_floor import FLOOR, SPOTTED, floor  # noqa: E402
-from bench.coaching_synthetic import MORE, REAR, SYNTHETIC, synthetic  # noqa: E402
+from bench.coaching_synthetic import MORE, REAR, SYNTHETIC, WALL, synthetic  # noqa: E402
 from bench.labels import ClipLabel, load_labels  # noqa: E402
 from bench.pipeline_run import (  # noqa: E402
     CountedPerson,
@@ -416,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
         if rear:
             print("\nFilmed from behind:", end="")
             figures["synthetic"]["rear"] = synthetic(rear)
+        wall = only(WALL)
+        if wall:
+            print("\nFilmed from a wall camera, 35 degrees down:", end="")
+            figures["synthetic"]["wall"] = synthetic(wall)
         figures["synthetic"]["floor"] = floor(only(FLOOR))
         spotted = only(SPOTTED)
         if spotted:

@@ -86,6 +86,25 @@ REAR = (
 )
 
 
+# Filmed by a camera up on a wall, 35 degrees down (where gym cameras hang).
+# From there BlazePose reads locked arms and legs short of the rest the
+# exercise files expect; the counter learns each person's own rest.
+WALL = (
+    "squat,reps=4,view=side,seed=41,elevation=35",
+    "squat,reps=4,view=front,seed=42,elevation=35",
+    "squat,reps=4,view=back,seed=43,elevation=35",
+    "lunge,reps=4,view=side,seed=44,elevation=35",
+    "pushup,reps=4,view=side,seed=46,elevation=35",
+    "pushup,reps=4,view=front,seed=47,elevation=35",
+    "bicep_curl,reps=4,view=side,seed=48,elevation=35",
+    "bicep_curl,reps=4,view=front,seed=49,elevation=35",
+    "shoulder_press,reps=4,view=front,seed=50,elevation=35",
+    "lateral_raise,reps=4,view=front,seed=51,elevation=35",
+    "jumping_jack,reps=4,view=front,seed=52,elevation=35",
+    "squat,reps=4,view=side,extra=bystander,seed=53,elevation=35",
+)
+
+
 @dataclass
 class Outcome:
     reps: int = 0

@@ -49,6 +49,18 @@ The stream itself can cut a rep, though, and then what was seen decides:
   `min_partial` past `start` (a descent that never came back up).
 - Cut at both ends (never seen at rest): nothing shows it was a rep, so it is
   not reported (a constant signal away from rest counts nothing).
+
+The person's own rest. `end` is where the exercise's rest usually reads,
+but a camera up on a wall reads a straight arm or an upright stance short
+of it (a push-up's locked arms at 148 degrees, `end` 152, from 35 degrees
+above), and so may a person who stands with soft knees. Whoever holds still
+for `REST_HOLD_S`, seen throughout, between `end` and `start`, before a movement or on the
+way back from a full rep's turn, is resting there: the rest zone then
+reaches halfway from that level to `start` (`rest_edge`), so their reps
+start from it and end back at it. A rep still has to pass `start` and
+`full` as every rep does; only the way back to rest is theirs. A pause in
+that band on the way to the turn is not rest (a curler who lowers the
+dumbbell a little, holds, then curls).
 """
 
 from __future__ import annotations
@@ -66,6 +78,7 @@ STREAM_START_S = 0.5  # a first sample this close to the stream's start is "at t
 SEEN_SHARE = 0.5  # of the way from `start` to the turn, seen, makes a cut start a full rep
 TURN_HOLD_S = 0.2  # this long within `tolerance` of the turn confirms it at the stream's end
 SHORT_SHARE = 0.75  # a rep under this share of the person's own range is short (partial)
+REST_HOLD_S = 0.4  # held still this long between `end` and `start`: the person's own rest
 REACH_SHARE = 0.9  # a rep cut at the end that reached this share of it reached its turn
 
 
@@ -124,6 +137,8 @@ class RepCounter:
         self._window: deque[Sample] = deque(maxlen=2 * SMOOTH_HALF + 1)
         self._first = True  # no readable sample seen yet: the stream may start mid-rep
         self._last_valid: Sample | None = None
+        self.rest_edge = counting.end  # the rest zone's boundary (see the module docstring)
+        self._recent: deque[Sample] = deque()  # the last `REST_HOLD_S`, all readable
         self._abandon()
 
     def _abandon(self) -> None:
@@ -162,25 +177,47 @@ class RepCounter:
     def _step(self, sample: Sample) -> Movement | None:
         value = sample.value
         if math.isnan(value):
+            self._recent.clear()  # a hold is seen throughout
             last = self._last_valid
             if last is not None and sample.pts - last.pts > self.max_gap_s:
                 self._abandon()  # too long unseen: whatever was under way is lost
             self.phase = "unknown" if not self._ready else self.phase
             return None
-        c = self.counting
         if self._first:
             self._first = False
-            if sample.pts <= STREAM_START_S and c.past(value, c.end):
+            if sample.pts <= STREAM_START_S and self.counting.past(value, self.rest_edge):
                 self._ready, self._rest, self._rest_cut = True, sample, True
         self._last_valid = sample
+        self._learn_rest(sample)
         if self._start is None:
             self._leave_rest(sample)
             return None
         return self._away(sample)
 
+    def _learn_rest(self, sample: Sample) -> None:
+        """Moves `rest_edge` when the last `REST_HOLD_S` held still between
+        `end` and `start` (see the module docstring)."""
+        c = self.counting
+        recent = self._recent
+        recent.append(sample)
+        while len(recent) > 1 and sample.pts - recent[1].pts >= REST_HOLD_S:
+            recent.popleft()
+        if sample.pts - recent[0].pts < REST_HOLD_S:
+            return
+        values = [s.value for s in recent]
+        if max(values) - min(values) > self.tolerance:
+            return
+        if self._turn is not None and not (self._turned and c.past(self._turn.value, c.full)):
+            return  # on the way to the turn, or back from one short of a rep
+        level = float(np.median(values))
+        if c.past(level, self.rest_edge) and not c.past(level, c.start):
+            self.rest_edge = (level + c.start) / 2.0
+            if self._start is not None:
+                self._back = recent[0]  # back since the hold began: it settled the rep
+
     def _leave_rest(self, sample: Sample) -> None:
         c = self.counting
-        if not c.past(sample.value, c.end):
+        if not c.past(sample.value, self.rest_edge):
             self._ready, self._rest, self._rest_cut = True, sample, False
             self.phase = "rest"
         elif self._ready and c.past(sample.value, c.start) and self._rest is not None:
@@ -192,7 +229,7 @@ class RepCounter:
     def _away(self, sample: Sample) -> Movement | None:
         c = self.counting
         assert self._turn is not None and self._held is not None
-        if c.past(sample.value, c.end):
+        if c.past(sample.value, self.rest_edge):
             self._back = None  # not back yet (or that was a glitch)
             if c.past(sample.value, self._turn.value):
                 self._turn = sample

@@ -25,6 +25,9 @@ Options:
     mirror=N      a mirror twin of athlete N (1-based; 0: none, the default):
                   the athlete flipped left-right, smaller and dimmer, beside
                   them in a wall mirror, moving in sync
+    elevation=DEG the camera looks down DEG degrees (0-60) at everyone, as one
+                  mounted high on a gym wall does (default: each view's
+                  own, 4 standing, 12 for floor exercises)
     checkin=NAME[@N]  athlete N (default 1) holds up member NAME's check-in
                   code beside their chest for the first 1.5 s (a code this
                   box issued: `pipeline members qr NAME`)
@@ -69,10 +72,14 @@ OPTIONS = (
     "rest",
     "mirror",
     "checkin",
+    "elevation",
 )
 MAX_PEOPLE = 3
 EXTRAS = ("bystander", "walker", "spotter")
 MAX_EXTRAS = 3
+# A camera on a gym wall looks down 20-45 degrees; past 60 the body is seen
+# from above, which no pose model here is trained for.
+MAX_ELEVATION = 60.0
 MAX_SIDE_BY_SIDE = 4  # athletes, bystanders and a mirror twin share the width
 
 
@@ -94,6 +101,7 @@ class SyntheticConfig:
     rest: RestPlan | None = None
     mirror_of: int | None = None  # 0-based athlete mirrored, None: no mirror
     checkin: tuple[str, int] | None = None  # (member, 0-based athlete) showing a code
+    elevation: float | None = None  # degrees the camera looks down; None: each view's own
 
 
 def _integer(spec: Spec, key: str, default: int, lo: int, hi: int) -> int:
@@ -160,6 +168,12 @@ def _checkin(spec: Spec, athletes: int) -> tuple[str, int] | None:
     if not 1 <= athlete <= athletes:
         raise UserError(f"synthetic: checkin={raw}: athlete {athlete} of {athletes}")
     return member, athlete - 1
+
+
+def _elevation(spec: Spec) -> float | None:
+    if "elevation" not in spec.options:
+        return None
+    return spec.take_number("elevation", 0.0, 0.0, MAX_ELEVATION)
 
 
 def _mirror(spec: Spec, exercises: tuple[str, ...]) -> int | None:
@@ -231,4 +245,5 @@ def parse_spec(text: str) -> SyntheticConfig:
         rest=_rest(spec, reps, exercises),
         mirror_of=mirror_of,
         checkin=_checkin(spec, len(exercises)),
+        elevation=_elevation(spec),
     )

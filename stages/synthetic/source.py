@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -220,8 +220,17 @@ class SyntheticSource:
 
     def _angle(self, person: Person) -> CameraAngle:
         if person.exercise is not None:
-            return person.exercise.views[person.view]
-        return self._extras[person.index - len(self._schedules)][2].angle
+            angle = person.exercise.views[person.view]
+        else:
+            angle = self._extras[person.index - len(self._schedules)][2].angle
+        return self._from_above(angle)
+
+    def _from_above(self, angle: CameraAngle) -> CameraAngle:
+        """`angle` looking down from `elevation=` when the spec sets it (one
+        camera up on a wall films everyone from the same height)."""
+        if self.config.elevation is None:
+            return angle
+        return replace(angle, elevation=self.config.elevation)
 
     def _lens(
         self, person: Person, people: list[Person]
@@ -314,7 +323,7 @@ class SyntheticSource:
         walk = self._walk(person)
         cycle = np.arange(0.0, 1.2, 1.0 / self.fps)  # a gait cycle lasts about a second
         lens, (right_min, right_max, up_min, _) = self._extent(
-            self._gait(person, cycle), person, walk.angle
+            self._gait(person, cycle), person, self._from_above(walk.angle)
         )
         s = scale * WALKER_DEPTH
         origin = (self.width * 0.5, self.height * feet_row(WALKER_DEPTH) + up_min * s)

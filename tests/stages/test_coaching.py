@@ -742,3 +742,17 @@ def test_auto_tells_a_squat_from_a_lunge_through_the_real_vision(spec, exercise,
     coach.end(clip.eos())
     athlete = max(coach.people(), key=lambda p: p.reps)
     assert (athlete.exercise, athlete.reps, athlete.partial_reps) == (exercise, reps, 0)
+
+
+@pytest.mark.slow
+def test_push_ups_filmed_from_a_wall_camera_count_from_their_own_rest():
+    """From 35 degrees above, BlazePose reads the locked arms at the top of
+    a push-up at about 148 degrees, short of the exercise's rest boundary
+    (152): the counter learns that rest from the person's holds."""
+    clip, truth = _bench_clip_joints().synthetic_joints(
+        "pushup,reps=4,view=side,seed=46,elevation=35"
+    )
+    coach = Coach("pushup")
+    events = [e for packet in clip.packets() for e in coach.process(packet).events]
+    coach.end(clip.eos())
+    assert len(reps_of(events)) == len(truth["people"][0]["reps"]) == 4

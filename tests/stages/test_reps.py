@@ -175,6 +175,45 @@ def test_a_signal_never_seen_at_rest_is_nothing():
     assert movements(values) == []
 
 
+# --- the person's own rest
+
+
+def test_a_rest_read_short_of_end_is_learned_from_a_still_hold():
+    """Locked legs read 150 (a camera up on a wall), short of `end` 158:
+    after half a second held still there, that is rest, and every squat
+    ends back at it."""
+    values = ramp(*[(t, 150.0 if v == REST else v) for t, v in squats(3)])
+    counter = RepCounter(KNEE)
+    found = [m for i, v in enumerate(values) if (m := counter.update(i, i / FPS, float(v)))]
+    found.extend(counter.flush())
+    assert tally(found) == (3, 0)
+    assert counter.rest_edge == pytest.approx((150.0 + KNEE.start) / 2, abs=0.5)
+
+
+def test_a_hold_in_the_band_after_a_turn_short_of_full_is_not_rest():
+    """Down to 135 (not a rep's depth), back up to 150 and held, then a
+    full squat: one movement, one rep; the usual rest stays."""
+    values = ramp(
+        (0.0, REST), (0.5, REST), (1.0, 135.0), (1.3, 150.0), (2.3, 150.0),
+        (3.0, BOTTOM), (4.0, REST), (4.5, REST),
+    )  # fmt: skip
+    counter = RepCounter(KNEE)
+    found = [m for i, v in enumerate(values) if (m := counter.update(i, i / FPS, float(v)))]
+    found.extend(counter.flush())
+    assert tally(found) == (1, 0)
+    assert counter.rest_edge == KNEE.end
+
+
+def test_a_hold_interrupted_by_unreadable_frames_is_not_rest():
+    values = ramp(*[(t, 150.0 if v == REST else v) for t, v in squats(3)])
+    values[:: round(0.2 * FPS)] = np.nan  # never 0.4 s seen in a row
+    counter = RepCounter(KNEE)
+    for i, v in enumerate(values):
+        counter.update(i, i / FPS, float(v))
+    counter.flush()
+    assert counter.rest_edge == KNEE.end
+
+
 # --- reps short of the person's own range
 
 

@@ -63,6 +63,24 @@ def test_a_back_view_shows_the_back():
         SyntheticSource.from_spec("bicep_curl,view=back")
 
 
+def test_a_camera_up_high_looks_down_on_everyone():
+    """From a wall camera the toes, nearer to it than the heels, land well
+    below them in the image; at eye level nearly level (body heights). A
+    bystander is filmed from the same height."""
+    drops = {}
+    for elevation in ("4", "40"):
+        spec = f"squat,reps=1,view=front,extra=bystander,elevation={elevation}"
+        _, truth = next(iter(SyntheticSource.from_spec(spec).frames()))
+        for person in truth.people:
+            xy = person.joints_xy
+            toes_below_heels = xy[L.LEFT_FOOT_INDEX, 1] - xy[L.LEFT_HEEL, 1]
+            height = xy[:, 1].max() - xy[:, 1].min()
+            drops[elevation, person.role] = toes_below_heels / height
+    for role in ("athlete", "bystander"):
+        assert 0.0 < drops["4", role] < 0.04
+        assert drops["40", role] > 3 * drops["4", role]
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -88,6 +106,8 @@ def test_a_back_view_shows_the_back():
         ("squat,people=4", r"people=4 is outside \[1, 3\]"),
         ("squat+pushup,people=1", r"people=1 but 2 exercises were named"),
         ("squat+dance", r"unknown exercise 'dance'"),
+        ("squat,elevation=75", r"elevation=75 is outside \[0, 60\]"),
+        ("squat,elevation=high", r"elevation='high' is not a number"),
     ],
 )
 def test_bad_specs_name_what_is_valid(spec, message):
