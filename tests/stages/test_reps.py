@@ -63,6 +63,12 @@ def movements(
     first frame is at media time `t0`."""
     counter = RepCounter(counting)
     counter.reference = reference
+    return feed(counter, values, t0)
+
+
+def feed(counter: RepCounter, values: np.ndarray, t0: float = 0.0) -> list[Movement]:
+    """`values` through `counter`, one per frame from media time `t0`, then
+    its flush: every movement it reports."""
     found = []
     for i, value in enumerate(values):
         movement = counter.update(i, t0 + i / FPS, float(value))
@@ -184,9 +190,7 @@ def test_a_rest_read_short_of_end_is_learned_from_a_still_hold():
     ends back at it."""
     values = ramp(*[(t, 150.0 if v == REST else v) for t, v in squats(3)])
     counter = RepCounter(KNEE)
-    found = [m for i, v in enumerate(values) if (m := counter.update(i, i / FPS, float(v)))]
-    found.extend(counter.flush())
-    assert tally(found) == (3, 0)
+    assert tally(feed(counter, values)) == (3, 0)
     assert counter.rest_edge == pytest.approx((150.0 + KNEE.start) / 2, abs=0.5)
 
 
@@ -198,9 +202,7 @@ def test_a_hold_in_the_band_after_a_turn_short_of_full_is_not_rest():
         (3.0, BOTTOM), (4.0, REST), (4.5, REST),
     )  # fmt: skip
     counter = RepCounter(KNEE)
-    found = [m for i, v in enumerate(values) if (m := counter.update(i, i / FPS, float(v)))]
-    found.extend(counter.flush())
-    assert tally(found) == (1, 0)
+    assert tally(feed(counter, values)) == (1, 0)
     assert counter.rest_edge == KNEE.end
 
 
@@ -208,9 +210,7 @@ def test_a_hold_interrupted_by_unreadable_frames_is_not_rest():
     values = ramp(*[(t, 150.0 if v == REST else v) for t, v in squats(3)])
     values[:: round(0.2 * FPS)] = np.nan  # never 0.4 s seen in a row
     counter = RepCounter(KNEE)
-    for i, v in enumerate(values):
-        counter.update(i, i / FPS, float(v))
-    counter.flush()
+    feed(counter, values)
     assert counter.rest_edge == KNEE.end
 
 
@@ -314,20 +314,10 @@ counters = st.sampled_from([KNEE, RAISE])
 starts = st.sampled_from([0.0, 0.3, 5.0])
 
 
-def feed(counting: Counting, values: list[float], t0: float) -> list[Movement]:
-    counter = RepCounter(counting)
-    found = []
-    for i, value in enumerate(values):
-        movement = counter.update(i, t0 + i / FPS, value)
-        if movement is not None:
-            found.append(movement)
-    return found + list(counter.flush())
-
-
 @SETTINGS
 @given(counting=counters, values=signals(), t0=starts)
 def test_counter_properties(counting, values, t0):
-    found = feed(counting, values, t0)  # never raises, update nor flush
+    found = movements(values, counting, t0)  # never raises, update nor flush
     previous_end = -1
     for m in found:
         assert previous_end <= m.start.seq <= m.turn.seq <= m.end.seq  # in order, no overlap
@@ -335,13 +325,13 @@ def test_counter_properties(counting, values, t0):
         assert all(math.isfinite(s.value) for s in (m.start, m.turn, m.end))
         if m.full:
             assert counting.past(m.turn.value, counting.full) or m.turn.value == counting.full
-    assert feed(counting, values, t0) == found  # deterministic
+    assert movements(values, counting, t0) == found  # deterministic
 
 
 @SETTINGS
 @given(counting=counters, value=finite | special, n=st.integers(0, 300), t0=starts)
 def test_a_constant_signal_counts_nothing(counting, value, n, t0):
-    assert feed(counting, [value] * n, t0) == []
+    assert movements([value] * n, counting, t0) == []
 
 
 def test_flush_after_a_long_gap_in_the_held_back_frames():
@@ -349,7 +339,7 @@ def test_flush_after_a_long_gap_in_the_held_back_frames():
     `max_gap_s` on a frame the running median still held back, flush
     abandons the state, and used to index the emptied window."""
     values = [170.0] * 10 + [math.nan] * 32
-    assert feed(KNEE, values, 0.0) == []
+    assert movements(values, KNEE) == []
 
 
 @st.composite
