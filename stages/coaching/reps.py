@@ -54,10 +54,10 @@ The person's own rest. `end` is where the exercise's rest usually reads,
 but a camera up on a wall reads a straight arm or an upright stance short
 of it (a push-up's locked arms at 148 degrees, `end` 152, from 35 degrees
 above), and so may a person who stands with soft knees. Whoever holds still
-for `REST_HOLD_S`, seen throughout, between `end` and `start`, before a movement or on the
-way back from a full rep's turn, is resting there: the rest zone then
-reaches halfway from that level to `start` (`rest_edge`), so their reps
-start from it and end back at it. A rep still has to pass `start` and
+between `end` and `start` for `REST_HOLD_S`, seen throughout, before a
+movement or on the way back from a full rep's turn, is resting there: the
+rest zone then reaches halfway from that level to `start` (`rest_edge`), so
+their reps start from it and end back at it. A rep still has to pass `start` and
 `full` as every rep does; only the way back to rest is theirs. A pause in
 that band on the way to the turn is not rest (a curler who lowers the
 dumbbell a little, holds, then curls).
@@ -78,8 +78,8 @@ STREAM_START_S = 0.5  # a first sample this close to the stream's start is "at t
 SEEN_SHARE = 0.5  # of the way from `start` to the turn, seen, makes a cut start a full rep
 TURN_HOLD_S = 0.2  # this long within `tolerance` of the turn confirms it at the stream's end
 SHORT_SHARE = 0.75  # a rep under this share of the person's own range is short (partial)
-REST_HOLD_S = 0.4  # held still this long between `end` and `start`: the person's own rest
 REACH_SHARE = 0.9  # a rep cut at the end that reached this share of it reached its turn
+REST_HOLD_S = 0.4  # held still this long between `end` and `start`: the person's own rest
 
 
 @dataclass(frozen=True)
