@@ -509,7 +509,7 @@ class Senders:
         fuzz socket is a slow reader."""
         for socks in self.sockets.values():
             for sock in socks:
-                if sock.socket_type == zmq.PUSH:
+                if sock.type == zmq.PUSH:
                     continue
                 for _ in range(1000):
                     try:

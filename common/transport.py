@@ -390,7 +390,7 @@ def send_patiently(
             return False
         # XPUB with NODROP does not signal POLLOUT reliably: a short sleep is
         # cheap here because this path only runs while a peer is full.
-        if sock.socket_type == zmq.XPUB:
+        if sock.type == zmq.XPUB:
             time.sleep(0.001)
         else:
             sock.poll(50, zmq.POLLOUT)
