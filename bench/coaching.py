@@ -412,14 +412,13 @@ def main(argv: list[str] | None = None) -> int:
             return tuple(s for s in specs if not wanted or any(w in s for w in wanted))
 
         figures["synthetic"]["main"] = synthetic(only(SYNTHETIC))
-        rear = only(REAR)
-        if rear:
-            print("\nFilmed from behind:", end="")
-            figures["synthetic"]["rear"] = synthetic(rear)
-        wall = only(WALL)
-        if wall:
-            print("\nFilmed from a wall camera, 35 degrees down:", end="")
-            figures["synthetic"]["wall"] = synthetic(wall)
+        for name, title, group in (
+            ("rear", "Filmed from behind", REAR),
+            ("wall", "Filmed from a wall camera, 35 degrees down", WALL),
+        ):
+            if specs := only(group):
+                print(f"\n{title}:", end="")
+                figures["synthetic"][name] = synthetic(specs)
         figures["synthetic"]["floor"] = floor(only(FLOOR))
         spotted = only(SPOTTED)
         if spotted:

@@ -11,7 +11,8 @@ knees bend (lunge when the two hips are far apart in flexion, as in a split
 stance, where both are clearly seen; measured in world coordinates, since on
 screen a thigh pointing at or away from the camera folds), shoulder press
 or lateral raise if the arms rise (press when the elbows also straighten),
-bicep curl if only the elbows move. An answer must hold for `STABLE_S` before it is given.
+bicep curl if only the elbows move. An answer must hold for `STABLE_S`
+before it is given.
 """
 
 from __future__ import annotations

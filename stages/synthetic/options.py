@@ -33,8 +33,9 @@ Options:
                   box issued: `pipeline members qr NAME`)
 
 Truth marks each person's `role` (athlete, bystander, walker, spotter,
-mirror) and whether they exercise; non-exercisers have no reps. Person indexes: the
-athletes first, then the extras in the order named, then the mirror twin.
+mirror) and whether they exercise; non-exercisers have no reps. Person
+indexes: the athletes first, then the extras in the order named, then the
+mirror twin.
 
 Exercises and their views (the first is the default):
     squat                      side, front, back
