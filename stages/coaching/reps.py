@@ -80,6 +80,7 @@ TURN_HOLD_S = 0.2  # this long within `tolerance` of the turn confirms it at the
 SHORT_SHARE = 0.75  # a rep under this share of the person's own range is short (partial)
 REACH_SHARE = 0.9  # a rep cut at the end that reached this share of it reached its turn
 REST_HOLD_S = 0.4  # held still this long between `end` and `start`: the person's own rest
+MAX_HOLD_SAMPLES = 256  # `REST_HOLD_S` at up to 640 frames a second
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,9 @@ class RepCounter:
         self._first = True  # no readable sample seen yet: the stream may start mid-rep
         self._last_valid: Sample | None = None
         self.rest_edge = counting.end  # the rest zone's boundary (see the module docstring)
-        self._recent: deque[Sample] = deque()  # the last `REST_HOLD_S`, all readable
+        # The last `REST_HOLD_S`, all readable; bounded even if a stream's
+        # times stop advancing (a hold is then never seen: no rest learned).
+        self._recent: deque[Sample] = deque(maxlen=MAX_HOLD_SAMPLES)
         self._abandon()
 
     def _abandon(self) -> None:

@@ -206,6 +206,13 @@ def test_a_hold_in_the_band_after_a_turn_short_of_full_is_not_rest():
     assert counter.rest_edge == KNEE.end
 
 
+def test_frames_whose_time_stands_still_keep_the_hold_window_bounded():
+    counter = RepCounter(KNEE)
+    for i in range(5000):
+        counter.update(i, 1.0, 150.0)
+    assert len(counter._recent) <= 256 and counter.rest_edge == KNEE.end
+
+
 def test_a_hold_interrupted_by_unreadable_frames_is_not_rest():
     values = ramp(*[(t, 150.0 if v == REST else v) for t, v in squats(3)])
     values[:: round(0.2 * FPS)] = np.nan  # never 0.4 s seen in a row
