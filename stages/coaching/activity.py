@@ -23,16 +23,19 @@ held here, provisional. Each finished rep is weighed as evidence:
 A person becomes *established* as training once `ESTABLISH_REPS` such reps
 (full or partial: shallow reps are training too) follow each other in a
 rhythm: each starts within `RHYTHM_GAP_S` of the previous one's end, and
-their durations are within a factor `RHYTHM_RATIO`. One rep alone is no
-evidence (a bystander bends down once to pick something up); repetition is.
-A rep without evidence among them is skipped, neither counted nor breaking
-the series: its joints were not all this person's (the tracker gave the id
-to someone emerging from behind while the athlete went unseen). At that
-moment every held note of a rep with evidence is released: the first rep is
-never lost, it is published one rep late (its event carries the frames it
-happened in). A provisional rep that nothing follows in rhythm (the next
-rep starts more than `RHYTHM_GAP_S` after it) is dropped with its notes. A
-hold (plank) is established once the athlete holds the position
+their durations are within a factor `RHYTHM_RATIO` (unless the stream cut
+one of them: its duration is not all seen). One rep alone is no evidence (a
+bystander bends down once to pick something up); repetition is. A rep
+without evidence among them is skipped, neither counted nor breaking the
+series: its joints were not all this person's (the tracker gave the id to
+someone emerging from behind while the athlete went unseen). So is a rep
+out of rhythm with the series: a "rep" of 0.7 s before push-ups of 2-4 s is
+the landmark model's guess at a blurred title card, not one of them. At
+that moment every held note of a rep of the series is released: the first
+rep is never lost, it is published one rep late (its event carries the
+frames it happened in). A provisional rep that nothing follows in rhythm
+(the next rep starts more than `RHYTHM_GAP_S` after it) is dropped with its
+notes. A hold (plank) is established once the athlete holds the position
 (`Athlete.holds`).
 
 Once established, a person stays established while tracked: rest pauses
@@ -84,6 +87,7 @@ class _Rep:
     start_pts: float
     end_pts: float
     full: bool
+    cut: bool  # the stream cut it (its duration is not all seen)
     evidence: bool  # in place and in the picture
     notes: list[Note]
 
@@ -143,8 +147,9 @@ class TrainingGate:
             self.discard()  # long idle: whatever was held is stale
         if (athlete.spec.is_hold and athlete.holds > 0) or self._series():
             self.established = True
-            self._drop([r for r in self._reps if not r.evidence])
-            held = [n for r in self._reps if r.evidence for n in r.notes] + [
+            series = self._series_reps()
+            self._drop([r for r in self._reps if not any(r is kept for kept in series)])
+            held = [n for r in series for n in r.notes] + [
                 n
                 for n in self._loose
                 if n.kind in (EventKind.EXERCISE, EventKind.HOLD, EventKind.CUE)
@@ -200,26 +205,46 @@ class TrainingGate:
         if self._reps and d["start_pts"] - self._reps[-1].end_pts > RHYTHM_GAP_S:
             self.discard()  # not one series: the earlier reps were something else
         self._reps.append(
-            _Rep(start, end, d["start_pts"], d["end_pts"], not d["partial"], evidence, [note])
+            _Rep(
+                start,
+                end,
+                d["start_pts"],
+                d["end_pts"],
+                not d["partial"],
+                bool(d["cut"]),
+                evidence,
+                [note],
+            )
         )
 
     def _series(self) -> bool:
-        """The newest rep is evidence, and with the evidence reps before it
-        makes `ESTABLISH_REPS` in rhythm. A rep without evidence between them
-        neither counts nor breaks the series: its joints were not this
-        person's throughout (the track jumped onto someone passing behind)."""
+        """The newest rep is evidence, and makes `ESTABLISH_REPS` in rhythm
+        with the evidence reps before it (see `_series_reps`)."""
         if not self._reps or not self._reps[-1].evidence:
             return False
-        last = [r for r in self._reps if r.evidence][-ESTABLISH_REPS:]
-        if len(last) < ESTABLISH_REPS:
-            return False
-        for a, b in zip(last, last[1:], strict=False):
-            if b.start_pts - a.end_pts > RHYTHM_GAP_S:
-                return False
-            da, db = a.end_pts - a.start_pts, b.end_pts - b.start_pts
-            if max(da, db) > RHYTHM_RATIO * max(min(da, db), 1e-3):
-                return False
+        return len(self._series_reps()) >= ESTABLISH_REPS
+
+    def _series_reps(self) -> list[_Rep]:
+        """The held reps of the series the newest evidence rep ends, oldest
+        first: walking back from it, each evidence rep in rhythm with the one
+        after it. A rep without evidence or out of rhythm is passed over,
+        neither joining the series nor breaking it."""
+        series: list[_Rep] = []
+        for rep in reversed(self._reps):
+            if rep.evidence and (not series or _in_rhythm(rep, series[-1])):
+                series.append(rep)
+        return series[::-1]
+
+
+def _in_rhythm(a: _Rep, b: _Rep) -> bool:
+    """`b` can follow `a` in one series: it starts soon enough after it, and
+    their durations are alike (not judged when the stream cut either)."""
+    if b.start_pts - a.end_pts > RHYTHM_GAP_S:
+        return False
+    if a.cut or b.cut:
         return True
+    da, db = a.end_pts - a.start_pts, b.end_pts - b.start_pts
+    return max(da, db) <= RHYTHM_RATIO * max(min(da, db), 1e-3)
 
 
 def _order(note: Note) -> int:

@@ -438,13 +438,14 @@ class Athlete:
         self.log.append(detail)
         return Note(EventKind.HOLD, f"Held {seconds:.0f} s", Severity.INFO, detail)
 
-    def finish(self) -> list[Note]:
-        """End of stream: a hold in progress ends; a rep the end cut off is
-        judged by what was seen of it (see `reps.py`)."""
+    def finish(self, end_pts: float) -> list[Note]:
+        """End of stream (or of this exercise) at `end_pts`: a hold in
+        progress ends; a rep the end cut off is judged by what was seen of it
+        (see `reps.py`)."""
         notes: list[Note] = []
         for index, counter in enumerate(self.counters):
             counting = self.spec.counting[index]
-            for movement in counter.flush():
+            for movement in counter.flush(end_pts):
                 if (
                     movement.turn.seq > self._last_end_seq
                     and self._view_at(movement.turn.seq, self.view or "") in counting.views

@@ -288,7 +288,7 @@ class Coach:
         if name is not None and (athlete is None or name != athlete.spec.name):
             since = -1.0
             if athlete is not None:
-                published.extend(gate.admit(athlete, athlete.finish(), pts))
+                published.extend(gate.admit(athlete, athlete.finish(pts), pts))
                 person.earlier.extend(self._published(person, athlete.log))
                 since = athlete.last_rep_pts  # its reps are not the new exercise's
                 gate.discard()
@@ -391,7 +391,7 @@ class Coach:
         for track, person in sorted(self._people.items()):
             athlete = person.athlete
             if athlete is not None:
-                notes = athlete.finish()
+                notes = athlete.finish(last.meta.pts if last is not None else person.last_pts)
                 if person.gate is not None:
                     notes = person.gate.admit(athlete, notes, athlete.last_rep_pts)
                 for note in notes:

@@ -122,6 +122,23 @@ def test_a_rep_measured_across_a_track_jump_neither_counts_nor_breaks_the_set():
     assert coach.people()[0].reps == 2
 
 
+def test_a_quick_glitch_before_the_set_is_not_released_with_it():
+    """The landmark model's guess at a blurred title card bends the knee
+    once in a fraction of a second, then the set starts: the glitch is held
+    like any first rep, but it is out of rhythm with the set (reps five
+    times as long), so the set's first rep is rep 1."""
+
+    def squatting(wave: np.ndarray) -> list[PersonJoints]:
+        return [to_joints(side_pose(shin=30 * d, thigh=-90 * d, torso=35 * d)) for d in wave]
+
+    glitch = squatting(rep_wave(1, seconds_per_rep=0.5, rest_s=0.2))
+    coach = Coach("squat")
+    counted = reps_of(run(coach, glitch + squatting(rep_wave(3, seconds_per_rep=2.5))))
+    assert [r["rep"] for r in counted] == [1, 2, 3]
+    assert counted[0]["start_frame"] >= len(glitch)
+    assert coach.people()[0].reps == 3
+
+
 def test_joints_outside_the_picture_are_no_evidence():
     """A person in the foreground whose hips lie below the frame edge:
     BlazePose guesses them, and reps of guessed joints establish nothing."""

@@ -468,6 +468,23 @@ def test_hold_in_progress_is_logged_at_end_of_stream():
     assert [r["hold"] for r in coach.rep_log()[1]] == [1]
 
 
+@pytest.mark.parametrize(("unseen_s", "descent_counts"), [(0.2, True), (1.5, False)])
+def test_a_descent_the_athlete_walked_out_of_is_not_cut_by_the_end(unseen_s, descent_counts):
+    """Two squats, then down into a third and out of the picture: when the
+    file ends right after, the end cut that rep; when it goes on without
+    them, they left mid-movement and nothing more is theirs."""
+    down = [to_joints(side_pose(shin=30 * d, thigh=-90 * d, torso=35 * d)) for d in rep_wave(1)]
+    frames = squat_frames([1.0, 1.0]) + down[: len(down) // 2]
+    frames += [None] * round(unseen_s * FPS)
+    coach = Coach("squat")
+    run(coach, frames)
+    last = len(frames) - 1
+    coach.end(EndOfStream("test", last, last + 1, 0, "end of file"))
+    (person,) = coach.people()
+    assert person.reps == 2
+    assert person.reps + person.partial_reps == (3 if descent_counts else 2)
+
+
 def test_events_survive_the_wire():
     coach = Coach("squat")
     frames = squat_frames([1.0, 0.5, 1.0])  # reps 1-2 published together, when established

@@ -66,15 +66,18 @@ def movements(
     return feed(counter, values, t0)
 
 
-def feed(counter: RepCounter, values: np.ndarray, t0: float = 0.0) -> list[Movement]:
+def feed(
+    counter: RepCounter, values: np.ndarray, t0: float = 0.0, unseen_s: float = 0.0
+) -> list[Movement]:
     """`values` through `counter`, one per frame from media time `t0`, then
-    its flush: every movement it reports."""
+    its flush at the stream's end, `unseen_s` after the last value: every
+    movement it reports."""
     found = []
     for i, value in enumerate(values):
         movement = counter.update(i, t0 + i / FPS, float(value))
         if movement is not None:
             found.append(movement)
-    found.extend(counter.flush())
+    found.extend(counter.flush(t0 + (len(values) - 1) / FPS + unseen_s))
     return found
 
 
@@ -174,6 +177,17 @@ def test_a_stream_ending_back_at_rest_before_it_settled_counts():
     values = ramp(*squats(3))[:-4]  # ends on the way up, just back past `end`
     assert values[-1] > KNEE.end
     assert tally(movements(values)) == (3, 0)
+
+
+@pytest.mark.parametrize(
+    ("unseen_s", "counted"), [(0.0, (3, 0)), (0.4, (3, 0)), (0.9, (2, 0)), (60.0, (2, 0))]
+)
+def test_a_movement_seen_last_well_before_the_end_was_not_cut_by_it(unseen_s, counted):
+    """Down into a third squat, held at the bottom, then out of the picture
+    (the person got up and walked out) while the stream goes on: only a
+    person seen until the end was cut by it."""
+    values = ramp(*squats(2), (5.5, REST), (6.5, BOTTOM), (7.0, BOTTOM))
+    assert tally(feed(RepCounter(KNEE), values, unseen_s=unseen_s)) == counted
 
 
 def test_a_signal_never_seen_at_rest_is_nothing():
@@ -383,7 +397,7 @@ def test_athlete_never_raises_on_random_joints(exercise, frames, t0):
         for i, joints in enumerate(frames):
             if joints is not None:
                 athlete.step(joints, i, t0 + i / FPS)
-        athlete.finish()
+        athlete.finish(t0 + len(frames) / FPS)
     assert athlete.reps >= 0 and athlete.partial_reps >= 0
 
 
