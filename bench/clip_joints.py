@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,16 +182,28 @@ def _video_frames(path: Path) -> tuple[float, Iterator[np.ndarray]]:
     return source.fps, frames()
 
 
-def video_joints(path: Path, use_cache: bool = True) -> ClipJoints:
-    """Joints of every frame of a video file (cached)."""
+# Alters a clip before the vision sees it: (fps, frames) -> (fps, frames).
+Transform = Callable[[float, Iterator[np.ndarray]], tuple[float, Iterator[np.ndarray]]]
+
+
+def video_joints(
+    path: Path, use_cache: bool = True, variant: str = "", transform: Transform | None = None
+) -> ClipJoints:
+    """Joints of every frame of a video file (cached); with `transform`, of
+    the frames it makes (cached apart, under the name `variant`)."""
+    if transform is not None and not variant:
+        raise ValueError("a transformed clip needs a variant name (its cache is kept apart)")
     stat = path.stat()
-    key = f"video|{path.name}|{stat.st_size}|{stat.st_mtime_ns}|{_vision_fingerprint()}"
-    cached = cache_dir() / f"{path.stem}.npz"
+    tag = f"{variant}|" if variant else ""
+    key = f"video|{path.name}|{stat.st_size}|{stat.st_mtime_ns}|{tag}{_vision_fingerprint()}"
+    cached = cache_dir() / (f"{path.stem}.{variant}.npz" if variant else f"{path.stem}.npz")
     if use_cache:
         hit = ClipJoints.load(cached, path.name, key) if cached.exists() else None
         if hit is not None:
             return hit
     fps, frames = _video_frames(path)
+    if transform is not None:
+        fps, frames = transform(fps, frames)
     clip = run_vision(path.name, fps, frames)
     clip.save(cached, key)
     return clip

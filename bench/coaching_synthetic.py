@@ -125,18 +125,18 @@ def coach_clip(clip: ClipJoints, exercise: str) -> Outcome:
     return Outcome(best.reps, best.partial_reps, coach.rep_log()[best.track_id])
 
 
-def auto_clip(clip: ClipJoints) -> tuple[str, int]:
+def auto_clip(clip: ClipJoints) -> tuple[str, int, int]:
     """`--exercise auto`: what the coach recognised for the person with the
-    most reps, and how many reps it counted."""
+    most reps, and how many reps and partial reps it counted."""
     coach = Coach("auto")
     for packet in clip.packets():
         coach.process(packet)
     coach.end(clip.eos())
     people = [p for p in coach.people() if p.exercise]
     if not people:
-        return "-", 0
+        return "-", 0, 0
     best = max(people, key=lambda p: p.reps)
-    return best.exercise or "-", best.reps
+    return best.exercise or "-", best.reps, best.partial_reps
 
 
 @dataclass
@@ -219,7 +219,7 @@ def synthetic(specs: tuple[str, ...]) -> dict:
             plain_reps = plain_count(clip, exercise)
             plain = "-" if plain_reps is None else str(plain_reps)
         exact += ok
-        auto, auto_reps = auto_clip(clip)
+        auto, auto_reps, _ = auto_clip(clip)
         want = (
             0 if person["hold"] else sum("partial_range" not in r["faults"] for r in person["reps"])
         )
