@@ -29,7 +29,7 @@ seen in the rest zone, so a person who appears mid-movement (walks in, comes
 back from behind something or after a gap) is not counted half-way through.
 The stream itself can cut a rep, though, and then what was seen decides:
 
-- Cut at the start: the first readable sample comes within `STREAM_EDGE_S`
+- Cut at the start: the first readable sample comes within `STREAM_START_S`
   of the stream's start (pts is media time from the source's opening) and
   lies outside the rest zone: the set was under way when the stream began.
   That sample stands in for the rest the movement left from. The turn was
@@ -40,11 +40,11 @@ The stream itself can cut a rep, though, and then what was seen decides:
   a full turn). Neither: nothing (someone kneeling with bent arms who
   straightens them to get into position).
 - Cut at the end (`flush`): a movement back in the rest zone but not yet
-  settled counts as usual. One still away from rest was cut by the end only
-  if its last readable sample lies within `STREAM_EDGE_S` of the stream's
-  end; seen last before that, the person went out of sight mid-movement (got
-  up and walked out of the picture) and, as after a long gap, nothing
-  counts. One the end did cut is full when it passed
+  settled counts as usual. One still away from rest whose signal was last
+  read more than `max_gap_s` before the stream's end was not cut by the end
+  but lost before it, as in any gap that long: the person got up mid-movement
+  and walked out of the picture while the recording went on. Nothing counts.
+  One the end did cut is full when it passed
   `full` and its turn is confirmed: the signal came back from the turn by more
   than `tolerance`, or stayed within `tolerance` of it for `TURN_HOLD_S`, or
   reached `REACH_SHARE` of the person's own depth, within the spread of
@@ -78,7 +78,7 @@ import numpy as np
 from repcoach.stages.coaching.spec import Counting
 
 SMOOTH_HALF = 2
-STREAM_EDGE_S = 0.5  # a sample this close to the stream's start or end is at its edge
+STREAM_START_S = 0.5  # a first sample this close to the stream's start is "at the start"
 SEEN_SHARE = 0.5  # of the way from `start` to the turn, seen, makes a cut start a full rep
 TURN_HOLD_S = 0.2  # this long within `tolerance` of the turn confirms it at the stream's end
 SHORT_SHARE = 0.75  # a rep under this share of the person's own range is short (partial)
@@ -192,7 +192,7 @@ class RepCounter:
             return None
         if self._first:
             self._first = False
-            if sample.pts <= STREAM_EDGE_S and self.counting.past(value, self.rest_edge):
+            if sample.pts <= STREAM_START_S and self.counting.past(value, self.rest_edge):
                 self._ready, self._rest, self._rest_cut = True, sample, True
         self._last_valid = sample
         self._learn_rest(sample)
@@ -311,8 +311,8 @@ class RepCounter:
                 found.append(movement)
         last = self._last_valid
         if self._start is not None and last is not None:
-            out_of_sight = end_pts is not None and end_pts - last.pts > STREAM_EDGE_S
-            if self._back is not None or not out_of_sight:
+            lost = end_pts is not None and end_pts - last.pts > self.max_gap_s
+            if self._back is not None or not lost:
                 end = self._back if self._back is not None else last
                 movement = self._movement(end, cut_end=self._back is None)
                 if movement is not None:

@@ -180,13 +180,23 @@ def test_a_stream_ending_back_at_rest_before_it_settled_counts():
 
 
 @pytest.mark.parametrize(
-    ("unseen_s", "counted"), [(0.0, (3, 0)), (0.4, (3, 0)), (0.9, (2, 0)), (60.0, (2, 0))]
+    ("unreadable_s", "unseen_s", "counted"),
+    [
+        (0.0, 0.0, (3, 0)),
+        (0.0, 0.9, (3, 0)),
+        (0.0, 1.5, (2, 0)),
+        (0.0, 60.0, (2, 0)),
+        (0.6, 0.3, (3, 0)),
+        (0.6, 0.6, (2, 0)),
+    ],
 )
-def test_a_movement_seen_last_well_before_the_end_was_not_cut_by_it(unseen_s, counted):
-    """Down into a third squat, held at the bottom, then out of the picture
-    (the person got up and walked out) while the stream goes on: only a
-    person seen until the end was cut by it."""
+def test_a_movement_lost_well_before_the_end_was_not_cut_by_it(unreadable_s, unseen_s, counted):
+    """Down into a third squat, held at the bottom, then unreadable, then out
+    of the picture (the person got up and walked out) while the stream goes
+    on: the end cut that rep only if it came within `max_gap_s` (1 s) of the
+    last readable sample, as any longer gap loses the movement under way."""
     values = ramp(*squats(2), (5.5, REST), (6.5, BOTTOM), (7.0, BOTTOM))
+    values = np.concatenate([values, np.full(round(unreadable_s * FPS), np.nan)])
     assert tally(feed(RepCounter(KNEE), values, unseen_s=unseen_s)) == counted
 
 
