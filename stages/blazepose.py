@@ -55,6 +55,9 @@ _MAX_LIMB_GAP = 0.08
 # circle's radius is size / 2.5): x0, y0, x1, y1 as shares of the crop side.
 _TRUNK_IN_CROP = (0.42, 0.28, 0.58, 0.52)
 _GREY = 128
+# Live, a frame where nobody was found gets a closer look at most this often:
+# a person far from the camera is found within half a second.
+CLOSER_EVERY_S = 0.5
 
 
 # --- segmentation
@@ -178,7 +181,10 @@ class BlazePoseSegmenter:
     from the ROI of their last detection. The ROI is a generous circle around
     the whole body, and the mask (hence the box) is recomputed every frame,
     so the box follows the movement; newcomers are found within `redetect_s`.
-    The detector is the segmenter's costliest model (12-16 ms a frame).
+    The detector is the segmenter's costliest model (12-16 ms a frame). A
+    frame where it finds nobody, with nobody followed, gets a closer look
+    (`PersonDetector.detect_closer`: square tiles of the frame, for a person
+    far from the camera), live at most every `CLOSER_EVERY_S`.
     `landmarks`: also find each person's 33 landmarks (~22 ms a person) and
     attach them to the instance. Each person's ROI then follows their
     landmarks from frame to frame, as in MediaPipe's own tracking; a fresh
@@ -205,9 +211,10 @@ class BlazePoseSegmenter:
         self.redetect_s = redetect_s
         self._held: list[PoseDetection] = []  # where people were last seen, and when
         self._held_pts = 0.0
+        self._closer_pts = -math.inf  # live: when the last closer look was
         self._station = ""
         # The other stations' people and times, while this one's are followed.
-        self._elsewhere: dict[str, tuple[list[PoseDetection], float]] = {}
+        self._elsewhere: dict[str, tuple[list[PoseDetection], float, float]] = {}
         self.detector = PersonDetector(min_score=min_score, num_threads=num_threads)
         self._selfie = load_interpreter(
             mediapipe_model("selfie_segmentation/selfie_segmentation.tflite"), num_threads
@@ -219,8 +226,10 @@ class BlazePoseSegmenter:
     def switch_to(self, station: str) -> None:
         if station == self._station:
             return
-        self._elsewhere[self._station] = (self._held, self._held_pts)
-        self._held, self._held_pts = self._elsewhere.pop(station, ([], 0.0))
+        self._elsewhere[self._station] = (self._held, self._held_pts, self._closer_pts)
+        self._held, self._held_pts, self._closer_pts = self._elsewhere.pop(
+            station, ([], 0.0, -math.inf)
+        )
         self._station = station
         while len(self._elsewhere) > MAX_STATIONS:  # forged station names
             del self._elsewhere[next(iter(self._elsewhere))]
@@ -243,7 +252,10 @@ class BlazePoseSegmenter:
         else:  # a chunk: look at its first frame, and while nobody is followed
             due = not self._held
         if due:
-            detections = self.detector.detect(frame)[: self.max_people]
+            detections = self.detector.detect(frame)
+            if not detections and not self._held and self._closer_due(pts, continues):
+                detections = self.detector.detect_closer(frame)  # somebody far away?
+            detections = detections[: self.max_people]
             self._held = self._followed_or_new(detections)
             self._held_pts = pts if pts is not None else 0.0
         claims = [self._cut(frame, d) for d in self._held]
@@ -283,6 +295,19 @@ class BlazePoseSegmenter:
             self._held = [p for p in map(_next_position, claims) if p is not None]
         height, width = frame.shape[:2]
         return [_to_instance(c, width, height) for c in claims]
+
+    def _closer_due(self, pts: float | None, continues: bool | None) -> bool:
+        """Whether to take a closer look (`PersonDetector.detect_closer`, three
+        more detector runs on a 16:9 frame) at a frame where nobody was found.
+        In a file's chunk, on every such frame (the result must not depend on
+        anything before the chunk); live, at most every `CLOSER_EVERY_S` (an
+        empty room must not cost a core)."""
+        if continues is not None or pts is None:
+            return True
+        if 0.0 <= pts - self._closer_pts < CLOSER_EVERY_S:
+            return False
+        self._closer_pts = pts
+        return True
 
     def _followed_or_new(self, detections: list[PoseDetection]) -> list[PoseDetection]:
         """People followed by their landmarks keep their ROI (a detection's

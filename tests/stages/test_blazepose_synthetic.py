@@ -3,16 +3,23 @@ renderer's exact truth."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
 from repcoach.common.landmarks import Landmark
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket
 from repcoach.stages.blazepose import BlazePoseJoints, BlazePoseSegmenter
+from repcoach.stages.coaching import Coach
 from repcoach.stages.joints import JointsStage
+from repcoach.stages.pose_detector import CLOSER_MIN_SCORE, square_tiles
 from repcoach.stages.tracking import Tracker
 
 synthetic = pytest.importorskip("repcoach.stages.synthetic")
+REPO = Path(__file__).resolve().parents[2]
 
 KEY_JOINTS = [
     Landmark.LEFT_SHOULDER,
@@ -85,14 +92,18 @@ def _box_iou(a, b) -> float:
 
 
 class CountingDetector:
-    """The real detector, counting its calls."""
+    """The real detector, counting its calls (whole frame, closer look)."""
 
     def __init__(self, detector):
-        self.detector, self.calls = detector, 0
+        self.detector, self.calls, self.closer_calls = detector, 0, 0
 
     def detect(self, frame):
         self.calls += 1
         return self.detector.detect(frame)
+
+    def detect_closer(self, frame):
+        self.closer_calls += 1
+        return self.detector.detect_closer(frame)
 
 
 def test_frame_times_let_the_detector_run_a_few_times_a_second_without_losing_anyone():
@@ -116,3 +127,77 @@ def test_frame_times_let_the_detector_run_a_few_times_a_second_without_losing_an
     # The mask (and so the box) is still cut every frame: boxes follow the squat.
     assert np.median(matched) > 0.9
     assert np.mean(np.array(matched) > 0.7) >= 0.9
+
+
+# --- a person far from the camera
+
+
+def far_away(image: np.ndarray, scale: float = 0.5) -> np.ndarray:
+    """The rendered picture shrunk by `scale` in the middle of a grey 1280x720
+    frame: the person as a wide camera further away films them."""
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    frame = np.full((720, 1280, 3), 114, np.uint8)
+    top, left = (720 - small.shape[0]) // 2, (1280 - small.shape[1]) // 2
+    frame[top : top + small.shape[0], left : left + small.shape[1]] = small
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "tiles"),
+    [
+        (720, 1280, [(0, 0, 720), (280, 0, 720), (560, 0, 720)]),
+        (1280, 720, [(0, 0, 720), (0, 280, 720), (0, 560, 720)]),
+        (480, 640, [(0, 0, 480), (160, 0, 480)]),
+        (500, 500, [(0, 0, 500)]),
+    ],
+)
+def test_square_tiles_cover_the_long_side_overlapping_by_half_or_more(height, width, tiles):
+    assert square_tiles(height, width) == tiles
+
+
+def test_a_person_far_from_the_camera_is_found_by_a_closer_look():
+    """A squatter a camera films from twice as far: the whole frame, shrunk
+    to the detector's 224 pixels, shows nobody; a square tile of it does."""
+    image = next(iter(synthetic.SyntheticSource.from_spec("squat,reps=1,seed=1").frames()))[0]
+    frame = far_away(image)
+    segmenter = BlazePoseSegmenter(landmarks=True)
+    assert segmenter.detector.detect(frame) == []
+    (found,) = segmenter.detector.detect_closer(frame)
+    assert found.score >= CLOSER_MIN_SCORE
+    assert 480 <= found.centre[0] <= 800 and 240 <= found.centre[1] <= 480  # in the picture
+    (person,) = segmenter.segment(frame)
+    assert person.landmarks is not None
+
+
+def test_the_closer_look_finds_nobody_in_an_empty_frame():
+    segmenter = BlazePoseSegmenter()
+    assert segmenter.detector.detect_closer(np.full((720, 1280, 3), 114, np.uint8)) == []
+
+
+def test_live_an_empty_room_gets_a_closer_look_twice_a_second_and_a_far_person_is_found():
+    segmenter = BlazePoseSegmenter(landmarks=True)
+    segmenter.detector = CountingDetector(segmenter.detector)
+    empty = np.full((720, 1280, 3), 114, np.uint8)
+    for i in range(60):  # 2 s at 30 fps: the detector every frame, the closer look 4 times
+        assert segmenter.segment(empty, pts=i / 30) == []
+    assert (segmenter.detector.calls, segmenter.detector.closer_calls) == (60, 4)
+    image = next(iter(synthetic.SyntheticSource.from_spec("squat,reps=1,seed=1").frames()))[0]
+    far = [segmenter.segment(far_away(image), pts=2 + i / 30) for i in range(15)]
+    assert [len(people) for people in far] == [1] * 15  # found at once: the last look was 0.5 s ago
+
+
+@pytest.mark.slow
+def test_squats_filmed_from_twice_as_far_are_counted():
+    """Before the closer look this person was found in no frame: 0 reps."""
+    sys.path.insert(0, str(REPO))
+    from bench.clip_joints import run_vision
+
+    source = synthetic.SyntheticSource.from_spec("squat,reps=3,view=side,seed=1")
+    clip = run_vision("far", source.fps, (far_away(image) for image, _ in source.frames()))
+    coach = Coach("squat")
+    for packet in clip.packets():
+        coach.process(packet)
+    coach.end(clip.eos())
+    (athlete,) = coach.people()
+    assert (athlete.reps, athlete.partial_reps) == (3, 0)
