@@ -30,7 +30,12 @@ DETAIL_FIELDS = ("start_frame", "end_frame", "score", "faults")
 
 
 class RepLog:
-    """Every rep and partial rep each person did, grouped by exercise."""
+    """Every rep and partial rep each person did, grouped by exercise.
+
+    A person the tracker lost and found again under a new track id, whose
+    state the coach handed over, keeps every rep: their events then name
+    all their track ids (`data["tracks"]`, oldest first), and what was
+    logged under the earlier ones becomes the current id's."""
 
     def __init__(self) -> None:
         # track -> exercise -> {"reps": [detail...], "partial": count}
@@ -42,16 +47,34 @@ class RepLog:
         for event in packet.events:
             if event.kind not in (EventKind.REP, EventKind.PARTIAL_REP):
                 continue
-            exercise = event.data.get("exercise") or exercise_of.get(event.track_id) or "unknown"
-            entry = self.people[event.track_id].setdefault(exercise, {"reps": [], "partial": 0})
+            track = event.track_id
+            self._hand_over(event.data.get("tracks"), track)
+            exercise = event.data.get("exercise") or exercise_of.get(track) or "unknown"
+            entry = self.people[track].setdefault(exercise, {"reps": [], "partial": 0})
             if member := event.data.get("member"):
-                self.members[event.track_id] = str(member)
+                self.members[track] = str(member)
             if event.kind == EventKind.REP:
                 detail = {k: event.data.get(k) for k in DETAIL_FIELDS}
                 detail["faults"] = list(detail["faults"] or [])
                 entry["reps"].append(detail)
             else:
                 entry["partial"] += 1
+
+    def _hand_over(self, tracks: object, track: int) -> None:
+        """Moves what was logged under the person's earlier track ids to
+        `track` (anything but a list of ids is ignored)."""
+        if not isinstance(tracks, list):
+            return
+        for earlier in tracks:
+            if type(earlier) is not int or earlier == track or earlier not in self.people:
+                continue
+            mine = self.people[track]
+            for exercise, entry in self.people.pop(earlier).items():
+                kept = mine.setdefault(exercise, {"reps": [], "partial": 0})
+                kept["reps"][:0] = entry["reps"]  # the earlier reps came first
+                kept["partial"] += entry["partial"]
+            if earlier in self.members:
+                self.members.setdefault(track, self.members.pop(earlier))
 
 
 def short_source_warning(state: SessionState) -> str | None:

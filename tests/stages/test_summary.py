@@ -59,3 +59,23 @@ def test_summary_lists_reps_with_details_per_person_and_exercise(tmp_path):
     assert third == {"id": 3, "state": "idle", **guest}
     assert fourth == {"id": 4, "state": "reflection", **guest}
     assert not list(tmp_path.glob(".summary.json.*")), "no temporary files left behind"
+
+
+def test_a_person_handed_to_a_new_track_keeps_every_rep(tmp_path):
+    """The tracker lost the athlete and found him again as track 2; the
+    coach handed his state over, and his next event names both ids."""
+    path = tmp_path / "summary.json"
+    sink = SummarySink(path)
+    rep = {"start_frame": 3, "end_frame": 40, "score": 95.0, "faults": []}
+    for seq in (40, 80, 120):
+        sink.on_result(rep_packet(seq, 1, "rep", rep, "pushup"))
+    sink.on_result(rep_packet(160, 2, "rep", {**rep, "tracks": [1, 2]}, "pushup"))
+    sink.on_result(rep_packet(200, 2, "partial_rep", {"tracks": [1, 2]}, "pushup"))
+    sink.on_result(rep_packet(210, 3, "partial_rep", {"tracks": "1,3"}, "pushup"))  # malformed
+    people = (PersonScore(2, exercise="pushup", reps=4, partial_reps=1), PersonScore(3))
+    sink.on_state(SessionState("cam", 211, 0, 211, 210, 7.0, 0.0, True, "end of source", people))
+    sink.close(0)
+    athlete, other = json.loads(path.read_text())["people"]
+    assert athlete["id"] == 2
+    assert [(e["reps"], e["partial_reps"]) for e in athlete["exercises"]] == [(4, 1)]
+    assert [(e["reps"], e["partial_reps"]) for e in other["exercises"]] == [(0, 1)]
