@@ -14,7 +14,8 @@ frame or two can neither be the turning point nor make a rep full.
 threshold cannot cycle, and the return to rest must last `settle_s` before
 the rep counts, so a landmark glitch of a frame or two mid-rep cannot split
 it in two. A gap in the signal longer than `max_gap_s` abandons the movement
-in progress.
+in progress, whether its frames were unreadable or the person was away (no
+samples at all: they left the picture and came back).
 
 The person's own range. A rep's `depth` is how far its turn lies past the
 rest boundary `end`: unlike the range from the last rest sample, it does not
@@ -183,11 +184,14 @@ class RepCounter:
 
     def _step(self, sample: Sample) -> Movement | None:
         value = sample.value
+        last = self._last_valid
+        if last is not None and sample.pts - last.pts > self.max_gap_s:
+            # Too long unreadable, or away (no samples at all): whatever was
+            # under way is lost, and a hold is seen throughout.
+            self._abandon()
+            self._recent.clear()
         if math.isnan(value):
             self._recent.clear()  # a hold is seen throughout
-            last = self._last_valid
-            if last is not None and sample.pts - last.pts > self.max_gap_s:
-                self._abandon()  # too long unseen: whatever was under way is lost
             self.phase = "unknown" if not self._ready else self.phase
             return None
         if self._first:

@@ -141,6 +141,17 @@ def test_coming_back_after_a_long_gap_mid_rep_waits_for_rest():
     assert tally(movements(values)) == (2, 0)
 
 
+def test_coming_back_after_a_long_absence_mid_rep_waits_for_rest():
+    """As above, but away rather than unreadable: the person left the
+    picture (no samples at all) and came back at the bottom of rep 2."""
+    values = ramp(*squats(3))
+    away = range(round(2.5 * FPS), round(4.0 * FPS))
+    counter = RepCounter(KNEE)
+    found = [counter.update(i, i / FPS, float(v)) for i, v in enumerate(values) if i not in away]
+    found = [m for m in found if m is not None] + list(counter.flush())
+    assert tally(found) == (2, 0)
+
+
 # --- a set cut by the end of the stream
 
 
