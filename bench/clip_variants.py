@@ -26,6 +26,7 @@ computes the joints: about 1 minute per clip and variant on 2 cores.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -127,11 +128,16 @@ def count(label: ClipLabel, clip: ClipJoints) -> Counted:
     )
 
 
+# The transforms' code and parameters: cached joints of a variant changed since are stale.
+_VARIANTS_DIGEST = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]
+
+
 def joints(folder: Path, label: ClipLabel, variant: str) -> ClipJoints:
     path = folder / label.file
     if variant == ORIGINAL:
         return video_joints(path)
-    return video_joints(path, variant=variant, transform=VARIANTS[variant])
+    tag = f"{variant}-{_VARIANTS_DIGEST}"
+    return video_joints(path, variant=tag, transform=VARIANTS[variant])
 
 
 def run(folder: Path, labels: list[ClipLabel], variants: list[str]) -> dict:

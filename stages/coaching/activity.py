@@ -29,11 +29,11 @@ bystander bends down once to pick something up); repetition is. A rep
 without evidence among them is skipped, neither counted nor breaking the
 series: its joints were not all this person's (the tracker gave the id to
 someone emerging from behind while the athlete went unseen). So is a rep
-out of rhythm with the series: a "rep" of 0.7 s before push-ups of 2-4 s is
-the landmark model's guess at a blurred title card, not one of them. At
-that moment every held note of a rep of the series is released: the first
-rep is never lost, it is published one rep late (its event carries the
-frames it happened in). A provisional rep that nothing follows in rhythm
+out of rhythm with the series: a "rep" of 0.7 s before push-ups of 2.3-3.8
+s is the landmark model's guess at a blurred title card, not one of them.
+At that moment every held note of a rep of the series is released: the
+set's first rep is not lost, it is published one rep late (its event
+carries the frames it happened in). A provisional rep that nothing follows in rhythm
 (the next rep starts more than `RHYTHM_GAP_S` after it) is dropped with its
 notes. A hold (plank) is established once the athlete holds the position
 (`Athlete.holds`).
@@ -145,10 +145,11 @@ class TrainingGate:
                 self._loose.append(note)
         if self._reps and pts - self._reps[-1].end_pts > HISTORY_S:
             self.discard()  # long idle: whatever was held is stale
-        if (athlete.spec.is_hold and athlete.holds > 0) or self._series():
+        series = self._series()
+        if (athlete.spec.is_hold and athlete.holds > 0) or len(series) >= ESTABLISH_REPS:
             self.established = True
-            series = self._series_reps()
-            self._drop([r for r in self._reps if not any(r is kept for kept in series)])
+            kept = {id(r) for r in series}
+            self._drop([r for r in self._reps if id(r) not in kept])
             held = [n for r in series for n in r.notes] + [
                 n
                 for n in self._loose
@@ -217,18 +218,13 @@ class TrainingGate:
             )
         )
 
-    def _series(self) -> bool:
-        """The newest rep is evidence, and makes `ESTABLISH_REPS` in rhythm
-        with the evidence reps before it (see `_series_reps`)."""
+    def _series(self) -> list[_Rep]:
+        """The held reps of the series the newest rep ends, oldest first
+        (none unless it is evidence): walking back from it, each evidence rep
+        in rhythm with the one after it. A rep without evidence or out of
+        rhythm is passed over, neither joining the series nor breaking it."""
         if not self._reps or not self._reps[-1].evidence:
-            return False
-        return len(self._series_reps()) >= ESTABLISH_REPS
-
-    def _series_reps(self) -> list[_Rep]:
-        """The held reps of the series the newest evidence rep ends, oldest
-        first: walking back from it, each evidence rep in rhythm with the one
-        after it. A rep without evidence or out of rhythm is passed over,
-        neither joining the series nor breaking it."""
+            return []
         series: list[_Rep] = []
         for rep in reversed(self._reps):
             if rep.evidence and (not series or _in_rhythm(rep, series[-1])):

@@ -387,18 +387,18 @@ class Coach:
         Returns their events on a pixel-less packet stamped with the last
         frame (None when there are none, or no frame was seen)."""
         last = self._last_packet
+        self._present.clear()
+        if last is None:  # no frame seen: nobody to finish
+            return None
         events = []
         for track, person in sorted(self._people.items()):
             athlete = person.athlete
             if athlete is not None:
-                notes = athlete.finish(last.meta.pts if last is not None else person.last_pts)
+                notes = athlete.finish(last.meta.pts)
                 if person.gate is not None:
                     notes = person.gate.admit(athlete, notes, athlete.last_rep_pts)
-                for note in notes:
-                    if last is not None:
-                        events.append(self._event(last, track, note))
-        self._present.clear()
-        if last is None or not events:
+                events.extend(self._event(last, track, note) for note in notes)
+        if not events:
             return None
         return FramePacket(last.meta, events=tuple(events), tombstone=True)
 

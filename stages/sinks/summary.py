@@ -45,10 +45,10 @@ class RepLog:
     def add(self, packet: FramePacket) -> None:
         exercise_of = {s.track_id: s.exercise for s in packet.scores}
         for event in packet.events:
-            if event.kind not in (EventKind.REP, EventKind.PARTIAL_REP):
-                continue
             track = event.track_id
             self._hand_over(event.data.get("tracks"), track)
+            if event.kind not in (EventKind.REP, EventKind.PARTIAL_REP):
+                continue
             exercise = event.data.get("exercise") or exercise_of.get(track) or "unknown"
             entry = self.people[track].setdefault(exercise, {"reps": [], "partial": 0})
             if member := event.data.get("member"):
@@ -62,10 +62,11 @@ class RepLog:
 
     def _hand_over(self, tracks: object, track: int) -> None:
         """Moves what was logged under the person's earlier track ids to
-        `track` (anything but a list of ids is ignored)."""
-        if not isinstance(tracks, list):
+        `track`. The coach lists `track` last; anything else is ignored (a
+        stale or forged list must not pull in somebody else's reps)."""
+        if not isinstance(tracks, list) or not tracks or tracks[-1] != track:
             return
-        for earlier in tracks:
+        for earlier in reversed(tracks):  # newest first: each is put before the later ones
             if type(earlier) is not int or earlier == track or earlier not in self.people:
                 continue
             mine = self.people[track]

@@ -150,6 +150,9 @@ def far_away(image: np.ndarray, scale: float = 0.5) -> np.ndarray:
         (1280, 720, [(0, 0, 720), (0, 280, 720), (0, 560, 720)]),
         (480, 640, [(0, 0, 480), (160, 0, 480)]),
         (500, 500, [(0, 0, 500)]),
+        (32, 1920, [(0, 0, 32), (629, 0, 32), (1259, 0, 32), (1888, 0, 32)]),  # at most 4
+        (8, 1920, []),  # too thin to hold anyone
+        (0, 640, []),
     ],
 )
 def test_square_tiles_cover_the_long_side_overlapping_by_half_or_more(height, width, tiles):

@@ -71,11 +71,12 @@ def test_a_person_handed_to_a_new_track_keeps_every_rep(tmp_path):
         sink.on_result(rep_packet(seq, 1, "rep", rep, "pushup"))
     sink.on_result(rep_packet(160, 2, "rep", {**rep, "tracks": [1, 2]}, "pushup"))
     sink.on_result(rep_packet(200, 2, "partial_rep", {"tracks": [1, 2]}, "pushup"))
-    sink.on_result(rep_packet(210, 3, "partial_rep", {"tracks": "1,3"}, "pushup"))  # malformed
+    for malformed in ("1,3", 1, [True, 3], [2, 1]):  # not a list of ids ending with 3
+        sink.on_result(rep_packet(210, 3, "partial_rep", {"tracks": malformed}, "pushup"))
     people = (PersonScore(2, exercise="pushup", reps=4, partial_reps=1), PersonScore(3))
     sink.on_state(SessionState("cam", 211, 0, 211, 210, 7.0, 0.0, True, "end of source", people))
     sink.close(0)
     athlete, other = json.loads(path.read_text())["people"]
     assert athlete["id"] == 2
     assert [(e["reps"], e["partial_reps"]) for e in athlete["exercises"]] == [(4, 1)]
-    assert [(e["reps"], e["partial_reps"]) for e in other["exercises"]] == [(0, 1)]
+    assert [(e["reps"], e["partial_reps"]) for e in other["exercises"]] == [(0, 4)]
