@@ -243,10 +243,9 @@ class PersonDetector:
         """A second look for a frame where `detect` found nobody: square tiles
         along the frame's long side (`square_tiles`), each seen at a larger
         scale than the whole frame (1.8 times on a 16:9 frame), keeping
-        detections scored at
-        least `CLOSER_MIN_SCORE` whose hips lie inside their tile (a body
-        the tile cuts is found whole in its neighbour). Best first, in
-        frame pixels; nothing new for a square frame."""
+        detections scored at least `CLOSER_MIN_SCORE` whose hips lie inside
+        their tile (a body the tile cuts is found whole in its neighbour).
+        Best first, in frame pixels; nothing new for a square frame."""
         height, width = frame_bgr.shape[:2]
         tiles = square_tiles(height, width)
         if len(tiles) < 2:

@@ -33,9 +33,10 @@ out of rhythm with the series: a "rep" of 0.7 s before push-ups of 2.3-3.8
 s is the landmark model's guess at a blurred title card, not one of them.
 At that moment every held note of a rep of the series is released: the
 set's first rep is not lost, it is published one rep late (its event
-carries the frames it happened in). A provisional rep that nothing follows in rhythm
-(the next rep starts more than `RHYTHM_GAP_S` after it) is dropped with its
-notes. A hold (plank) is established once the athlete holds the position
+carries the frames it happened in). A provisional rep that nothing follows
+in rhythm (the next rep starts more than `RHYTHM_GAP_S` after it) is
+dropped with its notes. A hold (plank) is established once the athlete
+holds the position
 (`Athlete.holds`).
 
 Once established, a person stays established while tracked: rest pauses
