@@ -22,7 +22,7 @@ import pytest
 
 from repcoach.common.errors import UserError
 from repcoach.common.messages import PersonInstance
-from repcoach.stages.maskrcnn import COCO_PERSON, MaskRCNNSegmenter, weights_path
+from repcoach.stages.maskrcnn import COCO_PERSON, Detections, MaskRCNNSegmenter, weights_path
 
 pytest.importorskip("pixellib.instance", reason="maskrcnn extra (pixellib, tf-keras) not installed")
 h5py = pytest.importorskip("h5py")
@@ -31,7 +31,8 @@ h5py = pytest.importorskip("h5py")
 # regions' features are strongly correlated), and that class is rarely
 # "person". The saved file zeroes the class-logit kernel and biases "person",
 # so every detection is a person in every run: the person path is always
-# exercised and the outcome does not depend on the random initialisation.
+# exercised and the outcome does not depend on the random initialisation
+# (which the seed does not fix). The price: every region scores the same.
 PERSON_LOGIT_BIAS = 20.0
 MIN_CONFIDENCE = 0.3
 CHECKED_LAYERS = [
@@ -324,6 +325,10 @@ def test_tensorflow_imported_too_early_is_a_user_error(weights_file):
     assert "set TF_USE_LEGACY_KERAS=1" in done.stdout
 
 
+def _as_detections(found) -> Detections:
+    return Detections(found["boxes"], found["class_ids"], found["scores"], found["masks"])
+
+
 def _matched(batched, single) -> float:
     """The share of a batch's detections for one frame that have a twin in
     the frame's own pass: same class, score within 1e-4, box edges within a
@@ -353,9 +358,13 @@ def test_a_batch_gives_each_frame_what_it_gets_alone(batch_process, segmenter, f
     folder = Path(batch_process.args[-1])
     batched = {name: np.load(folder / f"{name}.npz") for name in ("first", "second", "padded")}
     # Whatever else is in its batch (another camera's frame, or a blank
-    # filler), a frame gets exactly the same detections, masks included.
-    for key in ("boxes", "class_ids", "scores", "masks"):
-        assert np.array_equal(batched["second"][key], batched["padded"][key]), key
+    # filler), a frame gets the same detections, masks included. Not all of
+    # them bit for bit: every region scores alike here (see
+    # PERSON_LOGIT_BIAS), so which of the tied regions fill the detection
+    # layer's last places is a coin toss (one sliver along the image's edge,
+    # [223, 0, 480, 1] against [57, 0, 480, 1], in one run of several).
+    paired = _as_detections(batched["second"])
+    assert _matched(batched["padded"], paired) >= 0.97
     # Against the single-frame model: the same detections up to round-off
     # (the batched convolutions add in another order). Random weights score
     # many boxes nearly alike, so round-off can break a tie in non-maximum
