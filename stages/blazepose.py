@@ -253,8 +253,11 @@ class BlazePoseSegmenter:
             due = not self._held
         if due:
             detections = self.detector.detect(frame)
-            if not detections and not self._held and self._closer_due(pts, continues):
-                detections = self.detector.detect_closer(frame)  # somebody far away?
+            if self._closer_due(pts, continues, anyone=bool(detections or self._held)):
+                # Somebody far away or half hidden? Whom the whole frame found
+                # keeps that detection: the closer look only adds people.
+                closer = self.detector.detect_closer(frame)
+                detections = detections + [c for c in closer if not _near_any(c, detections)]
             detections = detections[: self.max_people]
             self._held = self._followed_or_new(detections)
             self._held_pts = pts if pts is not None else 0.0
@@ -296,14 +299,15 @@ class BlazePoseSegmenter:
         height, width = frame.shape[:2]
         return [_to_instance(c, width, height) for c in claims]
 
-    def _closer_due(self, pts: float | None, continues: bool | None) -> bool:
+    def _closer_due(self, pts: float | None, continues: bool | None, anyone: bool) -> bool:
         """Whether to take a closer look (`PersonDetector.detect_closer`, three
-        more detector runs on a 16:9 frame) at a frame where nobody was found.
-        In a file's chunk, on every such frame (the result must not depend on
-        anything before the chunk); live, at most every `CLOSER_EVERY_S` (an
-        empty room must not cost a core)."""
+        more detector runs on a 16:9 frame) for people the whole frame missed.
+        In a file, at every chunk's first frame, and on any frame where nobody
+        was found or followed (the result must not depend on anything before
+        the chunk); live, at most every `CLOSER_EVERY_S` (an empty room must
+        not cost a core)."""
         if continues is not None or pts is None:
-            return True
+            return continues is False or not anyone
         if 0.0 <= pts - self._closer_pts < CLOSER_EVERY_S:
             return False
         self._closer_pts = pts
@@ -313,14 +317,7 @@ class BlazePoseSegmenter:
         """People followed by their landmarks keep their ROI (a detection's
         would make the landmarks jump); detections of anyone else join them."""
         followed = [d for d in self._held if d.tracked]
-        new = [
-            d
-            for d in detections
-            if all(
-                np.linalg.norm(d.centre - f.centre) >= 0.5 * max(d.radius, f.radius)
-                for f in followed
-            )
-        ]
+        new = [d for d in detections if not _near_any(d, followed)]
         return drop_same_body(followed + new)[: self.max_people]
 
     def _cut(self, frame: np.ndarray, detection: PoseDetection) -> _Claim:
@@ -365,6 +362,15 @@ class BlazePoseSegmenter:
             flags=cv2.INTER_LINEAR,
         )
         claim.rect, claim.mask = rect, pasted > self.mask_threshold
+
+
+def _near_any(detection: PoseDetection, others: list[PoseDetection]) -> bool:
+    """Whether `detection` is somebody in `others` again: hips within half a
+    body radius (their ROIs would mostly overlap)."""
+    return any(
+        np.linalg.norm(detection.centre - o.centre) < 0.5 * max(detection.radius, o.radius)
+        for o in others
+    )
 
 
 def _shift(roi: np.ndarray, x0: int, y0: int) -> np.ndarray:

@@ -40,6 +40,12 @@ HIP_CENTRE, BODY_CIRCLE, SHOULDER_CENTRE, UPPER_CIRCLE = range(4)
 CLOSER_MIN_SCORE = 0.7
 MAX_TILES = 4  # a closer look costs at most this many more detector runs
 MIN_TILE_SIDE = 32  # pixels: a thinner frame holds nobody to find
+# Black bars (a phone's portrait clip letterboxed into landscape, or the
+# reverse): rows and columns along the frame's edges with no pixel brighter
+# than this are not picture (codecs leave a little noise in black).
+BAR_LEVEL = 24
+MIN_BAR_SHARE = 0.02  # of the side: thinner dark edges are left alone
+MIN_PICTURE_SHARE = 0.3  # of the side: less is a dark frame, not bars
 
 
 def mediapipe_model(relative: str) -> Path:
@@ -209,6 +215,34 @@ def square_tiles(height: int, width: int) -> list[tuple[int, int, int]]:
     return [(int(s), 0, side) if width >= height else (0, int(s), side) for s in starts]
 
 
+def picture_box(frame_bgr: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the picture inside black bars along the frame's
+    edges; the whole frame when it has none worth cutting (under
+    `MIN_BAR_SHARE` of a side) or when little would be left (a dark frame)."""
+    height, width = frame_bgr.shape[:2]
+    grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+    bright_rows = np.flatnonzero(cv2.reduce(grey, 1, cv2.REDUCE_MAX).ravel() > BAR_LEVEL)
+    bright_cols = np.flatnonzero(cv2.reduce(grey, 0, cv2.REDUCE_MAX).ravel() > BAR_LEVEL)
+    box = [0, 0, width, height]
+    for axis, bright, side in ((0, bright_cols, width), (1, bright_rows, height)):
+        if bright.size == 0 or bright[-1] + 1 - bright[0] < MIN_PICTURE_SHARE * side:
+            continue
+        if bright[0] >= MIN_BAR_SHARE * side:
+            box[axis] = int(bright[0])
+        if side - 1 - bright[-1] >= MIN_BAR_SHARE * side:
+            box[axis + 2] = int(bright[-1]) + 1
+    return box[0], box[1], box[2], box[3]
+
+
+def _shifted(detection: PoseDetection, dx: float, dy: float) -> PoseDetection:
+    """`detection`, found in a part of the frame whose corner is (dx, dy), in frame pixels."""
+    x0, y0, x1, y1 = detection.box
+    shift = np.array([dx, dy], dtype=np.float32)
+    return PoseDetection(
+        detection.score, (x0 + dx, y0 + dy, x1 + dx, y1 + dy), detection.keypoints + shift
+    )
+
+
 class PersonDetector:
     """Finds every person in a BGR frame with BlazePose's detector."""
 
@@ -236,8 +270,12 @@ class PersonDetector:
         self._closer_logit = _logit(max(min_score, CLOSER_MIN_SCORE))
 
     def detect(self, frame_bgr: np.ndarray) -> list[PoseDetection]:
-        """Detections best first, in frame pixels."""
-        return self._detect(frame_bgr, self._min_logit)
+        """Detections best first, in frame pixels. The detector sees the
+        picture only, without black bars (`picture_box`): a letterboxed
+        portrait clip's people come out twice as large."""
+        x0, y0, x1, y1 = picture_box(frame_bgr)
+        found = self._detect(frame_bgr[y0:y1, x0:x1], self._min_logit)
+        return [_shifted(d, x0, y0) for d in found] if x0 or y0 else found
 
     def detect_closer(self, frame_bgr: np.ndarray) -> list[PoseDetection]:
         """A second look for a frame where `detect` found nobody: square tiles
@@ -246,19 +284,16 @@ class PersonDetector:
         detections scored at least `CLOSER_MIN_SCORE` whose hips lie inside
         their tile (a body the tile cuts is found whole in its neighbour).
         Best first, in frame pixels; nothing new for a square frame."""
-        height, width = frame_bgr.shape[:2]
-        tiles = square_tiles(height, width)
+        px, py, px1, py1 = picture_box(frame_bgr)
+        tiles = square_tiles(py1 - py, px1 - px)
         if len(tiles) < 2:
             return []
         found = []
         for x, y, side in tiles:
-            tile = frame_bgr[y : y + side, x : x + side]
-            shift = np.array([x, y], dtype=np.float32)
+            tile = frame_bgr[py + y : py + y + side, px + x : px + x + side]
             for d in self._detect(tile, self._closer_logit):
                 if 0.0 <= d.centre[0] < side and 0.0 <= d.centre[1] < side:
-                    x0, y0, x1, y1 = d.box
-                    box = (x0 + x, y0 + y, x1 + x, y1 + y)
-                    found.append(PoseDetection(d.score, box, d.keypoints + shift))
+                    found.append(_shifted(d, px + x, py + y))
         return drop_same_body(sorted(found, key=lambda d: -d.score))
 
     def _detect(self, frame_bgr: np.ndarray, min_logit: float) -> list[PoseDetection]:

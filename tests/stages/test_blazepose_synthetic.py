@@ -15,7 +15,7 @@ from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket
 from repcoach.stages.blazepose import BlazePoseJoints, BlazePoseSegmenter
 from repcoach.stages.coaching import Coach
 from repcoach.stages.joints import JointsStage
-from repcoach.stages.pose_detector import CLOSER_MIN_SCORE, square_tiles
+from repcoach.stages.pose_detector import CLOSER_MIN_SCORE, picture_box, square_tiles
 from repcoach.stages.tracking import Tracker
 
 synthetic = pytest.importorskip("repcoach.stages.synthetic")
@@ -176,6 +176,73 @@ def test_a_person_far_from_the_camera_is_found_by_a_closer_look():
 def test_the_closer_look_finds_nobody_in_an_empty_frame():
     segmenter = BlazePoseSegmenter()
     assert segmenter.detector.detect_closer(np.full((720, 1280, 3), 114, np.uint8)) == []
+
+
+def _frame_with(height: int, width: int, bright: tuple[slice, slice]) -> np.ndarray:
+    frame = np.full((height, width, 3), 6, np.uint8)  # black, with a codec's noise
+    frame[bright] = 120
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("frame", "box"),
+    [
+        # A landscape picture letterboxed into a portrait phone frame.
+        (_frame_with(1280, 720, np.s_[342:938, :]), (0, 342, 720, 938)),
+        # Pillarboxed, off centre.
+        (_frame_with(562, 1000, np.s_[:, 341:965]), (341, 0, 965, 562)),
+        (_frame_with(720, 1280, np.s_[:, :]), (0, 0, 1280, 720)),  # no bars
+        (_frame_with(720, 1280, np.s_[7:, 9:]), (0, 0, 1280, 720)),  # dark edges, not bars
+        (_frame_with(720, 1280, np.s_[300:400, 500:700]), (0, 0, 1280, 720)),  # a dark frame
+        (np.zeros((720, 1280, 3), np.uint8), (0, 0, 1280, 720)),
+    ],
+)
+def test_the_picture_inside_black_bars(frame, box):
+    assert picture_box(frame) == box
+
+
+def test_the_detector_sees_the_picture_inside_black_bars():
+    """A landscape clip letterboxed into a portrait frame: the detector is
+    given the picture, not the bars (people twice as large to it)."""
+    image = next(iter(synthetic.SyntheticSource.from_spec("squat,reps=1,seed=1").frames()))[0]
+    frame = np.zeros((1280, image.shape[1], 3), np.uint8)
+    top = (1280 - image.shape[0]) // 2
+    frame[top : top + image.shape[0]] = image
+    detector = BlazePoseSegmenter().detector
+    (in_picture,) = detector.detect(image)
+    (in_frame,) = detector.detect(frame)
+    assert in_frame.score == in_picture.score
+    assert np.allclose(in_frame.keypoints, in_picture.keypoints + [0, top])
+
+
+def near_and_far(image: np.ndarray) -> np.ndarray:
+    """A 1280x720 frame: the rendered person close to the camera on the left,
+    the same picture from further away (0.6 times as large) on the right."""
+    h, w = image.shape[:2]
+    frame = np.full((720, 1280, 3), 114, np.uint8)
+    near = cv2.resize(image, (w * 720 // h, 720))
+    left = (near.shape[1] - 640) // 2
+    frame[:, :640] = near[:, left : left + 640]
+    far = cv2.resize(image, (round(w * 0.6), round(h * 0.6)), interpolation=cv2.INTER_AREA)
+    top, left = (720 - far.shape[0]) // 2, 640 + (640 - far.shape[1]) // 2
+    frame[top : top + far.shape[0], left : left + far.shape[1]] = far
+    return frame
+
+
+def test_a_chunk_starts_with_a_closer_look_for_whom_the_whole_frame_missed():
+    """The detector, shown the whole frame, finds the person close to the
+    camera only; a chunk's first frame also gets a closer look, which adds
+    the one further away. The chunk's other frames follow both, no looks."""
+    image = next(iter(synthetic.SyntheticSource.from_spec("squat,reps=1,seed=1").frames()))[0]
+    frame = near_and_far(image)
+    segmenter = BlazePoseSegmenter(landmarks=True)
+    (near,) = segmenter.detector.detect(frame)
+    assert near.centre[0] < 640
+    segmenter.detector = CountingDetector(segmenter.detector)
+    chunk = [segmenter.segment(frame, pts=i / 30, continues=i > 0) for i in range(8)]
+    assert [len(people) for people in chunk] == [2] * 8
+    assert sorted(p.box[0] < 640 for p in chunk[0]) == [False, True]  # one each side
+    assert (segmenter.detector.calls, segmenter.detector.closer_calls) == (1, 1)
 
 
 def test_live_an_empty_room_gets_a_closer_look_twice_a_second_and_a_far_person_is_found():
