@@ -55,8 +55,8 @@ _MAX_LIMB_GAP = 0.08
 # circle's radius is size / 2.5): x0, y0, x1, y1 as shares of the crop side.
 _TRUNK_IN_CROP = (0.42, 0.28, 0.58, 0.52)
 _GREY = 128
-# Live, a frame where nobody was found gets a closer look at most this often:
-# a person far from the camera is found within half a second.
+# Live, the detector takes a closer look at most this often: a person far
+# from the camera, or half hidden, is found within half a second.
 CLOSER_EVERY_S = 0.5
 
 
@@ -182,9 +182,10 @@ class BlazePoseSegmenter:
     the whole body, and the mask (hence the box) is recomputed every frame,
     so the box follows the movement; newcomers are found within `redetect_s`.
     The detector is the segmenter's costliest model (12-16 ms a frame). A
-    frame where it finds nobody, with nobody followed, gets a closer look
-    (`PersonDetector.detect_closer`: square tiles of the frame, for a person
-    far from the camera), live at most every `CLOSER_EVERY_S`.
+    chunk's first frame, and a frame where it finds nobody with nobody
+    followed, get a closer look (`PersonDetector.detect_closer`: square tiles
+    of the frame, for people far from the camera or half hidden, who join
+    those the whole frame found), live at most every `CLOSER_EVERY_S`.
     `landmarks`: also find each person's 33 landmarks (~22 ms a person) and
     attach them to the instance. Each person's ROI then follows their
     landmarks from frame to frame, as in MediaPipe's own tracking; a fresh

@@ -32,7 +32,7 @@ _SCORE_CLIP = 100.0
 ROI_SCALE = 1.25
 
 HIP_CENTRE, BODY_CIRCLE, SHOULDER_CENTRE, UPPER_CIRCLE = range(4)
-# A closer look where the whole frame shows nobody: the detector sees the
+# A closer look for people the whole frame misses: the detector sees the
 # frame shrunk to 224 pixels, and a person far from the camera (lying in a
 # push-up across a fifth of a 16:9 frame) scores under 0.4 there, where a
 # square tile of the frame scores 0.9. On empty or blurred frames the tiles'
@@ -278,8 +278,8 @@ class PersonDetector:
         return [_shifted(d, x0, y0) for d in found] if x0 or y0 else found
 
     def detect_closer(self, frame_bgr: np.ndarray) -> list[PoseDetection]:
-        """A second look for a frame where `detect` found nobody: square tiles
-        along the frame's long side (`square_tiles`), each seen at a larger
+        """A second look, for people `detect` missed: square tiles along the
+        picture's long side (`square_tiles`), each seen at a larger
         scale than the whole frame (1.8 times on a 16:9 frame), keeping
         detections scored at least `CLOSER_MIN_SCORE` whose hips lie inside
         their tile (a body the tile cuts is found whole in its neighbour).
