@@ -37,6 +37,7 @@ from repcoach.stages.pose_detector import (
     drop_same_body,
     load_interpreter,
     mediapipe_model,
+    picture_box,
 )
 from repcoach.stages.pose_landmarks import (
     INPUT_SIZE,
@@ -181,11 +182,14 @@ class BlazePoseSegmenter:
     from the ROI of their last detection. The ROI is a generous circle around
     the whole body, and the mask (hence the box) is recomputed every frame,
     so the box follows the movement; newcomers are found within `redetect_s`.
-    The detector is the segmenter's costliest model (12-16 ms a frame). A
-    chunk's first frame, and a frame where it finds nobody with nobody
-    followed, get a closer look (`PersonDetector.detect_closer`: square tiles
-    of the frame, for people far from the camera or half hidden, who join
-    those the whole frame found), live at most every `CLOSER_EVERY_S`.
+    The detector is the segmenter's costliest model (12-16 ms a frame); it
+    sees the picture inside any black bars. A closer look
+    (`PersonDetector.detect_closer`: square tiles of the picture, for people
+    far from the camera or half hidden, who join those the whole picture
+    found) follows it in a chunk at the chunk's first frame and wherever
+    nobody is found or followed; live, whoever is in view, at most every
+    `CLOSER_EVERY_S`; without frame times, only where nobody is found or
+    followed.
     `landmarks`: also find each person's 33 landmarks (~22 ms a person) and
     attach them to the instance. Each person's ROI then follows their
     landmarks from frame to frame, as in MediaPipe's own tracking; a fresh
@@ -253,11 +257,12 @@ class BlazePoseSegmenter:
         else:  # a chunk: look at its first frame, and while nobody is followed
             due = not self._held
         if due:
-            detections = self.detector.detect(frame)
+            picture = picture_box(frame)
+            detections = self.detector.detect(frame, picture)
             if self._closer_due(pts, continues, anyone=bool(detections or self._held)):
                 # Somebody far away or half hidden? Whom the whole frame found
                 # keeps that detection: the closer look only adds people.
-                closer = self.detector.detect_closer(frame)
+                closer = self.detector.detect_closer(frame, picture)
                 detections = detections + [c for c in closer if not _near_any(c, detections)]
             detections = detections[: self.max_people]
             self._held = self._followed_or_new(detections)
@@ -305,8 +310,9 @@ class BlazePoseSegmenter:
         more detector runs on a 16:9 frame) for people the whole frame missed.
         In a file, at every chunk's first frame, and on any frame where nobody
         was found or followed (the result must not depend on anything before
-        the chunk); live, at most every `CLOSER_EVERY_S` (an empty room must
-        not cost a core)."""
+        the chunk); live, at most every `CLOSER_EVERY_S`, people in view or
+        not (an empty room must not cost a core); with no frame times, where
+        nobody was found or followed."""
         if continues is not None or pts is None:
             return continues is False or not anyone
         if 0.0 <= pts - self._closer_pts < CLOSER_EVERY_S:

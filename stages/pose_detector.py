@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -218,19 +218,23 @@ def square_tiles(height: int, width: int) -> list[tuple[int, int, int]]:
 def picture_box(frame_bgr: np.ndarray) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1) of the picture inside black bars along the frame's
     edges; the whole frame when it has none worth cutting (under
-    `MIN_BAR_SHARE` of a side) or when little would be left (a dark frame)."""
+    `MIN_BAR_SHARE` of a side) or when little would be left either way (a
+    dark frame)."""
     height, width = frame_bgr.shape[:2]
     grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
-    bright_rows = np.flatnonzero(cv2.reduce(grey, 1, cv2.REDUCE_MAX).ravel() > BAR_LEVEL)
-    bright_cols = np.flatnonzero(cv2.reduce(grey, 0, cv2.REDUCE_MAX).ravel() > BAR_LEVEL)
+    bright = (  # numpy's max along an axis is ~50x quicker here than cv2.reduce
+        np.flatnonzero(grey.max(axis=0) > BAR_LEVEL),
+        np.flatnonzero(grey.max(axis=1) > BAR_LEVEL),
+    )
+    axes = tuple(zip(bright, (width, height), strict=True))
+    if any(lit.size == 0 or lit[-1] + 1 - lit[0] < MIN_PICTURE_SHARE * side for lit, side in axes):
+        return 0, 0, width, height
     box = [0, 0, width, height]
-    for axis, bright, side in ((0, bright_cols, width), (1, bright_rows, height)):
-        if bright.size == 0 or bright[-1] + 1 - bright[0] < MIN_PICTURE_SHARE * side:
-            continue
-        if bright[0] >= MIN_BAR_SHARE * side:
-            box[axis] = int(bright[0])
-        if side - 1 - bright[-1] >= MIN_BAR_SHARE * side:
-            box[axis + 2] = int(bright[-1]) + 1
+    for axis, (lit, side) in enumerate(axes):
+        if lit[0] >= MIN_BAR_SHARE * side:
+            box[axis] = int(lit[0])
+        if side - 1 - lit[-1] >= MIN_BAR_SHARE * side:
+            box[axis + 2] = int(lit[-1]) + 1
     return box[0], box[1], box[2], box[3]
 
 
@@ -238,8 +242,10 @@ def _shifted(detection: PoseDetection, dx: float, dy: float) -> PoseDetection:
     """`detection`, found in a part of the frame whose corner is (dx, dy), in frame pixels."""
     x0, y0, x1, y1 = detection.box
     shift = np.array([dx, dy], dtype=np.float32)
-    return PoseDetection(
-        detection.score, (x0 + dx, y0 + dy, x1 + dx, y1 + dy), detection.keypoints + shift
+    return replace(
+        detection,
+        box=(x0 + dx, y0 + dy, x1 + dx, y1 + dy),
+        keypoints=detection.keypoints + shift,
     )
 
 
@@ -269,22 +275,27 @@ class PersonDetector:
         self._min_logit = _logit(min_score)
         self._closer_logit = _logit(max(min_score, CLOSER_MIN_SCORE))
 
-    def detect(self, frame_bgr: np.ndarray) -> list[PoseDetection]:
+    def detect(
+        self, frame_bgr: np.ndarray, picture: tuple[int, int, int, int] | None = None
+    ) -> list[PoseDetection]:
         """Detections best first, in frame pixels. The detector sees the
-        picture only, without black bars (`picture_box`): a letterboxed
-        portrait clip's people come out twice as large."""
-        x0, y0, x1, y1 = picture_box(frame_bgr)
+        picture only, without black bars (`picture`, by default
+        `picture_box(frame_bgr)`): a letterboxed clip's people come out
+        larger."""
+        x0, y0, x1, y1 = picture or picture_box(frame_bgr)
         found = self._detect(frame_bgr[y0:y1, x0:x1], self._min_logit)
         return [_shifted(d, x0, y0) for d in found] if x0 or y0 else found
 
-    def detect_closer(self, frame_bgr: np.ndarray) -> list[PoseDetection]:
+    def detect_closer(
+        self, frame_bgr: np.ndarray, picture: tuple[int, int, int, int] | None = None
+    ) -> list[PoseDetection]:
         """A second look, for people `detect` missed: square tiles along the
         picture's long side (`square_tiles`), each seen at a larger
-        scale than the whole frame (1.8 times on a 16:9 frame), keeping
+        scale than the whole picture (1.8 times on a 16:9 one), keeping
         detections scored at least `CLOSER_MIN_SCORE` whose hips lie inside
         their tile (a body the tile cuts is found whole in its neighbour).
-        Best first, in frame pixels; nothing new for a square frame."""
-        px, py, px1, py1 = picture_box(frame_bgr)
+        Best first, in frame pixels; nothing new for a square picture."""
+        px, py, px1, py1 = picture or picture_box(frame_bgr)
         tiles = square_tiles(py1 - py, px1 - px)
         if len(tiles) < 2:
             return []

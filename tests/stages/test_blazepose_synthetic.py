@@ -97,13 +97,13 @@ class CountingDetector:
     def __init__(self, detector):
         self.detector, self.calls, self.closer_calls = detector, 0, 0
 
-    def detect(self, frame):
+    def detect(self, frame, picture=None):
         self.calls += 1
-        return self.detector.detect(frame)
+        return self.detector.detect(frame, picture)
 
-    def detect_closer(self, frame):
+    def detect_closer(self, frame, picture=None):
         self.closer_calls += 1
-        return self.detector.detect_closer(frame)
+        return self.detector.detect_closer(frame, picture)
 
 
 def test_frame_times_let_the_detector_run_a_few_times_a_second_without_losing_anyone():
@@ -194,6 +194,7 @@ def _frame_with(height: int, width: int, bright: tuple[slice, slice]) -> np.ndar
         (_frame_with(720, 1280, np.s_[:, :]), (0, 0, 1280, 720)),  # no bars
         (_frame_with(720, 1280, np.s_[7:, 9:]), (0, 0, 1280, 720)),  # dark edges, not bars
         (_frame_with(720, 1280, np.s_[300:400, 500:700]), (0, 0, 1280, 720)),  # a dark frame
+        (_frame_with(720, 1280, np.s_[300:400, 400:800]), (0, 0, 1280, 720)),  # wide, still dark
         (np.zeros((720, 1280, 3), np.uint8), (0, 0, 1280, 720)),
     ],
 )
@@ -213,6 +214,18 @@ def test_the_detector_sees_the_picture_inside_black_bars():
     (in_frame,) = detector.detect(frame)
     assert in_frame.score == in_picture.score
     assert np.allclose(in_frame.keypoints, in_picture.keypoints + [0, top])
+
+
+def test_the_closer_look_tiles_the_picture_inside_black_bars():
+    image = next(iter(synthetic.SyntheticSource.from_spec("squat,reps=1,seed=1").frames()))[0]
+    far = far_away(image)
+    frame = np.zeros((1000, far.shape[1], 3), np.uint8)
+    frame[140:860] = far
+    detector = BlazePoseSegmenter().detector
+    (in_picture,) = detector.detect_closer(far)
+    (in_frame,) = detector.detect_closer(frame)
+    assert in_frame.score == in_picture.score
+    assert np.allclose(in_frame.keypoints, in_picture.keypoints + [0, 140])
 
 
 def near_and_far(image: np.ndarray) -> np.ndarray:
@@ -255,6 +268,18 @@ def test_live_an_empty_room_gets_a_closer_look_twice_a_second_and_a_far_person_i
     image = next(iter(synthetic.SyntheticSource.from_spec("squat,reps=1,seed=1").frames()))[0]
     far = [segmenter.segment(far_away(image), pts=2 + i / 30) for i in range(15)]
     assert [len(people) for people in far] == [1] * 15  # found at once: the last look was 0.5 s ago
+
+
+def test_live_people_in_view_get_a_closer_look_twice_a_second_for_more():
+    """Whoever the whole frame finds, the person further away is added within
+    half a second, and the closer look costs no more than twice a second."""
+    image = next(iter(synthetic.SyntheticSource.from_spec("squat,reps=1,seed=1").frames()))[0]
+    segmenter = BlazePoseSegmenter(landmarks=True)
+    segmenter.detector = CountingDetector(segmenter.detector)
+    frame = near_and_far(image)
+    found = [len(segmenter.segment(frame, pts=i / 30)) for i in range(60)]
+    assert found == [2] * 60  # the first frame's look found both
+    assert segmenter.detector.closer_calls == 4  # at 0, 0.5, 1 and 1.5 s
 
 
 @pytest.mark.slow

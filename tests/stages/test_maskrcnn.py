@@ -363,8 +363,10 @@ def test_a_batch_gives_each_frame_what_it_gets_alone(batch_process, segmenter, f
     # PERSON_LOGIT_BIAS), so which of the tied regions fill the detection
     # layer's last places is a coin toss (one sliver along the image's edge,
     # [223, 0, 480, 1] against [57, 0, 480, 1], in one run of several).
-    paired = _as_detections(batched["second"])
-    assert _matched(batched["padded"], paired) >= 0.97
+    paired, padded = _as_detections(batched["second"]), batched["padded"]
+    assert len(paired.scores) == len(padded["scores"]) > 0
+    unmatched = len(paired.scores) - round(_matched(padded, paired) * len(paired.scores))
+    assert unmatched <= 2
     # Against the single-frame model: the same detections up to round-off
     # (the batched convolutions add in another order). Random weights score
     # many boxes nearly alike, so round-off can break a tie in non-maximum

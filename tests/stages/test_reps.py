@@ -484,7 +484,11 @@ def test_clip_ending_during_a_descent(clips):
     assert label["partial_reps"] == 1
     reps = main_person(log)
     assert sum(not r["partial"] for r in reps) >= 3
-    assert any(reps and reps[-1]["cut"] == "end" and reps[-1]["partial"] for reps in log.values())
+    # Whose last descent is seen bending depends on whom the detector found
+    # at the last chunk starts: any one of them.
+    assert any(
+        logged and logged[-1]["cut"] == "end" and logged[-1]["partial"] for logged in log.values()
+    )
     cut = [r for reps in log.values() for r in reps if r["cut"] == "end"]
     assert cut and all(r["partial"] and r["bottom_frame"] >= 425 for r in cut)
 
