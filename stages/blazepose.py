@@ -262,8 +262,9 @@ class BlazePoseSegmenter:
             if self._closer_due(pts, continues, anyone=bool(detections or self._held)):
                 # Somebody far away or half hidden? Whom the whole frame found
                 # keeps that detection: the closer look only adds people.
-                closer = self.detector.detect_closer(frame, picture)
-                detections = detections + [c for c in closer if not _near_any(c, detections)]
+                for seen in self.detector.detect_closer(frame, picture):  # best first
+                    if not any(_same_body(seen, d) for d in detections):
+                        detections = [*detections, seen]
             detections = detections[: self.max_people]
             self._held = self._followed_or_new(detections)
             self._held_pts = pts if pts is not None else 0.0
@@ -378,6 +379,21 @@ def _near_any(detection: PoseDetection, others: list[PoseDetection]) -> bool:
         np.linalg.norm(detection.centre - o.centre) < 0.5 * max(detection.radius, o.radius)
         for o in others
     )
+
+
+def _same_body(a: PoseDetection, b: PoseDetection) -> bool:
+    """Whether two detections, one from the whole frame and one from a tile
+    (or two tiles), are one person: hips within half a body radius, or the
+    smaller head-and-shoulders box lying at least half inside the larger.
+    Seen from the front a push-up's hips hide behind the torso, and the two
+    views guess them up to 0.9 radii apart; the boxes still nest."""
+    if _near_any(a, [b]):
+        return True
+    ax0, ay0, ax1, ay1 = a.box
+    bx0, by0, bx1, by1 = b.box
+    overlap = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    smaller = min((ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0))
+    return smaller > 0 and overlap >= 0.5 * smaller
 
 
 def _shift(roi: np.ndarray, x0: int, y0: int) -> np.ndarray:

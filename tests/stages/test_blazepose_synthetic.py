@@ -12,10 +12,15 @@ import pytest
 
 from repcoach.common.landmarks import Landmark
 from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket
-from repcoach.stages.blazepose import BlazePoseJoints, BlazePoseSegmenter
+from repcoach.stages.blazepose import BlazePoseJoints, BlazePoseSegmenter, _same_body
 from repcoach.stages.coaching import Coach
 from repcoach.stages.joints import JointsStage
-from repcoach.stages.pose_detector import CLOSER_MIN_SCORE, picture_box, square_tiles
+from repcoach.stages.pose_detector import (
+    CLOSER_MIN_SCORE,
+    PoseDetection,
+    picture_box,
+    square_tiles,
+)
 from repcoach.stages.tracking import Tracker
 
 synthetic = pytest.importorskip("repcoach.stages.synthetic")
@@ -256,6 +261,24 @@ def test_a_chunk_starts_with_a_closer_look_for_whom_the_whole_frame_missed():
     assert [len(people) for people in chunk] == [2] * 8
     assert sorted(p.box[0] < 640 for p in chunk[0]) == [False, True]  # one each side
     assert (segmenter.detector.calls, segmenter.detector.closer_calls) == (1, 1)
+
+
+def _detection(box: tuple[float, float, float, float], hips: tuple[float, float], radius: float):
+    keypoints = np.array([hips, (hips[0], hips[1] - radius), hips, hips], dtype=np.float32)
+    return PoseDetection(0.9, box, keypoints)
+
+
+def test_one_person_seen_by_the_whole_frame_and_a_tile_is_one_body():
+    """Measured on a front-view push-up: the whole frame and a tile guessed
+    the hidden hips 0.9 radii apart, but the tile's head-and-shoulders box
+    lies inside the whole frame's. The coach and the seated athlete at the
+    pec deck: hips far apart, boxes apart."""
+    whole = _detection((594, 204, 850, 460), (722, 338), 72)
+    tile = _detection((571, 212, 715, 356), (639, 303), 102)
+    assert _same_body(tile, whole) and _same_body(whole, tile)
+    coach = _detection((-180, 20, 260, 460), (-45, 542), 711)
+    athlete = _detection((360, 120, 480, 240), (415, 300), 103)
+    assert not _same_body(athlete, coach)
 
 
 def test_live_an_empty_room_gets_a_closer_look_twice_a_second_and_a_far_person_is_found():
