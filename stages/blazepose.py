@@ -34,6 +34,8 @@ from repcoach.stages.pose_detector import (
     SHOULDER_CENTRE,
     PersonDetector,
     PoseDetection,
+    box_area,
+    box_overlap,
     drop_same_body,
     load_interpreter,
     mediapipe_model,
@@ -264,7 +266,7 @@ class BlazePoseSegmenter:
                 # keeps that detection: the closer look only adds people.
                 for seen in self.detector.detect_closer(frame, picture):  # best first
                     if not any(_same_body(seen, d) for d in detections):
-                        detections = [*detections, seen]
+                        detections.append(seen)
             detections = detections[: self.max_people]
             self._held = self._followed_or_new(detections)
             self._held_pts = pts if pts is not None else 0.0
@@ -375,10 +377,7 @@ class BlazePoseSegmenter:
 def _near_any(detection: PoseDetection, others: list[PoseDetection]) -> bool:
     """Whether `detection` is somebody in `others` again: hips within half a
     body radius (their ROIs would mostly overlap)."""
-    return any(
-        np.linalg.norm(detection.centre - o.centre) < 0.5 * max(detection.radius, o.radius)
-        for o in others
-    )
+    return any(detection.hips_within(o, 0.5) for o in others)
 
 
 def _same_body(a: PoseDetection, b: PoseDetection) -> bool:
@@ -387,13 +386,11 @@ def _same_body(a: PoseDetection, b: PoseDetection) -> bool:
     smaller head-and-shoulders box lying at least half inside the larger.
     Seen from the front a push-up's hips hide behind the torso, and the two
     views guess them up to 0.9 radii apart; the boxes still nest."""
-    if _near_any(a, [b]):
+    if a.hips_within(b, 0.5):
         return True
-    ax0, ay0, ax1, ay1 = a.box
-    bx0, by0, bx1, by1 = b.box
-    overlap = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
-    smaller = min((ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0))
-    return smaller > 0 and overlap >= 0.5 * smaller
+    boxes = np.array([a.box, b.box])
+    smaller = float(box_area(boxes).min())
+    return smaller > 0 and float(box_overlap(boxes[0], boxes[1:])[0]) >= 0.5 * smaller
 
 
 def _shift(roi: np.ndarray, x0: int, y0: int) -> np.ndarray:

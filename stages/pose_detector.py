@@ -134,6 +134,12 @@ class PoseDetection:
         m[:, 2] = self.centre - m[:, :2] @ np.array([size / 2.0, size / 2.0])
         return m
 
+    def hips_within(self, other: PoseDetection, radii: float) -> bool:
+        """Whether `other`'s hips lie within `radii` body radii (the larger
+        of the two) of these hips."""
+        gap = np.linalg.norm(self.centre - other.centre)
+        return bool(gap < radii * max(self.radius, other.radius))
+
     def circle_box(self, scale: float = 1.0) -> tuple[float, float, float, float]:
         """Axis-aligned box around the full-body circle."""
         r = self.radius * scale
@@ -141,15 +147,23 @@ class PoseDetection:
         return (float(cx - r), float(cy - r), float(cx + r), float(cy + r))
 
 
-def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def box_area(boxes: np.ndarray) -> np.ndarray:
+    """Areas of (x0, y0, x1, y1) boxes, the last axis."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def box_overlap(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Area shared by `box` and each of `boxes` (n, 4), all (x0, y0, x1, y1)."""
     ix0 = np.maximum(box[0], boxes[:, 0])
     iy0 = np.maximum(box[1], boxes[:, 1])
     ix1 = np.minimum(box[2], boxes[:, 2])
     iy1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
+    return np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
+
+
+def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    inter = box_overlap(box, boxes)
+    return inter / np.maximum(box_area(box) + box_area(boxes) - inter, 1e-9)
 
 
 def weighted_nms(
@@ -187,10 +201,7 @@ def drop_same_body(
     even shoulder to shoulder)."""
     kept: list[PoseDetection] = []
     for d in detections:  # best first
-        if all(
-            np.linalg.norm(d.centre - k.centre) >= min_separation * max(d.radius, k.radius)
-            for k in kept
-        ):
+        if not any(d.hips_within(k, min_separation) for k in kept):
             kept.append(d)
     return kept
 
