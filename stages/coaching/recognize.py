@@ -11,8 +11,10 @@ knees bend (lunge when the two hips are far apart in flexion, as in a split
 stance, where both are clearly seen; measured in world coordinates, since on
 screen a thigh pointing at or away from the camera folds), shoulder press
 or lateral raise if the arms rise (press when the elbows also straighten),
-bicep curl if only the elbows move. An answer must hold for `STABLE_S`
-before it is given.
+pec deck fly if the upper arms are held up and the hands swing together and
+apart, bicep curl if only the elbows move and the upper arms hang (someone
+talking with their hands bends the elbows too, arms held out in front). An
+answer must hold for `STABLE_S` before it is given.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ FORESHORTENED = 1.2
 SPLIT_VISIBILITY = 0.8
 SPLIT_SHARE = 0.3  # share of the window both sides must be clearly seen in
 MOVING_DEG = 20.0  # a spread above this in any angle: the person is moving
+# The upper arm's angle from the torso (median over the window): a curl's
+# hangs (10-27 degrees on the shared curls, a swinging set included); a pec
+# deck's is held up, and so is that of a coach gesturing beside one (55-81).
+ARMS_HANG_DEG = 45.0
+# A pec deck fly brings the hands from wide apart to together in front of the
+# chest: the gap between the wrists swings by more than this many shoulder
+# widths (0.7 to 2 on the shared pec deck; a curl's hands 0.3 to 0.6).
+HANDS_SWING = 0.6
 
 
 def _measure(name: str, kind: str, joints: tuple[str, ...], side: str, per=None) -> Measure:
@@ -61,6 +71,13 @@ FEATURES = (
     _measure("arm", "angle", ("hip", "shoulder", "elbow"), "max"),
     _measure("elbow", "angle", ("shoulder", "elbow", "wrist"), "mean"),
     _measure("feet", "spread", ("left_ankle", "right_ankle"), "none", ("mid_shoulder", "mid_hip")),
+    _measure(
+        "hands",
+        "spread",
+        ("left_wrist", "right_wrist"),
+        "none",
+        ("left_shoulder", "right_shoulder"),
+    ),
 )
 
 
@@ -137,6 +154,11 @@ class Recognizer:
         valid = values[~np.isnan(values)]
         return valid if valid.size >= MIN_VALID * max(len(values), 1) and valid.size else None
 
+    def _median(self, name: str) -> float:
+        """The measure's median over the window; NaN if too rarely read."""
+        values = self._series(name)
+        return float("nan") if values is None else float(np.median(values))
+
     def _spread(self, name: str) -> float:
         values = self._series(name)
         if values is None:
@@ -168,7 +190,10 @@ class Recognizer:
             return "lunge" if self._hip_split() > 40 else "squat"
         if arm > 40:
             return "shoulder_press" if elbow > 45 else "lateral_raise"
-        if elbow > 50:
+        arms_up = self._median("arm") >= ARMS_HANG_DEG  # False when unread (hips out of view)
+        if arms_up and self._spread("hands") > HANDS_SWING:
+            return "pec_deck_fly"
+        if elbow > 50 and not arms_up:
             return "bicep_curl"
         return None
 

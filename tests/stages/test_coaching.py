@@ -28,6 +28,7 @@ from repcoach.common.messages import (
     decode,
 )
 from repcoach.stages.coaching import Coach, ExerciseRegistry, get_exercise, load_exercise
+from repcoach.stages.coaching.recognize import Recognizer
 from repcoach.stages.coaching.reps import RepCounter
 from repcoach.stages.coaching.spec import Counting
 from repcoach.stages.synthetic import SyntheticSource
@@ -512,6 +513,15 @@ def test_events_survive_the_wire():
             "bicep_curl",
             lambda: [to_joints(side_pose(forearm=180 - 150 * p)) for p in rep_wave(4)],
         ),
+        (
+            # Seen from the front: elbows held up, the hands close in front
+            # of the chest (elbows bent) and open wide (arms straight).
+            "pec_deck_fly",
+            lambda: [
+                to_joints(front_pose(arm_abduction=80 - 30 * p, elbow_bend=-150 * p))
+                for p in rep_wave(4)
+            ],
+        ),
     ],
 )
 def test_auto_recognises_the_exercise_and_keeps_the_first_rep(exercise, frames):
@@ -529,6 +539,21 @@ def test_auto_recognises_the_exercise_and_keeps_the_first_rep(exercise, frames):
     assert [e.data["exercise"] for e in events if e.kind == "exercise"] == [exercise]
     assert len(reps_of(events)) == 4  # the reps before it was sure were replayed
     assert coach.people()[0].exercise == exercise
+
+
+def test_auto_does_not_call_talking_with_the_hands_a_curl():
+    """The coach beside the pec deck: upper arm held out in front, elbow
+    bending and straightening in rhythm as he explains. A curl's upper arm
+    hangs; this is no exercise."""
+    frames = [to_joints(side_pose(upper_arm=110, forearm=110 - 120 * p)) for p in rep_wave(6)]
+    recognizer = Recognizer(("bicep_curl", "pec_deck_fly", "shoulder_press", "lateral_raise"))
+    assert [recognizer.update(j, i / FPS) for i, j in enumerate(frames)] == [None] * len(frames)
+    coach = Coach("auto")
+    events = run(coach, frames)
+    assert [e.kind for e in events] == ["person_enter"]
+    assert coach.people()[0].exercise is None
+    curls = [to_joints(side_pose(forearm=180 - 150 * p)) for p in rep_wave(6)]
+    assert len(reps_of(run(Coach("auto"), curls))) == 6  # the same elbow, upper arm hanging
 
 
 # --- exercise files

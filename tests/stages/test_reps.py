@@ -495,15 +495,17 @@ def test_clip_ending_during_a_descent(clips):
 
 @pytest.mark.slow
 @pytest.mark.clips
-def test_clip_coach_beside_the_pec_deck_gets_nothing(clips):
+@pytest.mark.parametrize("exercise", ["pec_deck_fly", "auto"])
+def test_clip_coach_beside_the_pec_deck_gets_nothing(clips, exercise):
     """The coach stands in the left foreground the whole clip, sweeping his
     arm through the fly in time with the athlete: he is tracked, and given
-    no rep or partial rep."""
+    no rep or partial rep, with the exercise given or recognised (auto: his
+    elbow bends as he talks, but his upper arm is held up, no curl)."""
     sys.path.insert(0, str(REPO))
     from bench.clip_joints import TORSO, video_joints
 
     name = "pecdeck_fly_front_coach_beside_8reps.mp4"
-    _, log = clip_log(clips, name, exercise="pec_deck_fly")
+    _, log = clip_log(clips, name, exercise=exercise)
     clip = video_joints(clips / name)
     where: dict[int, list[float]] = {}
     for joints in clip.frames:
@@ -512,7 +514,8 @@ def test_clip_coach_beside_the_pec_deck_gets_nothing(clips):
     coach = [t for t, xs in where.items() if np.median(xs) < clip.width / 3]
     assert coach and max(len(where[t]) for t in coach) > 0.8 * len(clip.frames)
     assert all(log.get(t, []) == [] for t in coach)
-    assert any(log.values())  # the athlete is coached
+    athlete = [r["exercise"] for reps in log.values() for r in reps]
+    assert athlete and set(athlete) == {"pec_deck_fly"}  # the athlete is coached
 
 
 @pytest.mark.slow
