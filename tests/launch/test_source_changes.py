@@ -13,7 +13,14 @@ from tests.conftest import free_port, read_jsonl, stage_report
 from tests.launch.test_stream_reconnect import MjpegCamera
 
 GYM = "gym=synthetic:squat,reps=12"  # long enough to change stations while it runs
-DOOR = "synthetic:lunge,reps=2"  # 180 frames, 2 lunges
+# 3252 frames: it must outlast the nine commands the first test sends before
+# removing it, each a new process that a loaded machine starts slowly (with
+# 980 frames, on 2 busy cores, it ended by itself and the pipeline with it).
+LONG_GYM, LONG_GYM_FRAMES = "gym=synthetic:squat,reps=40", 3252
+# 484 frames, 6 lunges: still running when the gym is removed and the floor
+# is read after it (with 180 frames, on 2 busy cores, it had ended by then
+# and the pipeline with it).
+DOOR, DOOR_FRAMES, DOOR_LUNGES = "synthetic:lunge,reps=6", 484, 6
 
 
 def _scored(status: dict, station: str) -> dict:
@@ -31,7 +38,7 @@ def test_a_station_added_and_one_removed_mid_run(pipeline, tmp_path):
     up = pipeline.start(
         "up",
         "--source",
-        GYM,
+        LONG_GYM,
         "--no-console",
         "--sink",
         f"jsonl:path={events},frames=1",
@@ -85,15 +92,15 @@ def test_a_station_added_and_one_removed_mid_run(pipeline, tmp_path):
     frames = [r for r in read_jsonl(events) if r["type"] == "frame"]
     door = [f["seq"] for f in frames if f["station"] == "door"]
     gym = [f["seq"] for f in frames if f["station"] == "gym"]
-    assert door == list(range(180))  # the added file: every frame once, in order
+    assert door == list(range(DOOR_FRAMES))  # the added file: every frame once, in order
     # The removed one: every frame handed out before its end, once, in order.
-    assert gym == list(range(len(gym))) and gym_at_add < len(gym) < 1000
+    assert gym == list(range(len(gym))) and gym_at_add < len(gym) < LONG_GYM_FRAMES
     # Frames of both stations were analysed side by side.
     first_door = next(i for i, f in enumerate(frames) if f["station"] == "door")
     assert any(f["station"] == "gym" for f in frames[first_door:])
     door_people = document["door"]["people"]
     assert [(e["exercise"], e["reps"]) for p in door_people for e in p["exercises"]] == [
-        ("lunge", 2)
+        ("lunge", DOOR_LUNGES)
     ]
     squats = sum(e["reps"] for p in document["gym"]["people"] for e in p["exercises"])
     assert squats >= 1
@@ -108,7 +115,7 @@ def test_a_station_added_and_one_removed_mid_run(pipeline, tmp_path):
         (r["session"].rsplit(".", 1)[-1], r["exercise"]): r["reps"]
         for r in json.loads(history.stdout)
     }
-    assert rows[("door", "lunge")] == 2 and ("door", "squat") not in rows
+    assert rows[("door", "lunge")] == DOOR_LUNGES and ("door", "squat") not in rows
 
 
 def test_a_camera_added_next_to_a_file_and_removed_is_let_go(pipeline, tmp_path):
