@@ -39,6 +39,7 @@ import zmq.auth.thread
 import zmq.utils.monitor
 from zmq.utils import z85
 
+from repcoach.common.endpoints import ROLES
 from repcoach.common.errors import UserError
 from repcoach.common.messages import Message, MessageError, decode
 
@@ -257,7 +258,7 @@ def open_socket(
         if bind:
             if endpoint.startswith("ipc://"):
                 _private_parent(Path(endpoint[len("ipc://") :]))
-            sock.bind(endpoint)
+            _bind(sock, endpoint)
         else:
             if before_connect is not None:
                 before_connect(sock)
@@ -266,6 +267,22 @@ def open_socket(
         sock.close(0)
         raise
     return sock
+
+
+def _bind(sock: zmq.Socket, endpoint: str) -> None:
+    """Bind, saying in one line what to do when the address is taken: a
+    restart cannot free a port another program (or one of this machine's
+    outgoing connections) holds."""
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as error:
+        if error.errno != zmq.EADDRINUSE or not endpoint.startswith("tcp://"):
+            raise
+        raise UserError(
+            f"{endpoint} is already in use on this machine; stop what holds it or pick "
+            f"another --bind port (the pipeline takes PORT..PORT+{len(ROLES) - 1}; a port "
+            "under 32768 stays clear of the ports Linux gives outgoing connections)"
+        ) from None
 
 
 class PeerWatch:

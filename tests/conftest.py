@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from repcoach.common.clips import clips_dir
+from repcoach.common.endpoints import ROLES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,7 +103,18 @@ class Pipeline:
             time.sleep(0.3)
         pytest.fail(
             f"timed out after {timeout} s waiting for {what or predicate}; last status {last}"
+            + "".join(self._ended())
         )
+
+    def _ended(self) -> list[str]:
+        """What each started process that has ended said (why a wait found nothing)."""
+        ended = []
+        for process in self.processes:
+            if process.poll() is not None:
+                command = " ".join(process.args[len(pipeline_command()) :][:2])
+                tail = process.stderr.read()[-2000:] if process.stderr else ""
+                ended.append(f"\n`pipeline {command}` exited {process.returncode}: {tail}")
+        return ended
 
     def cleanup(self) -> None:
         for process in self.processes:
@@ -121,6 +134,31 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def outgoing_ports_start() -> int:
+    """The first port Linux may give an outgoing connection: a port the pipeline
+    binds must lie below it, or one of its own stages' connections may hold it."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_block() -> int:
+    """A base port with the successors a pipeline binds free on loopback, below
+    the outgoing connections' ports (best effort: free now, not reserved)."""
+    last_base = outgoing_ports_start() - len(ROLES)
+    for _ in range(50):
+        base = random.randrange(10000, last_base)
+        try:
+            for offset in range(len(ROLES)):
+                with socket.socket() as taken:
+                    taken.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+    raise AssertionError(f"no free block of {len(ROLES)} ports")
 
 
 def run_keys(pipeline: Pipeline, folder: Path, *args: str) -> str:

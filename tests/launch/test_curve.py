@@ -22,26 +22,17 @@ import pytest
 import zmq
 
 from repcoach.common.endpoints import ROLES
-from tests.conftest import netns_allowed, pipeline_command, read_jsonl, run_keys, stage_report
+from tests.conftest import (
+    free_port_block,
+    netns_allowed,
+    pipeline_command,
+    read_jsonl,
+    run_keys,
+    stage_report,
+)
 
 FAST = ["--joints", "none", "--no-console"]
 STRANGER_WAIT_S = 2.5
-
-
-def free_port_block() -> int:
-    """A base port with the successors a pipeline binds free on loopback (best effort)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1] % 40000 + 20000
-        try:
-            for offset in range(len(ROLES)):
-                with socket.socket() as taken:
-                    taken.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-    raise AssertionError(f"no free block of {len(ROLES)} ports")
 
 
 def frame_seqs(records: list[dict]) -> list[int]:
@@ -212,6 +203,27 @@ def test_insecure_loopback_pipeline_runs_without_keys(pipeline, video, tmp_path)
     assert extra.wait(30) == 0, extra.stderr.read()
     document = json.loads(summary.read_text())
     assert (document["frames"], document["dropped"]) == (frames, 0)
+
+
+def test_a_bind_port_another_program_holds_is_one_line(pipeline, video, tmp_path):
+    """A port of the block already taken: the stage that binds it says so and
+    the pipeline stops at once (a restart cannot free it), with nothing lost to
+    report but the run itself."""
+    pipeline.env["REPCOACH_KEYS_DIR"] = str(tmp_path / "no-keys")
+    base = free_port_block()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", base + ROLES.index("results")))
+        holder.listen()
+        started = time.monotonic()
+        result = pipeline.run(
+            "up", "--source", str(video(50)), "--bind", f"tcp://127.0.0.1:{base}",
+            "--insecure", *FAST,
+        )  # fmt: skip
+        took = time.monotonic() - started
+    line = one_line_error(result)
+    assert f"tcp://127.0.0.1:{base + ROLES.index('results')} is already in use" in line
+    assert "pick another --bind port" in line
+    assert took < 30, f"took {took:.0f} s: restarted a stage whose port is taken"
 
 
 def test_every_worker_on_another_host_with_workers_0(pipeline, video, tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from repcoach.common.messages import SCHEMA_VERSION
-from tests.conftest import read_jsonl, stage_report
+from tests.conftest import free_port_block, read_jsonl, stage_report
 
 FAST = ["--joints", "none", "--no-console"]
 
@@ -455,14 +455,9 @@ def test_a_stage_that_keeps_dying_stops_the_pipeline_with_a_clear_message(pipeli
 
 
 def test_tcp_pipeline_takes_an_extra_worker_started_elsewhere(pipeline, video, tmp_path):
-    import socket
-
-    with socket.socket() as probe:  # a free port block on loopback
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1] % 40000 + 20000
     frames = 400
     events = tmp_path / "frames.jsonl"
-    address = f"tcp://127.0.0.1:{port}"
+    address = f"tcp://127.0.0.1:{free_port_block()}"
     up = pipeline.start(
         "up",
         "--source",
