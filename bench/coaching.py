@@ -15,10 +15,11 @@ labelled exercise and once with `--exercise auto`. A label `exercise_id:
 other` is given the shipped exercise its `exercise` text names
 (`bench/labels.py`), else only auto runs. Per clip: labelled and counted reps
 (+ partial reps) of the main person (the id with the most reps), the exercise
-auto named, ids in the summary against people labelled, reps given to people
-not exercising (`reps_by_person` entries with 0 reps, and ids beyond the
-labelled exercisers, matched by count: the i-th most counted id is the i-th
-most labelled person), faults flagged, and whether repeated runs agreed.
+auto named, ids in the summary against people labelled (allowed: one more per
+minute of clip), reps given to people not exercising (`reps_by_person`
+entries with 0 reps, and ids beyond the labelled exercisers, matched by
+count: the i-th most counted id is the i-th most labelled person), faults
+flagged, and whether repeated runs agreed.
 
 Determinism: `--repeat N --workers 1,2,4` runs each mode N times per worker
 count; the runs agree when their summaries and JSONL event streams are equal
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -74,12 +76,14 @@ class Scored:
     exact: bool  # main's reps and partial reps as labelled (auto: and the exercise)
     named: bool  # main's exercise is the one labelled
     ids: int
+    ids_allowed: int  # the labelled people, and one more per minute of clip (issue 11)
     exercisers: tuple[int, ...]  # reps of the ids matched to the labelled exercisers
     idle_reps: int  # reps and partial reps of the ids matched to nobody exercising
     idle_partial: int
 
 
 def score(run: PipelineRun, label: ClipLabel, exercise: str | None, auto: bool) -> Scored:
+    minutes = float((run.summary or {}).get("duration_s") or 0.0) / 60.0
     ranked = sorted(run.people, key=lambda p: (p.reps, p.partial), reverse=True)
     main = ranked[0] if ranked else None
     matched, idle = ranked[: len(label.exercisers)], ranked[len(label.exercisers) :]
@@ -95,6 +99,7 @@ def score(run: PipelineRun, label: ClipLabel, exercise: str | None, auto: bool) 
         exact=exact,
         named=named,
         ids=len(ranked),
+        ids_allowed=label.people + math.floor(minutes),
         exercisers=tuple(p.reps for p in matched),
         idle_reps=sum(p.reps for p in idle),
         idle_partial=sum(p.partial for p in idle),
@@ -266,6 +271,8 @@ def totals(results: list[ClipResult]) -> dict:
         "idle_clips": sum(1 for _, s in people if s.idle_reps or s.idle_partial),
         "ids_over": sum(max(0, s.ids - r.label.people) for r, s in people),
         "ids_over_clips": sum(1 for r, s in people if s.ids > r.label.people),
+        "ids_within": sum(1 for _, s in people if s.ids <= s.ids_allowed),
+        "ids_clips": len(people),
         "faults_labelled": sum(f[0] for f in faults),
         "faults_found": sum(f[1] for f in faults),
         "faults_unlabelled": sum(f[2] for f in faults),
@@ -289,7 +296,11 @@ def print_totals(t: dict, runs_per_mode: int) -> None:
         f"reps given to people not exercising: {t['idle_reps']} + {t['idle_partial']} partial "
         f"on {t['idle_clips']} clips"
     )
-    print(f"ids over labelled people: {t['ids_over']} on {t['ids_over_clips']} clips")
+    print(
+        f"ids over labelled people: {t['ids_over']} on {t['ids_over_clips']} clips; within "
+        f"the labelled people and one more per minute of clip: {t['ids_within']}/"
+        f"{t['ids_clips']} clips"
+    )
     print(
         f"faults: {t['faults_found']}/{t['faults_labelled']} labelled faults flagged on their "
         f"rep; {t['faults_unlabelled']} flagged that are not labelled"
@@ -317,6 +328,7 @@ def clip_record(result: ClipResult) -> dict:
             "exact": s.exact if s else False,
             "named": s.named if s else False,
             "ids": s.ids if s else None,
+            "ids_allowed": s.ids_allowed if s else None,
             "exercisers": list(s.exercisers) if s else None,
             "idle_reps": s.idle_reps if s else None,
             "idle_partial": s.idle_partial if s else None,

@@ -100,6 +100,16 @@ def test_ids_are_matched_to_labelled_people_by_count(tmp_path):
     assert (scored.idle_reps, scored.idle_partial, scored.ids) == (3, 1, 3)
 
 
+def test_ids_allowed_are_the_labelled_people_and_one_more_per_minute(tmp_path):
+    [label] = write_labels(tmp_path, [entry(people=2, reps=3)])
+    run = PipelineRun("squat", None, 0, 1.0)
+    three_ids = ((1, "squat", 3, 0), (2, "squat", 0, 0), (3, "squat", 0, 0))
+    run.summary = {**summary(*three_ids), "duration_s": 59.0}
+    assert score(run, label, "squat", auto=False).ids_allowed == 2  # 3 ids: one too many
+    run.summary["duration_s"] = 61.0
+    assert score(run, label, "squat", auto=False).ids_allowed == 3
+
+
 def test_auto_is_exact_only_with_the_right_exercise(tmp_path):
     [label] = write_labels(tmp_path, [entry(reps=3)])
     run = PipelineRun("auto", None, 0, 1.0)
