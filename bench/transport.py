@@ -79,7 +79,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -93,8 +92,11 @@ import numpy as np
 import psutil
 import zmq
 
-from repcoach.common import transport
-from repcoach.common.messages import FrameMeta, FramePacket
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.ports import free_port_block  # noqa: E402
+from repcoach.common import transport  # noqa: E402
+from repcoach.common.messages import FrameMeta, FramePacket  # noqa: E402
 
 SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
 RAW, PRODUCT = "raw", "product"
@@ -545,22 +547,6 @@ def hop_ratios(results: list[HopResult]) -> list[HopRatio]:
 
 
 # --- part 1b: CURVE's price per hop
-
-
-def free_port_block(count: int) -> int:
-    """A base port with `count - 1` free successors on loopback."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1] % 30000 + 20000
-        try:
-            for offset in range(count):
-                with socket.socket() as taken:
-                    taken.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError(f"no {count} consecutive free ports on loopback")
 
 
 def measure_curve(scale: Scale, folder: Path) -> list[HopResult]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bench import ports
 from repcoach.common.clips import clips_dir
 from repcoach.common.endpoints import ROLES
 
@@ -136,29 +136,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def outgoing_ports_start() -> int:
-    """The first port Linux may give an outgoing connection: a port the pipeline
-    binds must lie below it, or one of its own stages' connections may hold it."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
 def free_port_block() -> int:
-    """A base port with the successors a pipeline binds free on loopback, below
-    the outgoing connections' ports (best effort: free now, not reserved)."""
-    last_base = outgoing_ports_start() - len(ROLES)
-    for _ in range(50):
-        base = random.randrange(10000, last_base)
-        try:
-            for offset in range(len(ROLES)):
-                with socket.socket() as taken:
-                    taken.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-    raise AssertionError(f"no free block of {len(ROLES)} ports")
+    """A base port with the successors a pipeline binds free on loopback."""
+    return ports.free_port_block(len(ROLES))
 
 
 def run_keys(pipeline: Pipeline, folder: Path, *args: str) -> str:
