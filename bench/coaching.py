@@ -16,7 +16,7 @@ other` is given the shipped exercise its `exercise` text names
 (`bench/labels.py`), else only auto runs. Per clip: labelled and counted reps
 (+ partial reps) of the main person (the id with the most reps), the exercise
 auto named, ids in the summary against people labelled (allowed: one more per
-minute of clip), reps given to people not exercising (`reps_by_person`
+started minute of clip), reps given to people not exercising (`reps_by_person`
 entries with 0 reps, and ids beyond the labelled exercisers, matched by
 count: the i-th most counted id is the i-th most labelled person), faults
 flagged, and whether repeated runs agreed.
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -55,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.clip_joints import video_joints  # noqa: E402
 from bench.coaching_floor import FLOOR, SPOTTED, floor  # noqa: E402
 from bench.coaching_synthetic import MORE, REAR, SYNTHETIC, WALL, synthetic  # noqa: E402
-from bench.labels import ClipLabel, load_labels  # noqa: E402
+from bench.labels import ClipLabel, ids_allowed, load_labels  # noqa: E402
 from bench.pipeline_run import (  # noqa: E402
     CountedPerson,
     PipelineRun,
@@ -76,14 +75,14 @@ class Scored:
     exact: bool  # main's reps and partial reps as labelled (auto: and the exercise)
     named: bool  # main's exercise is the one labelled
     ids: int
-    ids_allowed: int  # the labelled people, and one more per minute of clip (issue 11)
+    ids_allowed: int  # `bench.labels.ids_allowed`
     exercisers: tuple[int, ...]  # reps of the ids matched to the labelled exercisers
     idle_reps: int  # reps and partial reps of the ids matched to nobody exercising
     idle_partial: int
 
 
 def score(run: PipelineRun, label: ClipLabel, exercise: str | None, auto: bool) -> Scored:
-    minutes = float((run.summary or {}).get("duration_s") or 0.0) / 60.0
+    seconds = float((run.summary or {}).get("duration_s") or 0.0)
     ranked = sorted(run.people, key=lambda p: (p.reps, p.partial), reverse=True)
     main = ranked[0] if ranked else None
     matched, idle = ranked[: len(label.exercisers)], ranked[len(label.exercisers) :]
@@ -99,7 +98,7 @@ def score(run: PipelineRun, label: ClipLabel, exercise: str | None, auto: bool) 
         exact=exact,
         named=named,
         ids=len(ranked),
-        ids_allowed=label.people + math.floor(minutes),
+        ids_allowed=ids_allowed(label.people, seconds),
         exercisers=tuple(p.reps for p in matched),
         idle_reps=sum(p.reps for p in idle),
         idle_partial=sum(p.partial for p in idle),
@@ -298,7 +297,7 @@ def print_totals(t: dict, runs_per_mode: int) -> None:
     )
     print(
         f"ids over labelled people: {t['ids_over']} on {t['ids_over_clips']} clips; within "
-        f"the labelled people and one more per minute of clip: {t['ids_within']}/"
+        f"the labelled people and one more per started minute: {t['ids_within']}/"
         f"{t['ids_clips']} clips"
     )
     print(

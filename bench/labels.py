@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,12 @@ def _people(value: object, where: str) -> tuple[int, str]:
     if match is None:
         raise UserError(f"{where}: 'people' must be a number or start with one, got {value!r}")
     return int(match.group(1)), value  # type: ignore[return-value]
+
+
+def ids_allowed(people: int, seconds: float) -> int:
+    """How many track ids a clip's labelled people may get (issue 11): one
+    more per started minute of clip."""
+    return people + math.ceil(seconds / 60.0)
 
 
 def load_labels(folder: Path) -> list[ClipLabel]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import subprocess
 import sys
@@ -38,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench.clip_joints import _video_frames  # noqa: E402
+from bench.labels import ids_allowed  # noqa: E402
 from repcoach.common.clips import clips_dir  # noqa: E402
 from repcoach.common.messages import (  # noqa: E402
     EndOfStream,
@@ -240,7 +240,7 @@ def main() -> int:
         result = replay(path, fps, frames, old_cls)
         seconds = result["frames"] / fps
         people = labelled_people(label["people"])
-        allowed = people + math.ceil(seconds / 60.0)
+        allowed = ids_allowed(people, seconds)
         within_old += len(result["old"]) <= allowed
         within_new += len(result["new"]) <= allowed
         print(

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from bench.coaching import score
-from bench.labels import load_labels
+from bench.labels import ids_allowed, load_labels
 from bench.pipeline_run import PipelineRun, canonical, first_difference, strip_wall_clock
 from repcoach.common.errors import UserError
 
@@ -100,14 +100,14 @@ def test_ids_are_matched_to_labelled_people_by_count(tmp_path):
     assert (scored.idle_reps, scored.idle_partial, scored.ids) == (3, 1, 3)
 
 
-def test_ids_allowed_are_the_labelled_people_and_one_more_per_minute(tmp_path):
+def test_ids_allowed_are_the_labelled_people_and_one_more_per_started_minute(tmp_path):
     [label] = write_labels(tmp_path, [entry(people=2, reps=3)])
     run = PipelineRun("squat", None, 0, 1.0)
-    three_ids = ((1, "squat", 3, 0), (2, "squat", 0, 0), (3, "squat", 0, 0))
-    run.summary = {**summary(*three_ids), "duration_s": 59.0}
-    assert score(run, label, "squat", auto=False).ids_allowed == 2  # 3 ids: one too many
-    run.summary["duration_s"] = 61.0
+    run.summary = {**summary((1, "squat", 3, 0), (2, "squat", 0, 0)), "duration_s": 59.0}
     assert score(run, label, "squat", auto=False).ids_allowed == 3
+    run.summary["duration_s"] = 61.0
+    assert score(run, label, "squat", auto=False).ids_allowed == 4
+    assert ids_allowed(2, 0.0) == 2
 
 
 def test_auto_is_exact_only_with_the_right_exercise(tmp_path):
