@@ -5,19 +5,10 @@ from __future__ import annotations
 
 import random
 import socket
-from pathlib import Path
+
+from repcoach.common.endpoints import outgoing_ports_start
 
 LOWEST = 10000
-
-
-def outgoing_ports_start() -> int:
-    """The first port Linux may give an outgoing connection. A block must lie
-    below it: a connection made while the block's ports are still being bound
-    (a pipeline's stages connect to the ports bound first) may hold one."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
 
 
 def free_port_block(count: int) -> int:

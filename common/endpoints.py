@@ -31,6 +31,21 @@ from repcoach.common.errors import UserError
 # supervisor binds "reports" and "control".
 ROLES = ("work", "segmented", "joined", "results", "snapshot", "reports", "control", "tap")
 
+# Linux's default first port for outgoing connections, where /proc says nothing.
+_OUTGOING_PORTS_START = 32768
+
+
+def outgoing_ports_start() -> int:
+    """The first port this machine gives outgoing connections. A `--bind`
+    block should lie below it: a connection made while the block's ports are
+    still being bound (the stages connect to the ports bound first) may hold
+    one of them."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _OUTGOING_PORTS_START
+
+
 _TCP = re.compile(r"^tcp://(?P<host>[^:/]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 
 

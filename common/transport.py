@@ -39,7 +39,7 @@ import zmq.auth.thread
 import zmq.utils.monitor
 from zmq.utils import z85
 
-from repcoach.common.endpoints import ROLES
+from repcoach.common.endpoints import ROLES, outgoing_ports_start
 from repcoach.common.errors import UserError
 from repcoach.common.messages import Message, MessageError, decode
 
@@ -281,7 +281,8 @@ def _bind(sock: zmq.Socket, endpoint: str) -> None:
         raise UserError(
             f"{endpoint} is already in use on this machine; stop what holds it or pick "
             f"another --bind port (the pipeline takes PORT..PORT+{len(ROLES) - 1}; a port "
-            "under 32768 stays clear of the ports Linux gives outgoing connections)"
+            f"under {outgoing_ports_start()} stays clear of the ports this machine gives "
+            "outgoing connections)"
         ) from None
 
 

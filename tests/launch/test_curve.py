@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from repcoach.common.endpoints import ROLES
+from repcoach.common.endpoints import ROLES, outgoing_ports_start
 from tests.conftest import (
     free_port_block,
     netns_allowed,
@@ -223,6 +223,7 @@ def test_a_bind_port_another_program_holds_is_one_line(pipeline, video, tmp_path
     line = one_line_error(result)
     assert f"tcp://127.0.0.1:{base + ROLES.index('results')} is already in use" in line
     assert "pick another --bind port" in line
+    assert f"under {outgoing_ports_start()} stays clear" in line
     assert took < 30, f"took {took:.0f} s: restarted a stage whose port is taken"
 
 
