@@ -304,17 +304,22 @@ class PersonDetector:
         picture's long side (`square_tiles`), each seen at a larger
         scale than the whole picture (1.8 times on a 16:9 one), keeping
         detections scored at least `CLOSER_MIN_SCORE` whose hips lie inside
-        their tile (a body the tile cuts is found whole in its neighbour).
+        their tile along the picture's long side: a body a tile cuts there is
+        found whole in the neighbour. Hips beyond the picture's own edge have
+        no neighbour to be found in, so they are kept (a person seated at
+        the bottom of a waist-up shot, hips below the picture).
         Best first, in frame pixels; nothing new for a square picture."""
         px, py, px1, py1 = picture or picture_box(frame_bgr)
         tiles = square_tiles(py1 - py, px1 - px)
         if len(tiles) < 2:
             return []
+        along = 0 if px1 - px >= py1 - py else 1  # the axis the tiles step along
         found = []
-        for x, y, side in tiles:
+        for k, (x, y, side) in enumerate(tiles):
             tile = frame_bgr[py + y : py + y + side, px + x : px + x + side]
             for d in self._detect(tile, self._closer_logit):
-                if 0.0 <= d.centre[0] < side and 0.0 <= d.centre[1] < side:
+                hips = float(d.centre[along])
+                if (hips >= 0.0 or k == 0) and (hips < side or k == len(tiles) - 1):
                     found.append(_shifted(d, px + x, py + y))
         return drop_same_body(sorted(found, key=lambda d: -d.score))
 

@@ -178,6 +178,22 @@ def test_a_person_far_from_the_camera_is_found_by_a_closer_look():
     assert person.landmarks is not None
 
 
+def test_the_closer_look_finds_a_person_whose_hips_lie_below_the_picture():
+    """A waist-up shot from further away (a seated athlete behind a coach,
+    say): the picture ends above the hips, so no tile holds them, and no
+    neighbouring tile could find the person whole instead."""
+    image = next(iter(synthetic.SyntheticSource.from_spec("bicep_curl,reps=1,seed=1").frames()))[0]
+    frame = far_away(image)
+    detector = BlazePoseSegmenter().detector
+    (whole,) = detector.detect_closer(frame)
+    waist_up = np.ascontiguousarray(frame[: round(whole.centre[1]) - 30])
+    assert detector.detect(waist_up) == []
+    (found,) = detector.detect_closer(waist_up)
+    assert found.score >= CLOSER_MIN_SCORE
+    assert found.centre[1] >= waist_up.shape[0]  # the hips, below the picture
+    assert abs(found.centre[0] - whole.centre[0]) < 0.2 * whole.radius
+
+
 def test_the_closer_look_finds_nobody_in_an_empty_frame():
     segmenter = BlazePoseSegmenter()
     assert segmenter.detector.detect_closer(np.full((720, 1280, 3), 114, np.uint8)) == []
