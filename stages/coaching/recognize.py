@@ -10,11 +10,12 @@ Standing: jumping jack if arms and feet both swing, squat or lunge if the
 knees bend (lunge when the two hips are far apart in flexion, as in a split
 stance, where both are clearly seen; measured in world coordinates, since on
 screen a thigh pointing at or away from the camera folds), shoulder press
-or lateral raise if the arms rise (press when the elbows also straighten),
-pec deck fly if the upper arms are held up and the hands swing together and
-apart, bicep curl if only the elbows move and the upper arms hang (someone
-talking with their hands bends the elbows too, arms held out in front). An
-answer must hold for `STABLE_S` before it is given.
+or lateral raise if both arms rise (press when the elbows also straighten;
+one arm rising is a gesture), pec deck fly if the upper arms are held up
+and the hands swing together and apart, bicep curl if only the elbows move
+and the upper arms hang (someone talking with their hands bends the elbows
+too, arms held out in front). An answer must hold for `STABLE_S` before it
+is given.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from repcoach.common.geometry import joint_angle
 from repcoach.common.landmarks import Landmark as L
 from repcoach.common.messages import PersonJoints
-from repcoach.stages.coaching.measures import MIN_VISIBILITY, read, view_ratio
+from repcoach.stages.coaching.measures import MIN_VISIBILITY, SIDES, read, view_ratio
 from repcoach.stages.coaching.spec import Measure, parse_joint
 
 WINDOW_S = 4.0
@@ -80,6 +81,12 @@ FEATURES = (
     ),
 )
 
+# A press or a raise lifts both arms; the lower of the two must rise too. A
+# coach sweeping one arm through a fly beside the athlete, the other arm
+# hanging or out of view, lifts only one.
+_ARM_EACH_SIDE = tuple(
+    _measure("arm", "angle", ("hip", "shoulder", "elbow"), side) for side in SIDES
+)
 
 _TORSO = [L.LEFT_SHOULDER, L.RIGHT_SHOULDER, L.LEFT_HIP, L.RIGHT_HIP]
 _SPLIT_MARKS = [*_TORSO, L.LEFT_KNEE, L.RIGHT_KNEE]
@@ -130,6 +137,8 @@ class Recognizer:
         values["torso_3d"] = torso_lean_3d(joints)
         values["ratio"] = view_ratio(joints)
         values["split"] = hip_split_3d(joints)
+        left, right = (read(m, joints, "left") for m in _ARM_EACH_SIDE)
+        values["arms_both"] = float(np.minimum(left, right))  # NaN unless both are read
         self._frames.append((pts, values))
         while self._frames and pts - self._frames[0][0] > WINDOW_S:
             self._frames.popleft()
@@ -189,6 +198,8 @@ class Recognizer:
         if knee > 45:
             return "lunge" if self._hip_split() > 40 else "squat"
         if arm > 40:
+            if self._spread("arms_both") <= 40:
+                return None  # one arm rises: a gesture (or the other arm is not seen)
             return "shoulder_press" if elbow > 45 else "lateral_raise"
         arms_up = self._median("arm") >= ARMS_HANG_DEG  # False when unread (hips out of view)
         if arms_up and self._spread("hands") > HANDS_SWING:

@@ -217,6 +217,31 @@ def test_a_guessed_far_hip_does_not_make_a_squat_a_lunge():
     assert answer == "squat"
 
 
+def _raise_answers(arms: str) -> set:
+    """What auto makes of arms rising to shoulder height: "both", "one" (the
+    other hangs) or "one, other unseen"."""
+    recognizer = Recognizer(("shoulder_press", "lateral_raise", "bicep_curl", "pec_deck_fly"))
+    answers = set()
+    for i, phase in enumerate(np.concatenate([rep_wave(1)] * 4)):
+        raised = front_pose(arm_abduction=10 + 75 * phase)
+        pose = dict(raised) if arms == "both" else front_pose(arm_abduction=10)
+        for joint in ("shoulder", "elbow", "wrist"):
+            pose[f"left_{joint}"] = raised[f"left_{joint}"]
+            if arms == "one, other unseen":
+                pose[f"right_{joint}"] = (pose[f"right_{joint}"][0], 0.1)
+        answers.add(recognizer.update(to_joints(pose), i / FPS))
+    return answers - {None}
+
+
+def test_one_arm_sweeping_is_not_a_raise_or_a_press():
+    """A coach beside a pec deck sweeps one arm through the fly while the
+    athlete trains: a raise or a press lifts both arms, and whoever lifts one
+    (the other hanging, or hidden from the camera) is not given either."""
+    assert _raise_answers("both") == {"lateral_raise"}
+    assert _raise_answers("one") == set()
+    assert _raise_answers("one, other unseen") == set()
+
+
 def test_a_rear_view_press_is_not_a_push_up():
     """Upright on screen, but the world coordinates' depth tilts the torso
     70 degrees (as BlazePose did for a shoulder press seen from behind)."""
