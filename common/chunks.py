@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from repcoach.common.messages import FrameMeta
 
-# Media time a chunk spans: at 30 fps, 8 frames. The person detector runs at
-# least once a chunk, so this also bounds how long a newcomer goes unseen.
+# Media time a chunk spans: at 30 fps, 8 frames. Each chunk starts afresh, so
+# this also bounds how long a person the landmarks lost goes unfollowed.
 CHUNK_S = 0.25
 # A chunk's frames all queue at one worker: this caps what it holds (high
 # frame rates get shorter chunks).

@@ -177,10 +177,12 @@ class BlazePoseSegmenter:
     `mask_threshold`: segmentation probability (the landmark model's, or the
     selfie model's) that counts as person;
     `num_threads`: LiteRT threads per model (1 suits a 2-core pipeline);
-    `redetect_s`: live (no `continues` promise), with frame times given, the
-    detector runs at most this often while people are in view; in a chunk of
-    a file (`repcoach.common.chunks`) it runs at the chunk's first frame and
-    while nobody is followed. In between, each person's mask is cut
+    `redetect_s`: with frame times given, the detector runs at most this often
+    while people are in view, live and within a chunk of a file
+    (`repcoach.common.chunks`; there also at the chunk's first frame), and
+    on every frame where nobody is followed. Without frame times: every
+    frame live; in a file, at a chunk's first frame and while nobody is
+    followed. In between, each person's mask is cut
     from the ROI of their last detection. The ROI is a generous circle around
     the whole body, and the mask (hence the box) is recomputed every frame,
     so the box follows the movement; newcomers are found within `redetect_s`.
@@ -250,14 +252,15 @@ class BlazePoseSegmenter:
             )
         if continues is False or (pts is not None and pts < self._held_pts):
             self._held = []  # a fresh chunk, or time went backwards: nobody is followed
-        if continues is None:  # live: look again every `redetect_s`
-            due = not (
-                pts is not None
-                and bool(self._held)
-                and 0.0 < pts - self._held_pts < self.redetect_s
-            )
-        else:  # a chunk: look at its first frame, and while nobody is followed
-            due = not self._held
+        # The detector looks whenever nobody is followed (a chunk's first frame
+        # among them) and every `redetect_s` of media time: in a file as live,
+        # so that whoever it missed at a chunk's start (half hidden, in a hard
+        # pose) is picked up within the chunk, not at the next one. Media
+        # time, not the clock: a chunk's looks are the same on any worker.
+        if pts is None:  # every frame live; in a file, while nobody is followed
+            due = continues is None or not self._held
+        else:
+            due = not self._held or not 0.0 < pts - self._held_pts < self.redetect_s
         if due:
             picture = picture_box(frame)
             detections = self.detector.detect(frame, picture)
