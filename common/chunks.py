@@ -23,7 +23,8 @@ from __future__ import annotations
 from repcoach.common.messages import FrameMeta
 
 # Media time a chunk spans: at 30 fps, 8 frames. Each chunk starts afresh, so
-# this also bounds how long a person the landmarks lost goes unfollowed.
+# this also bounds how long an ROI that slid off its person (onto a
+# neighbour) is followed: a fresh look keeps whoever is followed.
 CHUNK_S = 0.25
 # A chunk's frames all queue at one worker: this caps what it holds (high
 # frame rates get shorter chunks).
