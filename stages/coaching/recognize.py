@@ -69,7 +69,6 @@ def _measure(name: str, kind: str, joints: tuple[str, ...], side: str, per=None)
 FEATURES = (
     _measure("torso", "tilt", ("shoulder", "hip"), "mean"),
     _measure("knee", "angle", ("hip", "knee", "ankle"), "min"),
-    _measure("arm", "angle", ("hip", "shoulder", "elbow"), "max"),
     _measure("elbow", "angle", ("shoulder", "elbow", "wrist"), "mean"),
     _measure("feet", "spread", ("left_ankle", "right_ankle"), "none", ("mid_shoulder", "mid_hip")),
     _measure(
@@ -81,9 +80,11 @@ FEATURES = (
     ),
 )
 
-# A press or a raise lifts both arms; the lower of the two must rise too. A
-# coach sweeping one arm through a fly beside the athlete, the other arm
-# hanging or out of view, lifts only one.
+# Each upper arm's angle from the torso, read once a frame: "arm" is the
+# higher one seen, "arms_both" the lower, read only where both are. A press or
+# a raise lifts both arms, so the lower must rise too; a coach sweeping one
+# arm through a fly beside the athlete, the other hanging or out of view,
+# lifts only one.
 _ARM_EACH_SIDE = tuple(
     _measure("arm", "angle", ("hip", "shoulder", "elbow"), side) for side in SIDES
 )
@@ -138,6 +139,7 @@ class Recognizer:
         values["ratio"] = view_ratio(joints)
         values["split"] = hip_split_3d(joints)
         left, right = (read(m, joints, "left") for m in _ARM_EACH_SIDE)
+        values["arm"] = float(np.fmax(left, right))  # the side read, when only one is
         values["arms_both"] = float(np.minimum(left, right))  # NaN unless both are read
         self._frames.append((pts, values))
         while self._frames and pts - self._frames[0][0] > WINDOW_S:
