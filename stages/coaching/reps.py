@@ -46,12 +46,15 @@ The stream itself can cut a rep, though, and then what was seen decides:
   but lost before it, as in any gap that long: the person got up mid-movement
   and walked out of the picture while the recording went on. Nothing counts.
   One the end did cut is full when it passed
-  `full` and its turn is confirmed: the signal came back from the turn by more
+  `full`, its turn is confirmed (the signal came back from the turn by more
   than `tolerance`, or stayed within `tolerance` of it for `TURN_HOLD_S`, or
-  reached `REACH_SHARE` of the person's own depth, within the spread of
-  their full reps (the part that makes a rep was seen; only the return, which
-  every rep has, is missing). Otherwise it is partial when it went
-  `min_partial` past `start` (a descent that never came back up).
+  reached `REACH_SHARE` of the person's own depth), and its lift was seen
+  (`Counting.lift`). A curl or a raise lifts on the way away from rest: the
+  part that makes the rep was seen; only the lowering, which every rep has,
+  is missing. A squat or a push-up lifts on the way back: caught at the
+  bottom, however deep, it was not done; back past `start` (where it left
+  rest), it was. Otherwise it is partial when it went `min_partial` past
+  `start` (a descent that never came back up).
 - Cut at both ends (never seen at rest): nothing shows it was a rep, so it is
   not reported (a constant signal away from rest counts nothing).
 
@@ -286,7 +289,9 @@ class RepCounter:
             assert self._held is not None
             held = end.pts - self._held.pts >= TURN_HOLD_S
             reached_own = own is not None and depth >= REACH_SHARE * own
-            full = full and (self._turned or held or reached_own)
+            # A lift on the way back is done once back past `start`, where it left.
+            lifted = c.lift == "away" or not c.past(end.value, c.start)
+            full = full and lifted and (self._turned or held or reached_own)
         if end.pts - start.pts < c.min_seconds:
             return None  # too quick for a person: a glitch
         if not full and abs(turn.value - c.start) < c.min_partial:

@@ -34,6 +34,9 @@ MEASURE_KINDS = {
 DEGREE_KINDS = ("angle", "tilt")
 # Per-rep summaries a rule can test (see `rules.py`).
 AGGREGATES = ("min", "max", "mean", "turn", "start", "rise", "drop", "range")
+# The half of a rep that works against the load: on the way away from rest
+# (a curl, a raise, a press) or on the way back to it (a squat, a push-up).
+LIFTS = ("away", "back")
 _SIDED = {lm.name.lower().removeprefix("left_") for lm in Landmark if lm.name.startswith("LEFT_")}
 
 
@@ -103,7 +106,9 @@ class Counting:
     lies on the rest side of `start` (the hysteresis band), so noise around
     one threshold cannot produce a rep. A movement that came back without
     reaching `full` but went at least `min_partial` past `start` is a partial
-    rep. `min_seconds` is the shortest real rep."""
+    rep. `min_seconds` is the shortest real rep. `lift`: the half of the rep
+    that works against the load (`LIFTS`); a rep whose lift is the way back
+    is not done until it came back (see `reps.py` on the stream's end)."""
 
     views: tuple[str, ...]
     measure: str
@@ -112,6 +117,7 @@ class Counting:
     end: float
     min_partial: float
     min_seconds: float
+    lift: str = "away"
 
     @property
     def rising(self) -> bool:
@@ -318,7 +324,9 @@ def _measure(name: str, f: _Field) -> Measure:
     return Measure(name, kind, joints, side, per)
 
 
-def _counting(f: _Field, measures: Mapping[str, Measure], views: tuple[str, ...]) -> Counting:
+def _counting(
+    f: _Field, measures: Mapping[str, Measure], views: tuple[str, ...], lift: str
+) -> Counting:
     f.obj(("views", "measure", "start", "full", "end"), ("min_partial", "min_seconds"))
     count_views = f.child("views").views()
     for i, view in enumerate(count_views):
@@ -338,7 +346,7 @@ def _counting(f: _Field, measures: Mapping[str, Measure], views: tuple[str, ...]
     min_seconds = f.child("min_seconds").number() if f.get("min_seconds") else 0.3
     if min_partial < 0 or min_seconds < 0:
         raise f.fail("min_partial and min_seconds must be 0 or more")
-    return Counting(count_views, measure, start, full, end, min_partial, min_seconds)
+    return Counting(count_views, measure, start, full, end, min_partial, min_seconds, lift)
 
 
 def _rule(f: _Field, measures: Mapping[str, Measure], views: tuple[str, ...]) -> Rule:
@@ -392,7 +400,7 @@ def parse_exercise(data: Any, source: str) -> ExerciseSpec:
     """An `ExerciseSpec` from a decoded JSON document; `source` names it in errors."""
     f = _Field(source, "", data).obj(
         ("name", "title", "views", "measures", "phases", "required_joints"),
-        ("counting", "hold", "rules", "side_joints", "cues", "hips_drop", "notes"),
+        ("counting", "lift", "hold", "rules", "side_joints", "cues", "hips_drop", "notes"),
     )
     name = f.child("name").text()
     views = f.child("views").views()
@@ -409,8 +417,11 @@ def parse_exercise(data: Any, source: str) -> ExerciseSpec:
         )
     counting: tuple[Counting, ...] = ()
     hold = None
+    if f.get("lift") is not None and not has_counting:
+        raise f.child("lift").fail("only an exercise with reps ('counting') has a lift")
     if has_counting:
-        counting = tuple(_counting(c, measures, views) for c in f.child("counting").items())
+        lift = f.child("lift").choice(LIFTS) if f.get("lift") is not None else "away"
+        counting = tuple(_counting(c, measures, views, lift) for c in f.child("counting").items())
     else:
         h = f.child("hold").obj(("measure", "window_s"), ("above", "below"))
         measure = h.child("measure").text()

@@ -614,6 +614,7 @@ def _edit(doc: dict, path: str, value) -> dict:
         ("rules.0.colour", "red", "rules[0].colour", "is not a known field"),
         ("hips_drop", -0.2, "hips_drop", "must be 0 or more, got -0.2"),
         ("hips_drop", "low", "hips_drop", "must be a number"),
+        ("lift", "up", "lift", "'up' is not one of away, back"),
     ],
 )
 def test_bad_exercise_file_names_file_and_field(tmp_path, path, value, field, message):
@@ -628,6 +629,7 @@ def test_bad_exercise_file_names_file_and_field(tmp_path, path, value, field, me
         ("counting", [], "counting", "give exactly one of 'counting'"),
         ("required_joints.0", "sholder", "required_joints[0]", "unknown joint 'sholder'"),
         ("rules.0.below", True, "rules[0].below", "must be a number, got true/false"),
+        ("lift", "away", "lift", "only an exercise with reps ('counting') has a lift"),
     ],
 )
 def test_bad_hold_file_names_file_and_field(tmp_path, path, value, field, message):

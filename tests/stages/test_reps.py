@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -155,11 +156,37 @@ def test_coming_back_after_a_long_absence_mid_rep_waits_for_rest():
 # --- a set cut by the end of the stream
 
 
-def test_a_stream_ending_at_the_held_turn_counts_the_rep():
+@pytest.mark.parametrize(("lift", "counted"), [("away", (3, 0)), ("back", (2, 1))])
+def test_a_stream_ending_at_the_held_turn(lift, counted):
+    """Held at the turn when the stream ends: the rep is done if its lift was
+    the way there (a curl held at the top); if the lift is the way back (a
+    squat held at the bottom, a push-up caught at the floor), it was not,
+    however deep: a partial rep."""
     values = ramp(*squats(2), (5.5, REST), (6.5, BOTTOM), (7.0, BOTTOM))
-    found = movements(values)
-    assert tally(found) == (3, 0)
+    found = movements(values, counting=replace(KNEE, lift=lift))
+    assert tally(found) == counted
     assert found[-1].cut == "end"
+
+
+def test_a_raise_ending_at_the_held_top_counts():
+    raises = registry().get("lateral_raise").counting[0]
+    assert raises.lift == "away"
+    top = ramp(
+        (0.0, 10.0), (0.5, 10.0), (1.5, 85.0), (2.5, 10.0), (3.0, 10.0), (4.0, 85.0), (4.6, 85.0)
+    )
+    assert tally(movements(top, counting=raises)) == (2, 0)
+
+
+@pytest.mark.parametrize(("last", "counted"), [(70.0, (1, 1)), (120.0, (1, 1)), (146.0, (2, 0))])
+def test_a_push_up_ending_on_the_way_up_counts_once_back_past_start(last, counted):
+    """A push-up's lift is the push back up (`start` 140, `end` 152): the
+    stream ends at the floor or half-way up, a partial; past 140, nearly
+    locked out, the rep was done (only its settling at rest was cut)."""
+    pushups = registry().get("pushup").counting[0]
+    assert pushups.lift == "back"
+    knots = [(0.0, 170.0), (0.5, 170.0), (1.5, 70.0), (2.5, 170.0), (3.0, 170.0), (4.0, 70.0)]
+    values = ramp(*knots, (4.6, 70.0), (5.0, last), (5.2, last))
+    assert tally(movements(values, counting=pushups)) == counted
 
 
 def test_a_stream_ending_mid_descent_gives_a_partial():
