@@ -18,7 +18,12 @@ held here, provisional. Each finished rep is weighed as evidence:
   squat or lunge lowers the hips). A knee that bends under a still body is
   another person's limb taken for a leg: BlazePose, on someone standing
   right behind a push-up, drew their legs along the athlete's arm, and the
-  "knee" bent with each push-up while their hips stayed put.
+  "knee" bent with each push-up while their hips stayed put. The hips are
+  followed from as long before the rep as the rep lasted (not before the
+  last rep's end): a counting measure can leave rest late in the body's
+  movement (seen from a camera up on a wall, a front squat's hip-above-knee
+  holds while the knees come towards the camera and the hips go most of
+  the way down).
 
 A person becomes *established* as training once `ESTABLISH_REPS` such reps
 (full or partial: shallow reps are training too) follow each other in a
@@ -107,6 +112,7 @@ class TrainingGate:
         self.reps = 0  # published full reps
         self.partial_reps = 0
         self._dropped: set[int] = set()  # ids of rep details never published
+        self._last_end_pts = -math.inf  # where the last rep held here ended
 
     def observe(self, joints: PersonJoints, seq: int, pts: float) -> None:
         xy = joints.image_xy.astype(np.float64)
@@ -198,12 +204,16 @@ class TrainingGate:
         measure = athlete.spec.measures[d["measure"]]
         refs = measure.joints + (measure.per or ())
         marks = {m for ref in refs for side in SIDES for m in ref.landmarks(side)}
+        # The body's movement may start before the measure's (module docstring).
+        lead_from = max(2 * d["start_pts"] - d["end_pts"], self._last_end_pts)
+        body = [f for f in self._frames if f.pts >= lead_from and f.seq <= end]
         evidence = (
             bool(frames)
             and _in_place(frames)
             and _in_picture(frames, sorted(marks))
-            and _hips_lowered(frames, athlete.spec.hips_drop)
+            and _hips_lowered(body, athlete.spec.hips_drop)
         )
+        self._last_end_pts = d["end_pts"]
         if self._reps and d["start_pts"] - self._reps[-1].end_pts > RHYTHM_GAP_S:
             self.discard()  # not one series: the earlier reps were something else
         self._reps.append(

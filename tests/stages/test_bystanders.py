@@ -277,3 +277,23 @@ def test_a_knee_bending_under_still_hips_is_not_a_squat():
         events = run(Coach(exercise), knee_only)
         assert [e.kind for e in events] == ["person_enter"], exercise
         assert len(reps_of(run(Coach(exercise), squats))) == 4, exercise
+
+
+def test_hips_that_dropped_before_the_measure_left_rest_are_a_squat():
+    """A front squat seen from a camera up on a wall: the knees travel
+    towards the camera, so hip-above-knee holds at standing while the hips
+    go most of the way down, then falls within the last of the descent. The
+    hips went down during the rep, only before the measure said it started:
+    still a squat, every rep counted."""
+    poses = []
+    for phase in rep_wave(4):
+        pose = front_pose(hip_drop=0.45 * phase)
+        # hip-above-knee: 1.1 (standing) until 85% of the way down, 0.3 at the bottom
+        ratio = 1.1 - 0.8 * max(phase - 0.85, 0.0) / 0.15
+        for side in ("left", "right"):
+            hip, _ = pose[f"{side}_hip"]
+            ankle, _ = pose[f"{side}_ankle"]
+            shin = (hip[1] - ankle[1]) / (1.0 + ratio)
+            pose[f"{side}_knee"] = (np.array([ankle[0], ankle[1] + shin]), 1.0)
+        poses.append(to_joints(pose))
+    assert len(reps_of(run(Coach("squat"), poses))) == 4
