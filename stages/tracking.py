@@ -2,11 +2,13 @@
 
 Each detection is turned into an `Observation` (`person_features`): anchor
 points (landmarks, else box corners), size, body proportions and clothing
-colours. Every frame, all held tracks are matched to the detections by one
+colours. Every frame, the held tracks are matched to the detections by an
 optimal assignment (`scipy.optimize.linear_sum_assignment`) whose cost is
 how far the person moved from where their track predicts them (in body
 sizes, so near and far people are treated alike), how different their
-clothes and proportions look, and how long the track has been unseen.
+clothes and proportions look, and how long the track has been unseen:
+first the tracks with an id, then the tentative ones (below) on the
+detections left over.
 
 - Motion: a track's points move forward by its centre velocity, which is
   what keeps two people who cross paths from swapping ids.
@@ -214,11 +216,13 @@ class Tracker:
         clean = self._clean(boxes)
 
         owners: list[_Track | None] = [None] * len(persons)  # each detection's track
-        if self._tracks and persons:
-            cost = self._cost(observations, pts, previous_pts)
-            for r, c in zip(*linear_sum_assignment(cost), strict=True):
-                if cost[r, c] < _NO_MATCH:
-                    owners[c] = self._tracks[r]
+        # People with an id are matched first; tentative tracks only take
+        # what is left (see `_assign`).
+        for tentative in (False, True):
+            tracks = [t for t in self._tracks if (t.track_id < 0) == tentative]
+            free = [c for c, owner in enumerate(owners) if owner is None]
+            for r, c in self._assign(tracks, [observations[c] for c in free], pts, previous_pts):
+                owners[free[c]] = tracks[r]
         for c, track in enumerate(owners):
             if track is not None:
                 self._follow(track, boxes[c], observations[c], pts, bool(clean[c]))
@@ -236,8 +240,33 @@ class Tracker:
 
     # --- matching
 
+    def _assign(
+        self,
+        tracks: list[_Track],
+        observations: list[Observation],
+        pts: float,
+        previous_pts: float | None,
+    ) -> list[tuple[int, int]]:
+        """(track, detection) index pairs: of the assignments that pair as
+        many as can be paired, the cheapest.
+
+        As many as can be paired: with a tentative track in the same round,
+        a person with an id could be pushed onto a worse detection so that
+        the newcomer got theirs (a second detection of a squatting body
+        started a track beside the athlete; the athlete's id went to the
+        double, and the athlete was given a new one). Hence the rounds."""
+        if not tracks or not observations:
+            return []
+        cost = self._cost(tracks, observations, pts, previous_pts)
+        rows, cols = linear_sum_assignment(cost)
+        return [(r, c) for r, c in zip(rows, cols, strict=True) if cost[r, c] < _NO_MATCH]
+
     def _cost(
-        self, observations: list[Observation], pts: float, previous_pts: float | None
+        self,
+        tracks: list[_Track],
+        observations: list[Observation],
+        pts: float,
+        previous_pts: float | None,
     ) -> np.ndarray:
         """(tracks, detections) cost; impossible pairs cost `_NO_MATCH`.
 
@@ -245,8 +274,8 @@ class Tracker:
         frame (re-identification): one followed frame to frame keeps its
         person through a change of light or an overlay fading in.
         """
-        cost = np.full((len(self._tracks), len(observations)), _NO_MATCH)
-        for r, track in enumerate(self._tracks):
+        cost = np.full((len(tracks), len(observations)), _NO_MATCH)
+        for r, track in enumerate(tracks):
             unseen = max(pts - track.seen_pts, 0.0)
             followed = track.seen_pts == previous_pts and unseen <= _FOLLOW_GAP_S
             reach = min(self.max_shift + self.lost_reach_per_s * unseen, self.max_reach)
@@ -263,8 +292,6 @@ class Tracker:
                 if not math.isnan(colours):
                     total += min(colours / self.max_colour_distance, 1.5)
                 total += 0.0 if math.isnan(body) else min(body / _PROPORTION_SCALE, 2.0) * 0.5
-                if track.track_id < 0:
-                    total += 1.0  # a person with an id comes first
                 cost[r, c] = total
         return cost
 

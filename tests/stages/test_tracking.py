@@ -175,6 +175,21 @@ def test_newcomer_gets_a_new_id_and_others_keep_theirs():
     assert b.track_id not in (a.track_id, -1)
 
 
+def test_a_newcomer_never_pushes_a_person_off_their_own_detection():
+    """A second detection starts a track beside the athlete, then the next
+    frame has the athlete plus one more detection that only the athlete's
+    track can reach. The athlete keeps their id on their own detection
+    (a single assignment over everyone gave it to the stray one, so that
+    the newcomer's track could take the athlete)."""
+    tracker = Tracker(min_hits=3)
+    for k in range(4):
+        (athlete,) = tracker.update([person(300)], k / FPS)
+    assert athlete.track_id == 1
+    tracker.update([person(300), person(380)], 4 / FPS)  # the newcomer: tentative
+    out = tracker.update([person(300), person(230)], 5 / FPS)
+    assert ids(out) == [1, -1]
+
+
 def test_far_jump_is_a_different_person():
     tracker = Tracker(min_hits=1)
     (a,) = tracker.update([person(100)], 0.0)
