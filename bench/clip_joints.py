@@ -22,7 +22,13 @@ import numpy as np
 
 from repcoach.common.chunks import Chunker, continues
 from repcoach.common.landmarks import Landmark as L
-from repcoach.common.messages import EndOfStream, FrameMeta, FramePacket, PersonJoints
+from repcoach.common.messages import (
+    EndOfStream,
+    FrameMeta,
+    FramePacket,
+    PersonInstance,
+    PersonJoints,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # Shoulders and hips: where a person is, steadier than any one joint.
@@ -139,17 +145,16 @@ class ClipJoints:
         return cls(name, float(fps), int(width), int(height), tuple(tuple(f) for f in frames))
 
 
-def run_vision(name: str, fps: float, images: Iterable[np.ndarray]) -> ClipJoints:
-    """The embedded vision on every frame, in order, as the pipeline runs a
-    file (in chunks, so the result equals the pipeline's with any workers)."""
+def segment_in_chunks(
+    name: str, fps: float, images: Iterable[np.ndarray]
+) -> Iterator[tuple[FrameMeta, np.ndarray, tuple[PersonInstance, ...]]]:
+    """The embedded segmenter (landmarks attached) on every frame, in order,
+    as the pipeline's segment workers run a file: in chunks, so the result
+    equals the pipeline's with any number of workers."""
     from repcoach.stages.blazepose import BlazePoseSegmenter
-    from repcoach.stages.joints import JointsStage
 
     segmenter = BlazePoseSegmenter(landmarks=True)
-    stage = JointsStage(None)
     chunker = Chunker()
-    frames = []
-    width = height = 0
     previous = None
     for index, image in enumerate(images):
         height, width = image.shape[:2]
@@ -159,6 +164,19 @@ def run_vision(name: str, fps: float, images: Iterable[np.ndarray]) -> ClipJoint
         )
         persons = tuple(segmenter.segment(image, pts, continues(previous, meta)))
         previous = meta
+        yield meta, image, persons
+
+
+def run_vision(name: str, fps: float, images: Iterable[np.ndarray]) -> ClipJoints:
+    """The embedded vision on every frame, in order, as the pipeline runs a
+    file (`segment_in_chunks`, then tracking and smoothing)."""
+    from repcoach.stages.joints import JointsStage
+
+    stage = JointsStage(None)
+    frames = []
+    width = height = 0
+    for meta, image, persons in segment_in_chunks(name, fps, images):
+        width, height = meta.width, meta.height
         out = stage.process(FramePacket(meta, image, persons=persons))
         frames.append(out.joints)
     stage.end(EndOfStream(name, len(frames) - 1, len(frames), 0, "end of file"))

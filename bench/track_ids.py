@@ -6,7 +6,8 @@ for the tracker as committed (git HEAD, "old") and the working tree's ("new").
     .venv/bin/python bench/track_ids.py --fresh              # re-run the segmenter
 
 The real embedded vision (`BlazePoseSegmenter(landmarks=True)`, every frame,
-in order, pts = index / fps) runs once per clip; its persons (box, score,
+in order, pts = index / fps, in the pipeline's chunks: the persons any
+worker count gives) runs once per clip; its persons (box, score,
 mask, landmarks) are kept in $REPCOACH_TRACK_CACHE (default
 /tmp/track_cache, never the repository), so later runs replay them through
 both trackers in seconds. The new tracker runs inside `JointsStage(None)` on
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.clip_joints import _video_frames  # noqa: E402
+from bench.clip_joints import _video_frames, segment_in_chunks  # noqa: E402
 from bench.labels import ids_allowed  # noqa: E402
 from repcoach.common.clips import clips_dir  # noqa: E402
 from repcoach.common.messages import (  # noqa: E402
@@ -130,16 +131,13 @@ def load_persons(path: Path, key: str) -> tuple[float, list[list[PersonInstance]
 def segmented(path: Path, fresh: bool) -> tuple[float, list[list[PersonInstance]]]:
     """Every frame's persons from the real segmenter (cached)."""
     stat = path.stat()
-    key = f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"chunks|{path.name}|{stat.st_size}|{stat.st_mtime_ns}"
     cached = cache_dir() / f"{path.stem}.npz"
     hit = None if fresh else load_persons(cached, key)
     if hit is not None:
         return hit
-    from repcoach.stages.blazepose import BlazePoseSegmenter
-
-    segmenter = BlazePoseSegmenter(landmarks=True)
     fps, images = _video_frames(path)
-    frames = [list(segmenter.segment(image, index / fps)) for index, image in enumerate(images)]
+    frames = [list(persons) for _, _, persons in segment_in_chunks(path.name, fps, images)]
     save_persons(cached, key, fps, frames)
     return fps, frames
 
