@@ -6,6 +6,7 @@ real pipeline on labelled clips, and fault detection on synthetic athletes.
     .venv/bin/python bench/coaching.py --no-synthetic --only pecdeck,squat_side_3
     .venv/bin/python bench/coaching.py --no-synthetic --repeat 2 --workers 1,2,4
     .venv/bin/python bench/coaching.py --no-real --more     # synthetic only, + 14 more clips
+    .venv/bin/python bench/coaching.py --no-synthetic --segmenter maskrcnn   # weights, GPU
 
 Labelled clips (default ../shared/clips or $REPCOACH_SHARED_CLIPS; the
 labels.json format is in that folder's README): every clip goes through the
@@ -24,6 +25,12 @@ flagged, and whether repeated runs agreed.
 Determinism: `--repeat N --workers 1,2,4` runs each mode N times per worker
 count; the runs agree when their summaries and JSONL event streams are equal
 byte for byte once wall-clock fields are removed (`bench/pipeline_run.py`).
+
+`--segmenter maskrcnn` runs the labelled clips on the pipeline's Mask R-CNN
+backend (its weights downloaded; a GPU to finish in reasonable time); the
+plain counter stays on the embedded joints. A run that fails is reported
+with its one-line error, and the script then exits 1: figures with a run
+missing are not the clips' figures.
 
 Baseline in the same run: a plain counter (one angle, two fixed thresholds
 per exercise; `bench/plain_counter.py`) on the joints of the embedded vision,
@@ -150,7 +157,7 @@ def run_clip(folder: Path, label: ClipLabel, args: argparse.Namespace) -> ClipRe
     modes = ([result.exercise] if result.exercise else []) + ([] if args.no_auto else ["auto"])
     for exercise in modes:
         runs = [
-            run_pipeline(path, exercise, workers, args.timeout)
+            run_pipeline(path, exercise, workers, args.timeout, args.segmenter)
             for workers in args.workers
             for _ in range(args.repeat)
         ]
@@ -355,7 +362,8 @@ def labelled_folder(folder: Path, args: argparse.Namespace) -> list[ClipResult]:
     labels = [lab for lab in labels if not wanted or any(w in lab.file for w in wanted)]
     workers = ",".join(str(w or "default") for w in args.workers)
     runs = f"{args.repeat} run(s) x workers {workers}"
-    print(f"Labelled clips: {folder} ({len(labels)} clips; per mode {runs})")
+    segmenter = args.segmenter or "the default"
+    print(f"Labelled clips: {folder} ({len(labels)} clips; per mode {runs}; segmenter {segmenter})")
     print(HEADER)
     results = []
     for label in labels:
@@ -387,6 +395,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="runs per worker count and mode")
     parser.add_argument("--workers", default="", help="worker counts to run, e.g. 1,2,4")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per pipeline run")
+    parser.add_argument(
+        "--segmenter", help="labelled clips: the pipeline's --segmenter (default: the embedded one)"
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--fresh", action="store_true", help="ignore the joints cache")
     parser.add_argument(
@@ -441,7 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"figures written to {args.json}")
-    return 0
+    # Figures over failed runs are not the clips' figures: say so in the exit code.
+    return 1 if figures.get("totals", {}).get("failed_runs") else 0
 
 
 if __name__ == "__main__":

@@ -138,9 +138,14 @@ class PipelineRun:
 
 
 def run_pipeline(
-    clip: Path, exercise: str, workers: int | None = None, timeout_s: float = 900.0
+    clip: Path,
+    exercise: str,
+    workers: int | None = None,
+    timeout_s: float = 900.0,
+    segmenter: str | None = None,
 ) -> PipelineRun:
-    """`pipeline up --source CLIP --exercise EXERCISE` to the end of the file."""
+    """`pipeline up --source CLIP --exercise EXERCISE` to the end of the file
+    (`--workers` and `--segmenter` when given; else the CLI's defaults)."""
     folder = Path(tempfile.mkdtemp(prefix="rcb", dir="/tmp"))  # ipc paths must stay short
     summary_path, events_path = folder / "summary.json", folder / "events.jsonl"
     command = [
@@ -161,6 +166,8 @@ def run_pipeline(
     ]
     if workers is not None:
         command += ["--workers", str(workers)]
+    if segmenter is not None:
+        command += ["--segmenter", segmenter]
     env = {
         **os.environ,
         "REPCOACH_RUN_DIR": str(folder / "run"),

@@ -4,6 +4,10 @@ fields before runs are compared, and matching counted ids to labelled people."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +15,8 @@ from bench.coaching import score
 from bench.labels import ids_allowed, load_labels
 from bench.pipeline_run import PipelineRun, canonical, first_difference, strip_wall_clock
 from repcoach.common.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_labels(folder, entries):
@@ -152,3 +158,31 @@ def test_floor_attributes_each_rep_and_cue_to_the_person_it_was_about():
     )
     assert [(g.reps, g.partial, g.cues) for g in given] == [(0, 1, 1), (1, 0, 1)]
     assert given[1].exercise == "squat"
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_named_and_the_exit_code_says_so(tmp_path, video):
+    """`--segmenter maskrcnn` without its weights: the real pipeline run fails
+    with its one line, the figures say a run is missing, and the benchmark
+    exits 1 rather than 0 over an incomplete table."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    video(12).rename(clips / "a.mp4")
+    write_labels(clips, [entry(reps=0)])
+    env = {
+        **os.environ,
+        "REPCOACH_WEIGHTS_DIR": str(tmp_path / "no_weights"),
+        "REPCOACH_COACH_CACHE": str(tmp_path / "cache"),
+    }
+    args = [str(clips), "--no-synthetic", "--no-auto", "--segmenter", "maskrcnn"]
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "coaching.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "segmenter maskrcnn" in done.stdout
+    assert "Mask R-CNN weights not found" in done.stdout
+    assert "failed pipeline runs: 1" in done.stdout
